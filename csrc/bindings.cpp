@@ -1,0 +1,294 @@
+// The only file that knows Python: converts arguments, validates, releases the GIL, calls the core.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/layer.h"
+#include "core/reference.h"
+
+namespace py = pybind11;
+using namespace rnnfast;
+
+namespace {
+
+using FArray = py::array_t<float, py::array::c_style>;
+
+std::string shape_str(const std::vector<long>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// The array behind a Python object, which must be a C-contiguous float32 array of this shape
+// (the Python layer converts user input; this guards the kernels against anything else).
+template <class T>
+py::array_t<T, py::array::c_style> checked(py::handle obj, const char* name, const std::vector<long>& shape,
+                                           bool writable = false) {
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + ": expected a numpy array");
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<T>()) || !(arr.flags() & py::array::c_style))
+    throw py::type_error(std::string(name) + ": expected a C-contiguous " + std::string(py::str(py::dtype::of<T>())) +
+                         " array, got dtype " + std::string(py::str(arr.dtype())));
+  std::vector<long> got(arr.shape(), arr.shape() + arr.ndim());
+  if (got != shape) throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
+  if (writable && !arr.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
+  return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(arr);
+}
+
+template <class T>
+const T* optional_ptr(py::handle obj, const char* name, const std::vector<long>& shape, std::vector<py::object>& keep) {
+  if (obj.is_none()) return nullptr;
+  auto arr = checked<T>(obj, name, shape);
+  keep.push_back(arr);
+  return arr.data();
+}
+
+template <class T>
+T* optional_out(py::handle obj, const char* name, const std::vector<long>& shape, std::vector<py::object>& keep) {
+  if (obj.is_none()) return nullptr;
+  auto arr = checked<T>(obj, name, shape, true);
+  keep.push_back(arr);
+  return arr.mutable_data();
+}
+
+CellKind cell_from_name(const std::string& name) {
+  if (name == "lstm") return CellKind::lstm;
+  if (name == "gru") return CellKind::gru;
+  if (name == "rnn_tanh") return CellKind::rnn_tanh;
+  if (name == "rnn_relu") return CellKind::rnn_relu;
+  throw py::value_error("cell: expected 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru', got '" + name + "'");
+}
+
+const char* cell_name(CellKind c) {
+  switch (c) {
+    case CellKind::lstm: return "lstm";
+    case CellKind::gru: return "gru";
+    case CellKind::rnn_relu: return "rnn_relu";
+    default: return "rnn_tanh";
+  }
+}
+
+// Runs the kernel without the GIL and turns core errors into Python ones.
+template <class F>
+void run_released(F&& f) {
+  try {
+    py::gil_scoped_release release;
+    f();
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+}
+
+template <class R>
+py::tuple reference_forward_py(const std::string& cell_s, py::handle x_o, py::handle lengths_o, bool reverse,
+                               py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
+                               py::handle h0_o, py::handle c0_o) {
+  const CellKind cell = cell_from_name(cell_s);
+  auto x = py::reinterpret_borrow<py::array>(x_o);
+  if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I)");
+  const long T = x.shape(0), B = x.shape(1), I = x.shape(2);
+  auto w_hh = py::reinterpret_borrow<py::array>(w_hh_o);
+  const long H = w_hh.shape(1), G = gate_count(cell);
+  std::vector<py::object> keep;
+  auto xa = checked<R>(x_o, "x", {T, B, I});
+  auto lens = checked<int>(lengths_o, "lengths", {B});
+  auto wi = checked<R>(w_ih_o, "w_ih", {G * H, I});
+  auto wh = checked<R>(w_hh_o, "w_hh", {G * H, H});
+  const R* bi = optional_ptr<R>(b_ih_o, "b_ih", {G * H}, keep);
+  const R* bh = optional_ptr<R>(b_hh_o, "b_hh", {G * H}, keep);
+  const R* h0 = optional_ptr<R>(h0_o, "h0", {B, H}, keep);
+  const R* c0 = optional_ptr<R>(c0_o, "c0", {B, H}, keep);
+  py::array_t<R> y({T, B, H}), hn({B, H}), cn({B, H});
+  for (long b = 0; b < B; ++b)
+    if (lens.data()[b] < 1 || lens.data()[b] > T) throw py::value_error("lengths: values must be in [1, T]");
+  reference_forward<R>(cell, T, B, I, H, xa.data(), lens.data(), reverse, wi.data(), wh.data(), bi, bh, h0, c0,
+                       y.mutable_data(), hn.mutable_data(), cn.mutable_data());
+  return py::make_tuple(y, hn, cn);
+}
+
+template <class R>
+py::dict reference_backward_py(const std::string& cell_s, py::handle x_o, py::handle lengths_o, bool reverse,
+                               py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
+                               py::handle h0_o, py::handle c0_o, py::handle dy_o, py::handle dhn_o, py::handle dcn_o) {
+  const CellKind cell = cell_from_name(cell_s);
+  auto x = py::reinterpret_borrow<py::array>(x_o);
+  if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I)");
+  const long T = x.shape(0), B = x.shape(1), I = x.shape(2);
+  auto w_hh = py::reinterpret_borrow<py::array>(w_hh_o);
+  const long H = w_hh.shape(1), G = gate_count(cell);
+  std::vector<py::object> keep;
+  auto xa = checked<R>(x_o, "x", {T, B, I});
+  auto lens = checked<int>(lengths_o, "lengths", {B});
+  auto wi = checked<R>(w_ih_o, "w_ih", {G * H, I});
+  auto wh = checked<R>(w_hh_o, "w_hh", {G * H, H});
+  const R* bi = optional_ptr<R>(b_ih_o, "b_ih", {G * H}, keep);
+  const R* bh = optional_ptr<R>(b_hh_o, "b_hh", {G * H}, keep);
+  const R* h0 = optional_ptr<R>(h0_o, "h0", {B, H}, keep);
+  const R* c0 = optional_ptr<R>(c0_o, "c0", {B, H}, keep);
+  auto dy = checked<R>(dy_o, "dy", {T, B, H});
+  const R* dhn = optional_ptr<R>(dhn_o, "dhn", {B, H}, keep);
+  const R* dcn = optional_ptr<R>(dcn_o, "dcn", {B, H}, keep);
+  for (long b = 0; b < B; ++b)
+    if (lens.data()[b] < 1 || lens.data()[b] > T) throw py::value_error("lengths: values must be in [1, T]");
+  py::array_t<R> dx({T, B, I}), dh0({B, H}), dc0({B, H}), gwi({G * H, I}), gwh({G * H, H}), gbi({G * H}), gbh({G * H});
+  for (auto* a : {&gwi, &gwh, &gbi, &gbh}) std::fill(a->mutable_data(), a->mutable_data() + a->size(), R(0));
+  reference_backward<R>(cell, T, B, I, H, xa.data(), lens.data(), reverse, wi.data(), wh.data(), bi, bh, h0, c0,
+                        dy.data(), dhn, dcn, dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(),
+                        gwi.mutable_data(), gwh.mutable_data(), gbi.mutable_data(), gbh.mutable_data());
+  py::dict out;
+  out["dx"] = dx, out["dh0"] = dh0, out["dc0"] = dc0, out["w_ih"] = gwi, out["w_hh"] = gwh, out["b_ih"] = gbi,
+  out["b_hh"] = gbh;
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "rnnfast C++ kernels";
+  m.def("cpu_info", [] {
+    py::dict info;
+    info["isa"] = isa_name(active_isa());
+    py::list available;
+    for (Isa i : supported_isas()) available.append(isa_name(i));
+    info["isas_available"] = available;
+    info["num_threads"] = num_threads();
+#ifdef _OPENMP
+    info["openmp"] = true;
+#else
+    info["openmp"] = false;
+#endif
+    return info;
+  });
+  m.def("set_isa", [](const std::string& name) {
+    Isa isa;
+    if (!isa_from_name(name, &isa))
+      throw py::value_error("isa: expected one of 'generic', 'avx2', 'avx512', got '" + name + "'");
+    try {
+      set_isa(isa);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(std::string("isa: ") + e.what());
+    }
+  });
+  m.def("get_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("num_threads: expected an integer >= 1, got " + std::to_string(n));
+    set_num_threads(n);
+  });
+  m.def("get_num_threads", [] { return num_threads(); });
+
+  py::class_<PackedWeights, std::shared_ptr<PackedWeights>>(m, "PackedWeights",
+      "One layer direction's weights packed for the active instruction set.")
+      .def(py::init([](const std::string& cell_s, py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o,
+                       py::handle b_hh_o, bool with_backward) {
+             const CellKind cell = cell_from_name(cell_s);
+             if (!py::isinstance<py::array>(w_hh_o) || py::reinterpret_borrow<py::array>(w_hh_o).ndim() != 2 ||
+                 !py::isinstance<py::array>(w_ih_o) || py::reinterpret_borrow<py::array>(w_ih_o).ndim() != 2)
+               throw py::value_error("w_ih, w_hh: expected 2-D float32 arrays");
+             auto wh_arr = py::reinterpret_borrow<py::array>(w_hh_o);
+             auto wi_arr = py::reinterpret_borrow<py::array>(w_ih_o);
+             const long H = wh_arr.shape(1), I = wi_arr.shape(1), G = gate_count(cell);
+             std::vector<py::object> keep;
+             auto wi = checked<float>(w_ih_o, "w_ih", {G * H, I});
+             auto wh = checked<float>(w_hh_o, "w_hh", {G * H, H});
+             const float* bi = optional_ptr<float>(b_ih_o, "b_ih", {G * H}, keep);
+             const float* bh = optional_ptr<float>(b_hh_o, "b_hh", {G * H}, keep);
+             std::shared_ptr<PackedWeights> p;
+             const Isa isa = active_isa();
+             run_released([&] {
+               p = std::make_shared<PackedWeights>(cell, I, H, wi.data(), wh.data(), bi, bh, with_backward, isa);
+             });
+             return p;
+           }),
+           py::arg("cell"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
+           py::arg("with_backward") = false)
+      .def_property_readonly("isa", [](const PackedWeights& p) { return std::string(isa_name(p.isa())); })
+      .def_property_readonly("cell", [](const PackedWeights& p) { return std::string(cell_name(p.cell())); })
+      .def_property_readonly("input_size", &PackedWeights::input_size)
+      .def_property_readonly("hidden_size", &PackedWeights::hidden_size)
+      .def_property_readonly("has_backward", &PackedWeights::has_backward);
+
+  py::class_<TrainCache, std::shared_ptr<TrainCache>>(m, "TrainCache",
+      "Activations a training forward keeps for its backward.")
+      .def(py::init<>())
+      .def_property_readonly("consumed", [](const TrainCache& c) { return c.consumed || !c.gates.data(); });
+
+  m.def("layer_forward",
+        [](const PackedWeights& w, py::handle x_o, py::handle lengths_o, bool reverse, py::handle h0_o,
+           py::handle c0_o, py::handle y_o, long y_offset, py::handle hn_o, py::handle cn_o,
+           std::shared_ptr<TrainCache> cache) {
+          auto x = py::reinterpret_borrow<py::array>(x_o);
+          if (!py::isinstance<py::array>(x_o) || x.ndim() != 3) throw py::value_error("x: expected a 3-D array (T, B, I)");
+          const long T = x.shape(0), B = x.shape(1), H = w.hidden_size();
+          auto xa = checked<float>(x_o, "x", {T, B, w.input_size()});
+          auto y = py::reinterpret_borrow<py::array>(y_o);
+          if (!py::isinstance<py::array>(y_o) || y.ndim() != 3) throw py::value_error("y: expected a 3-D array");
+          const long ldy = y.shape(2);
+          if (y_offset < 0 || y_offset + H > ldy) throw py::value_error("y_offset: out of range");
+          auto ya = checked<float>(y_o, "y", {T, B, ldy}, true);
+          std::vector<py::object> keep;
+          const int* lens = optional_ptr<int>(lengths_o, "lengths", {B}, keep);
+          const float* h0 = optional_ptr<float>(h0_o, "h0", {B, H}, keep);
+          const float* c0 = optional_ptr<float>(c0_o, "c0", {B, H}, keep);
+          auto hn = checked<float>(hn_o, "hn", {B, H}, true);
+          float* cn = optional_out<float>(cn_o, "cn", {B, H}, keep);
+          if (w.cell() == CellKind::lstm && !cn) throw py::value_error("cn: required for an LSTM");
+          run_released([&] {
+            layer_forward(w, T, B, xa.data(), lens, reverse, h0, c0, ya.mutable_data() + y_offset, ldy,
+                          hn.mutable_data(), cn, cache.get());
+          });
+        },
+        py::arg("packed"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("h0"), py::arg("c0"),
+        py::arg("y"), py::arg("y_offset"), py::arg("hn"), py::arg("cn"), py::arg("cache"));
+
+  m.def("layer_backward",
+        [](const PackedWeights& w, TrainCache& cache, py::handle x_o, py::handle dy_o, long dy_offset,
+           py::handle dhn_o, py::handle dcn_o, py::handle dx_o, bool dx_accumulate, py::handle dh0_o,
+           py::handle dc0_o, py::handle gwi_o, py::handle gwh_o, py::handle gbi_o, py::handle gbh_o) {
+          if (cache.consumed || !cache.gates.data())
+            throw py::value_error("backward: no training forward to differentiate (run forward in train mode; "
+                                  "backward runs once per forward)");
+          const long T = cache.T, B = cache.B, H = w.hidden_size(), I = w.input_size(), G = gate_count(w.cell());
+          auto x = checked<float>(x_o, "x", {T, B, I});
+          auto dy = py::reinterpret_borrow<py::array>(dy_o);
+          if (!py::isinstance<py::array>(dy_o) || dy.ndim() != 3) throw py::value_error("dy: expected a 3-D array");
+          const long ldy = dy.shape(2);
+          if (dy_offset < 0 || dy_offset + H > ldy) throw py::value_error("dy_offset: out of range");
+          auto dya = checked<float>(dy_o, "dy", {T, B, ldy});
+          std::vector<py::object> keep;
+          const float* dhn = optional_ptr<float>(dhn_o, "dhn", {B, H}, keep);
+          const float* dcn = optional_ptr<float>(dcn_o, "dcn", {B, H}, keep);
+          auto dx = checked<float>(dx_o, "dx", {T, B, I}, true);
+          auto dh0 = checked<float>(dh0_o, "dh0", {B, H}, true);
+          float* dc0 = optional_out<float>(dc0_o, "dc0", {B, H}, keep);
+          auto gwi = checked<float>(gwi_o, "grad_w_ih", {G * H, I}, true);
+          auto gwh = checked<float>(gwh_o, "grad_w_hh", {G * H, H}, true);
+          float* gbi = optional_out<float>(gbi_o, "grad_b_ih", {G * H}, keep);
+          float* gbh = optional_out<float>(gbh_o, "grad_b_hh", {G * H}, keep);
+          run_released([&] {
+            layer_backward(w, cache, x.data(), dya.data() + dy_offset, ldy, dhn, dcn, dx.mutable_data(),
+                           dx_accumulate, dh0.mutable_data(), dc0, gwi.mutable_data(), gwh.mutable_data(), gbi, gbh);
+          });
+        },
+        py::arg("packed"), py::arg("cache"), py::arg("x"), py::arg("dy"), py::arg("dy_offset"), py::arg("dhn"),
+        py::arg("dcn"), py::arg("dx"), py::arg("dx_accumulate"), py::arg("dh0"), py::arg("dc0"),
+        py::arg("grad_w_ih"), py::arg("grad_w_hh"), py::arg("grad_b_ih"), py::arg("grad_b_hh"));
+
+  m.def("reference_forward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse, py::handle w_ih,
+                                py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0, py::handle c0) {
+    if (x.dtype().is(py::dtype::of<double>()))
+      return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
+    return reference_forward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
+  }, "Scalar reference forward (float32 or float64): returns (y, h_n, c_n).");
+  m.def("reference_backward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse,
+                                 py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
+                                 py::handle c0, py::handle dy, py::handle dhn, py::handle dcn) {
+    if (x.dtype().is(py::dtype::of<double>()))
+      return reference_backward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
+    return reference_backward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
+  }, "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients.");
+}

@@ -1,0 +1,50 @@
+// GRU cell, fused per-step kernels (per-ISA). PyTorch's formulation (gate order r, z, n):
+//   r = σ(x_r + h_r)  z = σ(x_z + h_z)  n = tanh(x_n + r⊙h_n)  h' = (1-z)⊙n + z⊙h
+// with x_* = x W_i*ᵀ + b_i* and h_* = h W_h*ᵀ + b_h* ("linear before reset", as cuDNN).
+// Because r multiplies h_n, the input and recurrent pre-activation gradients differ in the n
+// gate, so backward writes both: g (for W_ih, b_ih, x) and gh (for W_hh, b_hh, h).
+#pragma once
+
+struct Gru {
+  static constexpr int G = 3, U = 1, NB = U * W;
+  static constexpr int MR = W == 16 ? 8 : 3;
+  static constexpr int MR_BWD = W == 16 ? 12 : 8;
+
+  // aux keeps h_n (the recurrent part of the n gate) for backward, in training.
+  static inline void forward(float* g, const float* bx, const vf* rec, const float* hp, float* ho,
+                             const float* /*cp*/, float* /*co*/, float* aux, bool train) {
+    for (int u = 0; u < U; ++u) {
+      const int o0 = u * W;
+      vf r = vsigmoid(load(g + 0 * NB + o0) + load(bx + 0 * NB + o0) + rec[0 * U + u]);
+      vf z = vsigmoid(load(g + 1 * NB + o0) + load(bx + 1 * NB + o0) + rec[1 * U + u]);
+      vf hn = rec[2 * U + u];
+      vf n = vtanh(load(g + 2 * NB + o0) + load(bx + 2 * NB + o0) + r * hn);
+      vf h = load(hp + o0);
+      store(ho + o0, n + z * (h - n));
+      if (train) {
+        store(g + 0 * NB + o0, r);
+        store(g + 1 * NB + o0, z);
+        store(g + 2 * NB + o0, n);
+        store(aux + o0, hn);
+      }
+    }
+  }
+
+  static inline void backward(float* g, float* gh, const vf* dh, vf* pass, float* /*dc*/, const float* hp,
+                              const float* /*ho*/, const float* /*cp*/, const float* /*co*/, const float* aux) {
+    for (int u = 0; u < U; ++u) {
+      const int o0 = u * W;
+      vf r = load(g + 0 * NB + o0), z = load(g + 1 * NB + o0), n = load(g + 2 * NB + o0);
+      vf dan = dh[u] * (1.0f - z) * (1.0f - n * n);
+      vf dar = dan * load(aux + o0) * r * (1.0f - r);
+      vf daz = dh[u] * (load(hp + o0) - n) * z * (1.0f - z);
+      store(g + 0 * NB + o0, dar);
+      store(g + 1 * NB + o0, daz);
+      store(g + 2 * NB + o0, dan);
+      store(gh + 0 * NB + o0, dar);
+      store(gh + 1 * NB + o0, daz);
+      store(gh + 2 * NB + o0, dan * r);
+      pass[u] = dh[u] * z;
+    }
+  }
+};

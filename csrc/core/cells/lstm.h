@@ -1,0 +1,54 @@
+// LSTM cell, fused per-step kernels (per-ISA; see kernels/simd.h). PyTorch gate order i, f, g, o:
+//   i = σ(a_i)  f = σ(a_f)  g = tanh(a_g)  o = σ(a_o)    c' = f⊙c + i⊙g    h' = o⊙tanh(c')
+// where a = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh. A row's gate block holds G*NB floats laid out as
+// [gate][unit]; `rec` holds the recurrent part (h W_hhᵀ + b_hh) in the same order.
+#pragma once
+
+struct Lstm {
+  static constexpr int G = 4;                     // gates
+  static constexpr int U = 1;                     // vectors per gate in a hidden block
+  static constexpr int NB = U * W;                // hidden units per block
+  static constexpr int MR = W == 16 ? 6 : 2;      // batch rows per forward tile (registers: MR*G*U)
+  static constexpr int MR_BWD = W == 16 ? 12 : 8; // batch rows per backward tile (registers: MR*U)
+
+  // Forward for one batch row and one hidden block. In training, g keeps the activations.
+  static inline void forward(float* g, const float* bx, const vf* rec, const float* /*hp*/, float* ho,
+                             const float* cp, float* co, float* /*aux*/, bool train) {
+    for (int u = 0; u < U; ++u) {
+      const int o0 = u * W;
+      vf i = vsigmoid(load(g + 0 * NB + o0) + load(bx + 0 * NB + o0) + rec[0 * U + u]);
+      vf f = vsigmoid(load(g + 1 * NB + o0) + load(bx + 1 * NB + o0) + rec[1 * U + u]);
+      vf gg = vtanh(load(g + 2 * NB + o0) + load(bx + 2 * NB + o0) + rec[2 * U + u]);
+      vf o = vsigmoid(load(g + 3 * NB + o0) + load(bx + 3 * NB + o0) + rec[3 * U + u]);
+      vf c = f * load(cp + o0) + i * gg;
+      store(co + o0, c);
+      store(ho + o0, o * vtanh(c));
+      if (train) {
+        store(g + 0 * NB + o0, i);
+        store(g + 1 * NB + o0, f);
+        store(g + 2 * NB + o0, gg);
+        store(g + 3 * NB + o0, o);
+      }
+    }
+  }
+
+  // Backward for one row and block. dh: gradient of h' (all paths). dc: in, gradient of c';
+  // out, gradient of c. g: in, activations; out, gradient of the pre-activations a (the same
+  // for the input and the recurrent weights, so gh is unused). pass: what flows to h directly.
+  static inline void backward(float* g, float* /*gh*/, const vf* dh, vf* pass, float* dc, const float* /*hp*/,
+                              const float* /*ho*/, const float* cp, const float* co, const float* /*aux*/) {
+    for (int u = 0; u < U; ++u) {
+      const int o0 = u * W;
+      vf i = load(g + 0 * NB + o0), f = load(g + 1 * NB + o0);
+      vf gg = load(g + 2 * NB + o0), o = load(g + 3 * NB + o0);
+      vf tc = vtanh(load(co + o0));
+      vf dct = load(dc + o0) + dh[u] * o * (1.0f - tc * tc);
+      store(g + 0 * NB + o0, dct * gg * i * (1.0f - i));
+      store(g + 1 * NB + o0, dct * load(cp + o0) * f * (1.0f - f));
+      store(g + 2 * NB + o0, dct * i * (1.0f - gg * gg));
+      store(g + 3 * NB + o0, dh[u] * tc * o * (1.0f - o));
+      store(dc + o0, dct * f);
+      pass[u] = splat(0.0f);
+    }
+  }
+};

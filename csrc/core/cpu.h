@@ -1,0 +1,24 @@
+// CPU feature detection and the instruction-set choice (DESIGN.md §3.6).
+// Compiled without architecture flags so it runs on any x86-64.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace rnnfast {
+
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+
+const char* isa_name(Isa isa);
+bool isa_from_name(const std::string& name, Isa* out);
+
+// ISAs this CPU and OS can run, best last.
+std::vector<Isa> supported_isas();
+
+// The ISA the kernels use: the best supported one, or RNNFAST_ISA when set; set_isa overrides.
+Isa active_isa();
+void set_isa(Isa isa);  // throws std::invalid_argument if the CPU cannot run it
+
+int num_threads();
+void set_num_threads(int n);  // n >= 1
+
+}  // namespace rnnfast

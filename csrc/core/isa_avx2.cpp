@@ -1,0 +1,15 @@
+// The kernels built for the avx2 instruction set (8 floats per vector); see kernels/isa_impl.h.
+#include <cstdint>
+#include <cstring>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/kernel_api.h"
+
+#define RNNFAST_VEC_FLOATS 8
+namespace rnnfast {
+namespace avx2 {
+#include "core/kernels/isa_impl.h"
+}  // namespace avx2
+}  // namespace rnnfast

@@ -1,0 +1,15 @@
+// The kernels built for the avx512 instruction set (16 floats per vector); see kernels/isa_impl.h.
+#include <cstdint>
+#include <cstring>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/kernel_api.h"
+
+#define RNNFAST_VEC_FLOATS 16
+namespace rnnfast {
+namespace avx512 {
+#include "core/kernels/isa_impl.h"
+}  // namespace avx512
+}  // namespace rnnfast

@@ -1,0 +1,15 @@
+// The kernels built for the generic instruction set (4 floats per vector); see kernels/isa_impl.h.
+#include <cstdint>
+#include <cstring>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/kernel_api.h"
+
+#define RNNFAST_VEC_FLOATS 4
+namespace rnnfast {
+namespace generic {
+#include "core/kernels/isa_impl.h"
+}  // namespace generic
+}  // namespace rnnfast

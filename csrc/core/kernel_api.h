@@ -1,0 +1,96 @@
+// The contract between the driver (layer.cpp, any ISA) and the per-ISA kernels (isa_*.cpp).
+// Plain structs of sizes and raw pointers: the kernels allocate nothing and know no Python.
+#pragma once
+
+#include "cpu.h"
+
+namespace rnnfast {
+
+enum class CellKind { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
+
+inline int gate_count(CellKind c) { return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1; }
+
+// How one ISA lays out a layer's weights and gate buffers. Gate buffers have GHp columns ordered
+// [hidden block][gate][unit in block] so that one tile holds every gate of its hidden units.
+struct Layout {
+  int W = 0;       // floats per SIMD vector
+  int NB = 0;      // hidden units per block
+  int G = 0;       // gates
+  int Hp = 0;      // hidden size padded to a multiple of NB
+  int GHp = 0;     // G * Hp: width of a gate row
+  int NR = 0;      // panel width of the general GEMM
+  long wx = 0, wh = 0, wx_bwd = 0, wh_bwd = 0;  // packed sizes in floats
+};
+
+struct PackedView {  // pointers into a PackedWeights (layer.h)
+  const float *wx, *wh, *wx_bwd, *wh_bwd, *bx, *bh;
+};
+
+struct ForwardArgs {
+  CellKind cell;
+  Layout L;
+  PackedView w;
+  int T, B, I, H;
+  const float* x;         // (T, B, I)
+  const int* lengths;     // (B), each in [1, T]
+  bool reverse;
+  float* y;               // row (t, b) at y + (t*B + b)*ldy, H columns
+  long ldy;
+  bool training;          // keep activations for backward
+  float* gates;           // training: (T, B, GHp); inference: (chunk, B, GHp)
+  int chunk;              // time steps per x-projection chunk (T in training)
+  float* hs;              // states, rows of Hp: training (T+1) slots of B rows, inference 2 slots
+  float* cs;              // LSTM cell states, same shape as hs
+  float* aux;             // GRU training: (T, B, Hp) recurrent part of n
+  int nthreads;
+};
+
+struct BackwardArgs {
+  CellKind cell;
+  Layout L;
+  PackedView w;
+  int T, B, I, H;
+  const float* x;
+  const int* lengths;
+  bool reverse;
+  const float* dy;        // like y
+  long ldy;
+  float* dx;              // (T, B, I)
+  bool dx_accumulate;
+  float *dh0, *dc0;       // (B, H); dc0 only for LSTM
+  float *gw_ih, *gw_hh, *gb_ih, *gb_hh;  // PyTorch layout, accumulated; biases may be null
+  float* gates;           // in: activations from forward; out: gradient of pre-activations (input side)
+  float* dgh;             // GRU: gradient of the recurrent pre-activations (T, B, GHp); else == gates
+  const float *hs, *cs, *aux;  // from forward
+  float *dh_pass, *dc;    // (B, Hp) each; in: gradients of h_n and c_n (padded)
+  float *xt, *ht;         // scratch (I, T*B) and (H, T*B) for the weight-gradient GEMMs
+  float* wgrad;           // scratch (max(I, H), GHp)
+  float* bpack;           // scratch kGemmKC x (GHp rounded to NR)
+  int nthreads;
+};
+
+struct IsaKernels {
+  Layout (*layout)(CellKind cell, int I, int H);
+  // Packs PyTorch-layout weights (biases may be null) into the buffers of PackedView.
+  void (*pack)(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh,
+               const float* b_ih, const float* b_hh, bool with_backward, float* wx, float* wh,
+               float* wx_bwd, float* wh_bwd, float* bx, float* bh);
+  void (*forward)(const ForwardArgs& a);
+  void (*backward)(const BackwardArgs& a);
+};
+
+namespace generic { const IsaKernels& kernels(); }
+namespace avx2 { const IsaKernels& kernels(); }
+namespace avx512 { const IsaKernels& kernels(); }
+
+inline const IsaKernels& kernels_for(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return avx512::kernels();
+    case Isa::avx2: return avx2::kernels();
+    default: return generic::kernels();
+  }
+}
+
+constexpr int kBackwardPackRows = 256;  // K-block of the weight-gradient GEMMs (== kGemmKC)
+
+}  // namespace rnnfast

@@ -1,0 +1,106 @@
+// Register-blocked matrix multiply on pre-packed B panels (per-ISA, see simd.h).
+//
+// A is read in place (row-major, any row stride): each step broadcasts one element of MR rows
+// and multiplies it with NV vectors of a packed B panel, so MR*NV accumulators stay in registers.
+// B is packed once into panels of NV*W columns, K rows each, zero-padded: panel p holds
+// B[k][p*NV*W + c] at p*K*NV*W + k*NV*W + c. The recurrent weights are packed this way once and
+// cached by the caller; large right-hand sides are packed per K-block inside gemm().
+#pragma once
+
+// acc[m][v] += sum_k A[m][k] * Bp[k][v*W..]
+template <int MR, int NV>
+static inline void microkernel(int K, const float* A, long lda, const float* Bp, vf (&acc)[MR][NV]) {
+  for (int k = 0; k < K; ++k) {
+    const float* b = Bp + static_cast<long>(k) * NV * W;
+    vf bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = load(b + v * W);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const float a = A[m * lda + k];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[m][v] += bv[v] * a;
+    }
+  }
+}
+
+// The same kernel for mr <= MR rows (row tails): every row count gets its own instantiation, so
+// tails also keep their accumulators in registers.
+template <int MR, int NV>
+static inline void microkernel_rows(int mr, int K, const float* A, long lda, const float* Bp, vf (&acc)[MR][NV]) {
+  if constexpr (MR == 1) {
+    microkernel<1, NV>(K, A, lda, Bp, acc);
+  } else {
+    if (mr == MR)
+      microkernel<MR, NV>(K, A, lda, Bp, acc);
+    else
+      microkernel_rows<MR - 1, NV>(mr, K, A, lda, Bp, reinterpret_cast<vf(&)[MR - 1][NV]>(acc));
+  }
+}
+
+// Pack panels [p_lo, p_hi) of the K x N matrix B(k, n) = src[k * rs + n * cs].
+template <int NV>
+static void pack_panels(int K, int N, const float* src, long rs, long cs, float* dst, int p_lo, int p_hi) {
+  const int NR = NV * W;
+  for (int p = p_lo; p < p_hi; ++p) {
+    float* out = dst + static_cast<long>(p) * K * NR;
+    const int n0 = p * NR, nn = N - n0 < NR ? N - n0 : NR;
+    for (int k = 0; k < K; ++k) {
+      for (int c = 0; c < nn; ++c) out[k * NR + c] = src[k * rs + static_cast<long>(n0 + c) * cs];
+      for (int c = nn; c < NR; ++c) out[k * NR + c] = 0.0f;
+    }
+  }
+}
+
+static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Write rows [0, mr) x columns [0, ncols) of a tile to C, adding C's old values when accumulate.
+template <int MR, int NV>
+static inline void store_tile(vf (&acc)[MR][NV], int mr, int ncols, float* C, long ldc, bool accumulate) {
+  for (int m = 0; m < mr; ++m) {
+    float* c = C + m * ldc;
+    for (int v = 0; v < NV; ++v) {
+      const int n = ncols - v * W;
+      if (n <= 0) break;
+      if (n >= W) {
+        store(c + v * W, accumulate ? load(c + v * W) + acc[m][v] : acc[m][v]);
+      } else {
+        vf old = accumulate ? load_partial(c + v * W, n) : splat(0.0f);
+        store_partial(c + v * W, old + acc[m][v], n);
+      }
+    }
+  }
+}
+
+// Thread tid of nth computes its share of C (M x N) (+)= A (M x K) * Bp, where Bp holds full-K
+// panels (pack_panels). Work is split over (panel, row block) tiles only: each element of C is
+// summed by one thread in a fixed order, so results do not depend on the thread count.
+constexpr int kGemmKC = 256, kGemmMC = 120;
+constexpr int GEMM_MR = 6, GEMM_NV = W == 16 ? 4 : 2;  // register tile of the general GEMM
+static_assert(kGemmKC == kBackwardPackRows, "backward pack scratch is sized by kBackwardPackRows");
+
+template <int MR, int NV>
+static void gemm_packed_part(int tid, int nth, int M, int N, int K, const float* A, long lda, const float* Bp,
+                             long panel_stride, float* C, long ldc, bool accumulate) {
+  const int NR = NV * W, npanels = ceil_div(N, NR), MC = kGemmMC / MR * MR, nmb = ceil_div(M, MC);
+  const long ntiles = static_cast<long>(npanels) * nmb;
+  const long lo = ntiles * tid / nth, hi = ntiles * (tid + 1) / nth;
+  for (long tile = lo; tile < hi; ++tile) {
+    const int p = static_cast<int>(tile / nmb), mb = static_cast<int>(tile % nmb);
+    const int ncols = N - p * NR < NR ? N - p * NR : NR;
+    const int m_end = (mb + 1) * MC < M ? (mb + 1) * MC : M;
+    for (int k0 = 0; k0 < K || k0 == 0; k0 += kGemmKC) {
+      const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
+      for (int m0 = mb * MC; m0 < m_end; m0 += MR) {
+        const int mr = m_end - m0 < MR ? m_end - m0 : MR;
+        vf acc[MR][NV];
+        for (int m = 0; m < MR; ++m)
+          for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
+        microkernel_rows<MR, NV>(mr, kc, A + static_cast<long>(m0) * lda + k0, lda,
+                                 Bp + p * panel_stride + static_cast<long>(k0) * NR, acc);
+        store_tile<MR, NV>(acc, mr, ncols, C + static_cast<long>(m0) * ldc + p * NR, ldc, accumulate || k0 > 0);
+      }
+      if (K == 0) break;
+    }
+  }
+}

@@ -1,0 +1,103 @@
+// Everything one instruction set compiles: included by isa_{generic,avx2,avx512}.cpp inside the
+// namespace rnnfast::<isa>, after the standard headers and with RNNFAST_VEC_FLOATS defined.
+#include "core/kernels/simd.h"
+#include "core/kernels/gemm.h"
+#include "core/kernels/grads.h"
+#include "core/kernels/sequence.h"
+#include "core/cells/rnn.h"
+#include "core/cells/lstm.h"
+#include "core/cells/gru.h"
+
+template <class Cell>
+static Layout layout_for(int I, int H) {
+  Layout L;
+  L.W = W;
+  L.NB = Cell::NB;
+  L.G = Cell::G;
+  L.Hp = ceil_div(H, Cell::NB) * Cell::NB;
+  L.GHp = L.G * L.Hp;
+  L.NR = GEMM_NV * W;
+  L.wx = static_cast<long>(ceil_div(L.GHp, L.NR)) * L.NR * I;
+  L.wh = static_cast<long>(L.GHp) * H;
+  L.wx_bwd = static_cast<long>(ceil_div(I, L.NR)) * L.NR * L.GHp;
+  L.wh_bwd = static_cast<long>(L.Hp) * L.GHp;
+  return L;
+}
+
+static Layout layout(CellKind cell, int I, int H) {
+  switch (cell) {
+    case CellKind::lstm: return layout_for<Lstm>(I, H);
+    case CellKind::gru: return layout_for<Gru>(I, H);
+    default: return layout_for<Rnn<false>>(I, H);
+  }
+}
+
+// Rows of a PyTorch weight (G*H x K) in internal gate-column order, zero rows for padding.
+static void to_internal_rows(const Layout& L, int H, int K, const float* src, float* dst) {
+  for (int c = 0; c < L.GHp; ++c) {
+    const int row = torch_row(c, L.G, L.NB, H);
+    for (int k = 0; k < K; ++k) dst[static_cast<long>(c) * K + k] = row >= 0 ? src[static_cast<long>(row) * K + k] : 0.0f;
+  }
+}
+
+template <class Cell>
+static void pack_for(const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
+                     const float* b_hh, bool with_backward, float* wx, float* wh, float* wx_bwd, float* wh_bwd,
+                     float* bx, float* bh) {
+  constexpr int NV = Cell::G * Cell::U;
+  float* wi = new float[static_cast<long>(L.GHp) * I];  // packing is once per weight change: plain new is fine
+  float* whr = new float[static_cast<long>(L.GHp) * H];
+  to_internal_rows(L, H, I, w_ih, wi);
+  to_internal_rows(L, H, H, w_hh, whr);
+  // Forward: x-projection B = W_ihᵀ (I x GHp); recurrent tiles B = W_hhᵀ (H x GHp), one panel per hidden block.
+  pack_panels<GEMM_NV>(I, L.GHp, wi, 1, I, wx, 0, ceil_div(L.GHp, L.NR));
+  pack_panels<NV>(H, L.GHp, whr, 1, H, wh, 0, L.Hp / Cell::NB);
+  if (with_backward) {
+    // Backward: dX = dG W_ih (B = W_ih, GHp x I); dh = dG W_hh (B = W_hh, GHp x H) in hidden-block panels.
+    pack_panels<GEMM_NV>(L.GHp, I, wi, I, 1, wx_bwd, 0, ceil_div(I, L.NR));
+    pack_panels<Cell::U>(L.GHp, H, whr, H, 1, wh_bwd, 0, L.Hp / Cell::NB);
+  }
+  for (int c = 0; c < L.GHp; ++c) {
+    const int row = torch_row(c, L.G, L.NB, H);
+    bx[c] = row >= 0 && b_ih ? b_ih[row] : 0.0f;
+    bh[c] = row >= 0 && b_hh ? b_hh[row] : 0.0f;
+  }
+  delete[] wi;
+  delete[] whr;
+}
+
+static void pack(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
+                 const float* b_hh, bool with_backward, float* wx, float* wh, float* wx_bwd, float* wh_bwd, float* bx,
+                 float* bh) {
+  switch (cell) {
+    case CellKind::lstm:
+      return pack_for<Lstm>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, bx, bh);
+    case CellKind::gru:
+      return pack_for<Gru>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, bx, bh);
+    default:
+      return pack_for<Rnn<false>>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, bx, bh);
+  }
+}
+
+static void forward(const ForwardArgs& a) {
+  switch (a.cell) {
+    case CellKind::lstm: return forward_sequence<Lstm>(a);
+    case CellKind::gru: return forward_sequence<Gru>(a);
+    case CellKind::rnn_relu: return forward_sequence<Rnn<true>>(a);
+    default: return forward_sequence<Rnn<false>>(a);
+  }
+}
+
+static void backward(const BackwardArgs& a) {
+  switch (a.cell) {
+    case CellKind::lstm: return backward_sequence<Lstm>(a);
+    case CellKind::gru: return backward_sequence<Gru>(a);
+    case CellKind::rnn_relu: return backward_sequence<Rnn<true>>(a);
+    default: return backward_sequence<Rnn<false>>(a);
+  }
+}
+
+const IsaKernels& kernels() {
+  static const IsaKernels table{layout, pack, forward, backward};
+  return table;
+}

@@ -1,0 +1,207 @@
+#include "layer.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+namespace rnnfast {
+
+AlignedBuffer::AlignedBuffer(size_t n, bool zero) : n_(n) {
+  if (n == 0) return;
+  const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!p) throw std::bad_alloc();
+  if (zero) std::memset(p, 0, bytes);
+  p_.reset(p);
+}
+
+void AlignedBuffer::Free::operator()(float* p) const { std::free(p); }
+
+PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
+                             const float* b_ih, const float* b_hh, bool with_backward, Isa isa)
+    : cell_(cell), isa_(isa), I_(input_size), H_(hidden_size), with_backward_(with_backward) {
+  if (input_size < 1 || hidden_size < 1)
+    throw std::invalid_argument("input_size and hidden_size must be >= 1, got " + std::to_string(input_size) +
+                                " and " + std::to_string(hidden_size));
+  const IsaKernels& k = kernels_for(isa);
+  L_ = k.layout(cell, I_, H_);
+  wx_ = AlignedBuffer(L_.wx);
+  wh_ = AlignedBuffer(L_.wh);
+  if (with_backward) {
+    wx_bwd_ = AlignedBuffer(L_.wx_bwd);
+    wh_bwd_ = AlignedBuffer(L_.wh_bwd);
+  }
+  bx_ = AlignedBuffer(L_.GHp);
+  bh_ = AlignedBuffer(L_.GHp);
+  k.pack(cell, L_, I_, H_, w_ih, w_hh, b_ih, b_hh, with_backward, wx_.data(), wh_.data(), wx_bwd_.data(),
+         wh_bwd_.data(), bx_.data(), bh_.data());
+}
+
+PackedView PackedWeights::view() const {
+  return {wx_.data(), wh_.data(), wx_bwd_.data(), wh_bwd_.data(), bx_.data(), bh_.data()};
+}
+
+int threads_for(int B, int H, int G) {
+  const double work = static_cast<double>(B) * G * H * H;  // multiply-adds per recurrent step
+  if (work < 48.0 * 1024) return 1;
+  return std::max(1, std::min(num_threads(), B * std::max(1, H / 16)));
+}
+
+namespace {
+
+// Copy (B, H) rows into a padded (B, Hp) state slot, zeros where src is null or in the padding.
+void load_state(const float* src, int B, int H, int Hp, float* dst) {
+  for (int b = 0; b < B; ++b) {
+    float* d = dst + static_cast<long>(b) * Hp;
+    if (src)
+      std::memcpy(d, src + static_cast<long>(b) * H, sizeof(float) * H);
+    else
+      std::memset(d, 0, sizeof(float) * H);
+    std::memset(d + H, 0, sizeof(float) * (Hp - H));
+  }
+}
+
+void save_state(const float* src, int B, int H, int Hp, float* dst) {
+  for (int b = 0; b < B; ++b) std::memcpy(dst + static_cast<long>(b) * H, src + static_cast<long>(b) * Hp, sizeof(float) * H);
+}
+
+std::vector<int> checked_lengths(const int* lengths, int T, int B) {
+  std::vector<int> out(B, T);
+  if (!lengths) return out;
+  for (int b = 0; b < B; ++b) {
+    if (lengths[b] < 1 || lengths[b] > T)
+      throw std::invalid_argument("lengths[" + std::to_string(b) + "] must be in [1, " + std::to_string(T) +
+                                  "], got " + std::to_string(lengths[b]));
+    out[b] = lengths[b];
+  }
+  return out;
+}
+
+}  // namespace
+
+void layer_forward(const PackedWeights& w, int T, int B, const float* x, const int* lengths, bool reverse,
+                   const float* h0, const float* c0, float* y, long ldy, float* hn, float* cn, TrainCache* cache) {
+  if (T < 1 || B < 1) throw std::invalid_argument("sequence length and batch size must be >= 1");
+  const Layout& L = w.layout();
+  const int H = w.hidden_size(), Hp = L.Hp;
+  const bool lstm = w.cell() == CellKind::lstm, training = cache != nullptr;
+  const long slot = static_cast<long>(B) * Hp;
+  std::vector<int> lens = checked_lengths(lengths, T, B);
+
+  ForwardArgs a{};
+  a.cell = w.cell();
+  a.L = L;
+  a.w = w.view();
+  a.T = T;
+  a.B = B;
+  a.I = w.input_size();
+  a.H = H;
+  a.x = x;
+  a.lengths = lens.data();
+  a.reverse = reverse;
+  a.y = y;
+  a.ldy = ldy;
+  a.training = training;
+  a.nthreads = threads_for(B, H, L.G);
+
+  AlignedBuffer gates, hs, cs, aux;
+  const int slots = training ? T + 1 : 2;
+  // Inference projects the input a chunk of steps at a time (~2 MB): memory O(B*H), not O(T*B*H).
+  a.chunk = training ? T : std::max(1, std::min<int>(T, static_cast<int>((512L * 1024) / (static_cast<long>(B) * L.GHp))));
+  gates = AlignedBuffer(static_cast<size_t>(a.chunk) * B * L.GHp);
+  hs = AlignedBuffer(slots * slot);
+  if (lstm) cs = AlignedBuffer(slots * slot);
+  if (training && w.cell() == CellKind::gru) aux = AlignedBuffer(static_cast<size_t>(T) * slot);
+  a.gates = gates.data();
+  a.hs = hs.data();
+  a.cs = cs.data();
+  a.aux = aux.data();
+
+  const int first = training ? (reverse ? T : 0) : 0;  // slot of the initial state
+  load_state(h0, B, H, Hp, a.hs + first * slot);
+  if (lstm) load_state(c0, B, H, Hp, a.cs + first * slot);
+
+  kernels_for(w.isa()).forward(a);
+
+  const int last = training ? (reverse ? 0 : T) : (T & 1);  // slot of the final state
+  save_state(a.hs + last * slot, B, H, Hp, hn);
+  if (lstm && cn) save_state(a.cs + last * slot, B, H, Hp, cn);
+
+  if (training) {
+    cache->T = T;
+    cache->B = B;
+    cache->reverse = reverse;
+    cache->consumed = false;
+    cache->lengths = std::move(lens);
+    cache->gates = std::move(gates);
+    cache->hs = std::move(hs);
+    cache->cs = std::move(cs);
+    cache->aux = std::move(aux);
+  }
+}
+
+void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
+                    const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
+                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh) {
+  if (cache.consumed || !cache.gates.data())
+    throw std::invalid_argument("backward needs a training forward first, and runs once per forward");
+  if (!w.has_backward()) throw std::invalid_argument("weights were packed without backward support");
+  const Layout& L = w.layout();
+  const int T = cache.T, B = cache.B, I = w.input_size(), H = w.hidden_size(), Hp = L.Hp;
+  const long TB = static_cast<long>(T) * B;
+  const bool lstm = w.cell() == CellKind::lstm;
+
+  BackwardArgs a{};
+  a.cell = w.cell();
+  a.L = L;
+  a.w = w.view();
+  a.T = T;
+  a.B = B;
+  a.I = I;
+  a.H = H;
+  a.x = x;
+  a.lengths = cache.lengths.data();
+  a.reverse = cache.reverse;
+  a.dy = dy;
+  a.ldy = ldy;
+  a.dx = dx;
+  a.dx_accumulate = dx_accumulate;
+  a.dh0 = dh0;
+  a.dc0 = lstm ? dc0 : nullptr;
+  a.gw_ih = gw_ih;
+  a.gw_hh = gw_hh;
+  a.gb_ih = gb_ih;
+  a.gb_hh = gb_hh;
+  a.gates = cache.gates.data();
+  AlignedBuffer dgh;
+  if (w.cell() == CellKind::gru) dgh = AlignedBuffer(TB * L.GHp);
+  a.dgh = dgh.data() ? dgh.data() : a.gates;
+  a.hs = cache.hs.data();
+  a.cs = cache.cs.data();
+  a.aux = cache.aux.data();
+  AlignedBuffer dh_pass(static_cast<size_t>(B) * Hp), dc(static_cast<size_t>(B) * Hp);
+  load_state(dhn, B, H, Hp, dh_pass.data());
+  load_state(lstm ? dcn : nullptr, B, H, Hp, dc.data());
+  a.dh_pass = dh_pass.data();
+  a.dc = dc.data();
+  AlignedBuffer xt(static_cast<size_t>(I) * TB), ht(static_cast<size_t>(H) * TB);
+  AlignedBuffer wgrad(static_cast<size_t>(std::max(I, H)) * L.GHp);
+  AlignedBuffer bpack(static_cast<size_t>(kBackwardPackRows) * ((L.GHp + L.NR - 1) / L.NR) * L.NR);
+  a.xt = xt.data();
+  a.ht = ht.data();
+  a.wgrad = wgrad.data();
+  a.bpack = bpack.data();
+  a.nthreads = threads_for(B, H, L.G);
+
+  cache.consumed = true;  // gates are overwritten with gradients below
+  kernels_for(w.isa()).backward(a);
+  cache.gates = AlignedBuffer();
+  cache.hs = AlignedBuffer();
+  cache.cs = AlignedBuffer();
+  cache.aux = AlignedBuffer();
+}
+
+}  // namespace rnnfast

@@ -1,0 +1,79 @@
+// One recurrent layer in one direction over a whole sequence: packed weights, training cache,
+// forward and backward. Plain C++ (usable without Python); errors are std::invalid_argument.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "kernel_api.h"
+
+namespace rnnfast {
+
+// 64-byte aligned float storage (SIMD loads, no false sharing of cache lines at the start).
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t n, bool zero = false);
+  float* data() const { return p_.get(); }
+  size_t size() const { return n_; }
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float, Free> p_;
+  size_t n_ = 0;
+};
+
+// Weights of one layer direction, packed for one ISA. Pack once, use for many calls.
+class PackedWeights {
+ public:
+  // Arrays in PyTorch layout: w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H) or null.
+  // with_backward also packs the transposed copies that backward needs.
+  PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
+                const float* b_ih, const float* b_hh, bool with_backward, Isa isa);
+
+  CellKind cell() const { return cell_; }
+  Isa isa() const { return isa_; }
+  int input_size() const { return I_; }
+  int hidden_size() const { return H_; }
+  bool has_backward() const { return with_backward_; }
+  const Layout& layout() const { return L_; }
+  PackedView view() const;
+
+ private:
+  CellKind cell_;
+  Isa isa_;
+  int I_, H_;
+  bool with_backward_;
+  Layout L_;
+  AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, bx_, bh_;
+};
+
+// What a training forward keeps for backward (activations, states). Consumed by backward.
+struct TrainCache {
+  int T = 0, B = 0;
+  bool reverse = false;
+  bool consumed = false;
+  std::vector<int> lengths;
+  AlignedBuffer gates, hs, cs, aux;
+};
+
+// x: (T, B, I). lengths: B values in [1, T] or null (all T). h0, c0: (B, H) or null (zeros).
+// y: row (t, b) at y + (t*B + b)*ldy, H floats written. hn, cn: (B, H); cn only for LSTM.
+// cache: null for inference (no activations kept), else filled for backward.
+void layer_forward(const PackedWeights& w, int T, int B, const float* x, const int* lengths, bool reverse,
+                   const float* h0, const float* c0, float* y, long ldy, float* hn, float* cn, TrainCache* cache);
+
+// Gradients for the forward that filled cache. dy like y; dhn, dcn: (B, H) or null. dx: (T, B, I)
+// written, or added to when dx_accumulate. dh0, dc0: (B, H). Parameter gradients are added to
+// gw_ih (G*H, I), gw_hh (G*H, H), gb_ih, gb_hh (G*H; null when the layer has no bias).
+void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
+                    const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
+                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh);
+
+// Threads worth using for a step of this size (small steps lose more to barriers than they gain).
+int threads_for(int B, int H, int G);
+
+}  // namespace rnnfast

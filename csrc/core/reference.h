@@ -1,0 +1,22 @@
+// Scalar reference ("twin") of every kernel: the plainest correct code, one sample and one step
+// at a time, in PyTorch's layout. The test oracle for the optimised paths (also in double).
+#pragma once
+
+#include "kernel_api.h"
+
+namespace rnnfast {
+
+// Shapes as layer_forward/layer_backward, but y is dense (T, B, H) and lengths is required.
+template <class R>
+void reference_forward(CellKind cell, int T, int B, int I, int H, const R* x, const int* lengths, bool reverse,
+                       const R* w_ih, const R* w_hh, const R* b_ih, const R* b_hh, const R* h0, const R* c0, R* y,
+                       R* hn, R* cn);
+
+// Recomputes the forward, then accumulates parameter gradients and writes dx, dh0, dc0.
+template <class R>
+void reference_backward(CellKind cell, int T, int B, int I, int H, const R* x, const int* lengths, bool reverse,
+                        const R* w_ih, const R* w_hh, const R* b_ih, const R* b_hh, const R* h0, const R* c0,
+                        const R* dy, const R* dhn, const R* dcn, R* dx, R* dh0, R* dc0, R* gw_ih, R* gw_hh,
+                        R* gb_ih, R* gb_hh);
+
+}  // namespace rnnfast

@@ -1,0 +1,19 @@
+"""rnnfast: fast CPU recurrent networks (RNN, LSTM, GRU) with C++ kernels under a numpy API."""
+from . import _core
+from ._core import get_num_threads, set_num_threads
+from . import nn
+
+__version__ = "0.1.0"
+
+
+def cpu_info() -> dict:
+    """The instruction set in use, the ones this CPU can run, the thread count."""
+    return dict(_core.cpu_info())
+
+
+def set_isa(name: str) -> None:
+    """Force the kernels of one instruction set ('generic', 'avx2', 'avx512'), e.g. for tests."""
+    _core.set_isa(name)
+
+
+__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn"]
