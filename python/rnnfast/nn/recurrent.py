@@ -1,0 +1,267 @@
+"""RNN, LSTM and GRU layers (stacked, bidirectional, ragged batches) on the C++ sequence kernels.
+
+One kernel call per layer and direction covers the whole sequence; Python only loops over
+layers. Parameter names, shapes, gate order and initialisation follow ``torch.nn.RNN/LSTM/GRU``.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from .. import _core
+from ._checks import as_float_array, as_lengths, check_positive_int
+from .module import Module, Parameter
+
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+
+class _PackCache:
+    """Packed weights of one layer direction, rebuilt when a parameter or the ISA changes."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key = None
+        self._packed = None
+
+    def get(self, cell, params, with_backward):
+        key = (_core.get_isa(), with_backward) + tuple((id(p.data), p.version) for p in params if p is not None)
+        with self._lock:
+            if self._key != key:
+                w_ih, w_hh, b_ih, b_hh = (None if p is None else p.data for p in params)
+                self._packed = _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward)
+                self._key = key
+            return self._packed
+
+
+class RNNBase(Module):
+    """Shared machinery of RNN, LSTM and GRU; use those classes."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, seed=None):
+        super().__init__()
+        self.input_size = check_positive_int(input_size, "input_size")
+        self.hidden_size = check_positive_int(hidden_size, "hidden_size")
+        self.num_layers = check_positive_int(num_layers, "num_layers")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        self.cell = cell
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        rng = np.random.default_rng(seed)
+        self._dropout_rng = np.random.default_rng(rng.integers(2**63))
+        gates = _GATES[cell] * hidden_size
+        bound = 1.0 / math.sqrt(hidden_size)
+        self._layer_params = []  # [layer][direction] -> (w_ih, w_hh, b_ih, b_hh)
+        self._pack_caches = []
+        for k in range(self.num_layers):
+            layer_in = input_size if k == 0 else hidden_size * self.num_directions
+            per_dir, per_cache = [], []
+            for d in range(self.num_directions):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                shapes = [(f"weight_ih{sfx}", (gates, layer_in)), (f"weight_hh{sfx}", (gates, hidden_size))]
+                if self.bias:
+                    shapes += [(f"bias_ih{sfx}", (gates,)), (f"bias_hh{sfx}", (gates,))]
+                for name, shape in shapes:
+                    setattr(self, name, Parameter(rng.uniform(-bound, bound, shape)))
+                params = [getattr(self, name) for name, _ in shapes] + [None] * (4 - len(shapes))
+                per_dir.append(tuple(params))
+                per_cache.append(_PackCache())
+            self._layer_params.append(per_dir)
+            self._pack_caches.append(per_cache)
+        self._saved = None
+        self.grad_hx = None
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.cell == "rnn_relu":
+            s += ", nonlinearity='relu'"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+    def seed_dropout(self, seed) -> None:
+        """Make the dropout masks between layers reproducible."""
+        self._dropout_rng = np.random.default_rng(seed)
+
+    # helpers -------------------------------------------------------------------------
+    @property
+    def _is_lstm(self) -> bool:
+        return self.cell == "lstm"
+
+    def _state_shape(self, batch: int | None):
+        n = self.num_layers * self.num_directions
+        return (n, self.hidden_size) if batch is None else (n, batch, self.hidden_size)
+
+    def _parse_state(self, hx, batch):
+        """Initial states as (L*D, B, H) float32 arrays (or None)."""
+        if hx is None:
+            return None, None
+        shape = self._state_shape(batch)
+        if self._is_lstm:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("hx: expected a tuple (h_0, c_0) for an LSTM, got " + type(hx).__name__)
+            h0 = as_float_array(hx[0], "hx[0]", shape=shape)
+            c0 = as_float_array(hx[1], "hx[1]", shape=shape)
+        else:
+            if isinstance(hx, (tuple, list)):
+                raise TypeError(f"hx: expected an array of shape {shape}, got a {type(hx).__name__}")
+            h0, c0 = as_float_array(hx, "hx", shape=shape), None
+        if batch is None:  # unbatched input: add the batch axis
+            h0 = h0[:, None, :]
+            c0 = None if c0 is None else c0[:, None, :]
+        return np.ascontiguousarray(h0), (None if c0 is None else np.ascontiguousarray(c0))
+
+    def _to_time_major(self, x, name):
+        """(T, B, F) view or copy of an input in the user's layout, and whether it was unbatched."""
+        x = as_float_array(x, name)
+        if x.ndim == 2:
+            return np.ascontiguousarray(x[:, None, :]), True
+        if x.ndim != 3:
+            layout = "(B, T, F)" if self.batch_first else "(T, B, F)"
+            raise ValueError(f"{name}: expected a 3-D array {layout} or a 2-D unbatched (T, F), got shape {x.shape}")
+        return np.ascontiguousarray(x.transpose(1, 0, 2) if self.batch_first else x), False
+
+    def _from_time_major(self, y, unbatched):
+        if unbatched:
+            return y[:, 0, :]
+        return np.ascontiguousarray(y.transpose(1, 0, 2)) if self.batch_first else y
+
+    # forward / backward ----------------------------------------------------------------
+    def forward(self, x, hx=None, lengths=None):
+        """Run the whole sequence. Returns (output, h_n) or, for an LSTM, (output, (h_n, c_n))."""
+        xt, unbatched = self._to_time_major(x, "x")
+        T, B, I = xt.shape
+        if T == 0 or B == 0:
+            raise ValueError(f"x: expected a non-empty sequence and batch, got shape {np.shape(x)}")
+        if I != self.input_size:
+            raise ValueError(f"x: expected {self.input_size} input features, got {I}")
+        lens = None if lengths is None else as_lengths(lengths, B, T)
+        h0, c0 = self._parse_state(hx, None if unbatched else B)
+        training = self.training
+        D, H = self.num_directions, self.hidden_size
+        hn = np.empty((self.num_layers * D, B, H), np.float32)
+        cn = np.empty_like(hn) if self._is_lstm else None
+        saved = []
+        layer_in = xt
+        for k in range(self.num_layers):
+            mask = None
+            if k > 0 and training and self.dropout > 0.0:
+                mask = (self._dropout_rng.random(layer_in.shape, dtype=np.float32) >= self.dropout)
+                mask = mask.astype(np.float32) * np.float32(1.0 / (1.0 - self.dropout)) if self.dropout < 1.0 \
+                    else np.zeros(layer_in.shape, np.float32)
+                layer_in = layer_in * mask
+            y = np.empty((T, B, D * H), np.float32)
+            caches = []
+            for d in range(D):
+                idx = k * D + d
+                packed = self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], training)
+                cache = _core.TrainCache() if training else None
+                _core.layer_forward(packed, layer_in, lens, bool(d), None if h0 is None else h0[idx],
+                                    None if c0 is None else c0[idx], y, d * H, hn[idx],
+                                    None if cn is None else cn[idx], cache)
+                caches.append((packed, cache))
+            saved.append((layer_in, mask, caches))
+            layer_in = y
+        self._saved = (saved, T, B, unbatched, hx is not None) if training else None
+        out = self._from_time_major(layer_in, unbatched)
+        if unbatched:
+            hn = hn[:, 0, :]
+            cn = None if cn is None else cn[:, 0, :]
+        return (out, (hn, cn)) if self._is_lstm else (out, hn)
+
+    def backward(self, grad_output, grad_state=None):
+        """Gradient of the input; accumulates every parameter's .grad; sets ``grad_hx``.
+
+        ``grad_state`` is the gradient of h_n (an LSTM takes ``(grad_h_n, grad_c_n)``, either None).
+        """
+        if self._saved is None:
+            why = "the module is in eval mode, which keeps no activations" if not self.training else \
+                "call forward in training mode first; backward runs once per forward"
+            raise ValueError(f"backward: nothing to differentiate ({why})")
+        saved, T, B, unbatched, _ = self._saved
+        D, H = self.num_directions, self.hidden_size
+        out_shape = (T, D * H) if unbatched else ((B, T, D * H) if self.batch_first else (T, B, D * H))
+        g = as_float_array(grad_output, "grad_output", shape=out_shape)
+        dy, _ = self._to_time_major(g, "grad_output")
+        dhn, dcn = self._parse_grad_state(grad_state, None if unbatched else B)
+        self._saved = None  # the kernels consume the activations
+        dh0 = np.empty((self.num_layers * D, B, H), np.float32)
+        dc0 = np.empty_like(dh0) if self._is_lstm else None
+        for k in reversed(range(self.num_layers)):
+            layer_in, mask, caches = saved[k]
+            dx = np.empty(layer_in.shape, np.float32)
+            for d, (packed, cache) in enumerate(caches):
+                idx = k * D + d
+                w_ih, w_hh, b_ih, b_hh = self._layer_params[k][d]
+                _core.layer_backward(packed, cache, layer_in, dy, d * H,
+                                     None if dhn is None else dhn[idx], None if dcn is None else dcn[idx],
+                                     dx, d > 0, dh0[idx], None if dc0 is None else dc0[idx],
+                                     w_ih.grad, w_hh.grad, None if b_ih is None else b_ih.grad,
+                                     None if b_hh is None else b_hh.grad)
+            if mask is not None:
+                dx *= mask
+            dy = dx
+        if unbatched:
+            dh0 = dh0[:, 0, :]
+            dc0 = None if dc0 is None else dc0[:, 0, :]
+        self.grad_hx = (dh0, dc0) if self._is_lstm else dh0
+        return self._from_time_major(dy, unbatched)
+
+    def _parse_grad_state(self, grad_state, batch):
+        if grad_state is None:
+            return None, None
+        shape = self._state_shape(batch)
+        if self._is_lstm:
+            if not isinstance(grad_state, (tuple, list)) or len(grad_state) != 2:
+                raise TypeError("grad_state: expected a tuple (grad_h_n, grad_c_n) for an LSTM")
+            gh, gc = (None if g is None else as_float_array(g, f"grad_state[{i}]", shape=shape)
+                      for i, g in enumerate(grad_state))
+        else:
+            gh, gc = as_float_array(grad_state, "grad_state", shape=shape), None
+        if batch is None:
+            gh = None if gh is None else gh[:, None, :]
+            gc = None if gc is None else gc[:, None, :]
+        return (None if gh is None else np.ascontiguousarray(gh)), (None if gc is None else np.ascontiguousarray(gc))
+
+
+class RNN(RNNBase):
+    """Elman RNN: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh), act = tanh or relu (as torch.nn.RNN)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, seed)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(RNNBase):
+    """Long short-term memory (as torch.nn.LSTM): returns (output, (h_n, c_n))."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, seed=None):
+        super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         seed)
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit (as torch.nn.GRU, reset gate applied after the recurrent product)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, seed=None):
+        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         seed)

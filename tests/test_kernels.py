@@ -1,0 +1,125 @@
+"""The optimised kernels against their scalar twin (csrc/core/reference.cpp) on every ISA path,
+and the twin itself against central finite differences in double precision."""
+import numpy as np
+import pytest
+
+from rnnfast import _core
+from helpers import ISAS, randn, using_isa
+
+CELLS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+# (T, B, I, H): batch 1, sequence length 1, hidden sizes off every SIMD width, a long-ish run.
+SHAPES = [(1, 1, 1, 1), (7, 3, 5, 17), (5, 1, 33, 130), (12, 16, 20, 31), (3, 9, 130, 64)]
+
+
+def make_problem(cell, T, B, I, H, rng, ragged=True, dtype=np.float32):
+    G = CELLS[cell]
+    p = dict(x=randn(rng, T, B, I), w_ih=randn(rng, G * H, I, scale=0.4), w_hh=randn(rng, G * H, H, scale=0.4),
+             b_ih=randn(rng, G * H, scale=0.2), b_hh=randn(rng, G * H, scale=0.2), h0=randn(rng, B, H),
+             c0=randn(rng, B, H), dy=randn(rng, T, B, H), dhn=randn(rng, B, H), dcn=randn(rng, B, H))
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    lengths = rng.integers(1, T + 1, size=B).astype(np.int32) if ragged else np.full(B, T, np.int32)
+    return p, lengths
+
+
+def run_optimised(cell, p, lengths, reverse, train=True):
+    T, B, I = p["x"].shape
+    H = p["w_hh"].shape[1]
+    packed = _core.PackedWeights(cell, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], train)
+    y = np.full((T, B, H), np.nan, np.float32)
+    hn, cn = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
+    cache = _core.TrainCache() if train else None
+    _core.layer_forward(packed, p["x"], lengths, reverse, p["h0"], p["c0"], y, 0, hn, cn, cache)
+    out = dict(y=y, hn=hn, cn=cn)
+    if train:
+        G = CELLS[cell]
+        g = {k: np.zeros(s, np.float32) for k, s in
+             [("w_ih", (G * H, I)), ("w_hh", (G * H, H)), ("b_ih", (G * H,)), ("b_hh", (G * H,))]}
+        dx, dh0, dc0 = np.empty((T, B, I), np.float32), np.empty((B, H), np.float32), np.empty((B, H), np.float32)
+        _core.layer_backward(packed, cache, p["x"], p["dy"], 0, p["dhn"], p["dcn"], dx, False, dh0, dc0,
+                             g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"])
+        out.update(dx=dx, dh0=dh0, dc0=dc0, **{"g_" + k: v for k, v in g.items()})
+    return out
+
+
+def run_reference(cell, p, lengths, reverse):
+    args = (cell, p["x"], lengths, reverse, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["h0"], p["c0"])
+    y, hn, cn = _core.reference_forward(*args)
+    g = _core.reference_backward(*args, p["dy"], p["dhn"], p["dcn"])
+    return dict(y=y, hn=hn, cn=cn, dx=g["dx"], dh0=g["dh0"], dc0=g["dc0"],
+                **{"g_" + k: g[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")})
+
+
+def assert_matches(ours, ref, cell, atol=2e-5, rtol=2e-5):
+    for k, r in ref.items():
+        if k in ("cn", "dc0") and cell != "lstm":
+            continue
+        err = np.abs(ours[k] - r).max()
+        assert err <= atol + rtol * np.abs(r).max(), f"{k}: max abs error {err:.3g}"
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%dB%dI%dH%d" % s)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_optimised_matches_reference(isa, cell, shape, reverse):
+    rng = np.random.default_rng(sum(shape) * 7 + len(cell) + reverse)
+    p, lengths = make_problem(cell, *shape, rng)
+    with using_isa(isa):
+        ours = run_optimised(cell, p, lengths, reverse)
+    assert_matches(ours, run_reference(cell, p, lengths, reverse), cell)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_inference_path_equals_training_path(isa, cell, reverse):
+    """Eval projects the input a chunk of steps at a time; results must not change, bit for bit."""
+    rng = np.random.default_rng(3)
+    p, lengths = make_problem(cell, 23, 64, 40, 256, rng)  # several chunks, the last one partial
+    with using_isa(isa):
+        train = run_optimised(cell, p, lengths, reverse, train=True)
+        infer = run_optimised(cell, p, lengths, reverse, train=False)
+    for k in ("y", "hn", "cn") if cell == "lstm" else ("y", "hn"):
+        np.testing.assert_array_equal(infer[k], train[k], err_msg=k)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_reference_gradients_match_finite_differences(cell, reverse):
+    """The twin's backward (float64) against central differences of its forward."""
+    rng = np.random.default_rng(11)
+    T, B, I, H = 4, 2, 3, 5
+    p, lengths = make_problem(cell, T, B, I, H, rng, dtype=np.float64)
+    lengths = np.array([4, 2], np.int32)
+
+    def loss(q):
+        y, hn, cn = _core.reference_forward(cell, q["x"], lengths, reverse, q["w_ih"], q["w_hh"], q["b_ih"],
+                                            q["b_hh"], q["h0"], q["c0"])
+        total = (y * q["dy"]).sum() + (hn * q["dhn"]).sum()
+        return total + ((cn * q["dcn"]).sum() if cell == "lstm" else 0.0)
+
+    g = _core.reference_backward(cell, p["x"], lengths, reverse, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                                 p["h0"], p["c0"], p["dy"], p["dhn"], p["dcn"] if cell == "lstm" else None)
+    wrt = {"x": "dx", "h0": "dh0", "w_ih": "w_ih", "w_hh": "w_hh", "b_ih": "b_ih", "b_hh": "b_hh"}
+    if cell == "lstm":
+        wrt["c0"] = "dc0"
+    eps = 1e-6
+    for name, gname in wrt.items():
+        num = np.zeros_like(p[name])
+        for idx in np.ndindex(p[name].shape):
+            q = dict(p)
+            q[name] = p[name].copy()
+            q[name][idx] += eps
+            up = loss(q)
+            q[name][idx] -= 2 * eps
+            num[idx] = (up - loss(q)) / (2 * eps)
+        np.testing.assert_allclose(g[gname], num, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_optimised_matches_double_reference(cell):
+    """The float32 kernels against the float64 twin (so float32 rounding in the twin hides nothing)."""
+    rng = np.random.default_rng(5)
+    p, lengths = make_problem(cell, 9, 5, 21, 37, rng)
+    ref = run_reference(cell, {k: v.astype(np.float64) for k, v in p.items()}, lengths, False)
+    assert_matches(run_optimised(cell, p, lengths, False), ref, cell, atol=1e-5, rtol=1e-5)
