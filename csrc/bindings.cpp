@@ -10,6 +10,7 @@
 #include "core/cpu.h"
 #include "core/layer.h"
 #include "core/reference.h"
+#include "core/stream.h"
 
 namespace py = pybind11;
 using namespace rnnfast;
@@ -277,6 +278,68 @@ PYBIND11_MODULE(_core, m) {
         py::arg("packed"), py::arg("cache"), py::arg("x"), py::arg("dy"), py::arg("dy_offset"), py::arg("dhn"),
         py::arg("dcn"), py::arg("dx"), py::arg("dx_accumulate"), py::arg("dh0"), py::arg("dc0"),
         py::arg("grad_w_ih"), py::arg("grad_w_hh"), py::arg("grad_b_ih"), py::arg("grad_b_hh"));
+
+  py::class_<Stream>(m, "Stream", "Step-by-step inference through a stack of unidirectional layers.")
+      .def(py::init([](const std::vector<std::shared_ptr<PackedWeights>>& layers, int batch) {
+             std::vector<std::shared_ptr<const PackedWeights>> cl(layers.begin(), layers.end());
+             try {
+               return new Stream(std::move(cl), batch);
+             } catch (const std::invalid_argument& e) {
+               throw py::value_error(e.what());
+             }
+           }),
+           py::arg("layers"), py::arg("batch_size"))
+      .def("step",
+           [](Stream& s, py::handle x_o, py::handle out_o) -> py::object {
+             const long B = s.batch(), I = s.input_size(), H = s.hidden_size();
+             if (!py::isinstance<py::array>(x_o)) x_o = py::array(py::reinterpret_borrow<py::object>(x_o));
+             py::array x = py::reinterpret_borrow<py::array>(x_o);
+             const bool unbatched = x.ndim() == 1;
+             if (x.dtype().kind() != 'f')
+               throw py::type_error("x: expected a floating-point array, got dtype " + std::string(py::str(x.dtype())));
+             std::vector<long> want = unbatched ? std::vector<long>{I} : std::vector<long>{B, I};
+             std::vector<long> got(x.shape(), x.shape() + x.ndim());
+             if (got != want || (unbatched && B != 1))
+               throw py::value_error("x: expected shape " + shape_str({B, I}) + (B == 1 ? " or " + shape_str({I}) : "") +
+                                     ", got " + shape_str(got));
+             auto xa = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
+             py::array_t<float, py::array::c_style> out;
+             if (out_o.is_none()) {
+               out = unbatched ? py::array_t<float, py::array::c_style>({H}) : py::array_t<float, py::array::c_style>({B, H});
+             } else {
+               out = checked<float>(out_o, "out", unbatched ? std::vector<long>{H} : std::vector<long>{B, H}, true);
+             }
+             const float* xp = xa.data();
+             float* op = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               s.step(xp, op);
+             }
+             return std::move(out);
+           },
+           py::arg("x"), py::arg("out") = py::none())
+      .def("reset", &Stream::reset)
+      .def_property_readonly("batch_size", &Stream::batch)
+      .def_property_readonly("num_layers", &Stream::num_layers)
+      .def_property_readonly("hidden_size", &Stream::hidden_size)
+      .def("get_state", [](const Stream& s) -> py::object {
+        py::array_t<float> h({(long)s.num_layers(), (long)s.batch(), (long)s.hidden_size()});
+        if (!s.has_cell_state()) {
+          s.get_state(h.mutable_data(), nullptr);
+          return std::move(h);
+        }
+        py::array_t<float> c({(long)s.num_layers(), (long)s.batch(), (long)s.hidden_size()});
+        s.get_state(h.mutable_data(), c.mutable_data());
+        return py::make_tuple(h, c);
+      })
+      .def("set_state", [](Stream& s, py::handle h_o, py::handle c_o) {
+        const std::vector<long> shape{s.num_layers(), s.batch(), s.hidden_size()};
+        auto h = checked<float>(h_o, "h", shape);
+        std::vector<py::object> keep;
+        const float* c = optional_ptr<float>(c_o, "c", shape, keep);
+        if (s.has_cell_state() && !c) throw py::value_error("c: an LSTM stream needs the cell state too");
+        s.set_state(h.data(), c);
+      }, py::arg("h"), py::arg("c") = py::none());
 
   m.def("reference_forward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse, py::handle w_ih,
                                 py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0, py::handle c0) {

@@ -92,6 +92,11 @@ class RNNBase(Module):
             s += ", bidirectional=True"
         return s
 
+    def stream(self, batch_size: int = 1):
+        """A :class:`Stream` for step-by-step inference with this model's current weights."""
+        from .stream import Stream
+        return Stream(self, batch_size)
+
     def seed_dropout(self, seed) -> None:
         """Make the dropout masks between layers reproducible."""
         self._dropout_rng = np.random.default_rng(seed)

@@ -1,0 +1,40 @@
+// Low-latency inference one time step at a time through a stack of unidirectional layers.
+// Everything is allocated up front: a step allocates nothing and starts no threads beyond the
+// kernels' own parallel region. One Stream per thread of use; the packed weights are shared.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "layer.h"
+
+namespace rnnfast {
+
+class Stream {
+ public:
+  Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int batch);
+
+  int batch() const { return B_; }
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+  int input_size() const { return layers_.front()->input_size(); }
+  int hidden_size() const { return layers_.back()->hidden_size(); }
+  bool has_cell_state() const { return layers_.front()->cell() == CellKind::lstm; }
+
+  // x: (B, input_size); out: (B, hidden_size) of the last layer.
+  void step(const float* x, float* out);
+  void reset();
+  // States as (num_layers, B, H); c only for LSTM.
+  void get_state(float* h, float* c) const;
+  void set_state(const float* h, const float* c);
+
+ private:
+  struct LayerBuffers {
+    AlignedBuffer gates, hs, cs, y;  // hs/cs: two padded slots; the state lives in slot 0
+  };
+  std::vector<std::shared_ptr<const PackedWeights>> layers_;
+  std::vector<LayerBuffers> buf_;
+  std::vector<int> lengths_;  // all ones
+  int B_;
+};
+
+}  // namespace rnnfast

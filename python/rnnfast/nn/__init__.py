@@ -1,0 +1,7 @@
+"""Layers with explicit forward/backward (DESIGN.md §4)."""
+from .module import Module, Parameter
+from .recurrent import GRU, LSTM, RNN, RNNBase
+from .cells import GRUCell, LSTMCell, RNNCell
+from .stream import Stream
+
+__all__ = ["Module", "Parameter", "RNN", "LSTM", "GRU", "RNNBase", "RNNCell", "LSTMCell", "GRUCell", "Stream"]

@@ -1,0 +1,46 @@
+"""Low-latency step-by-step inference (one token at a time) for a stacked RNN/LSTM/GRU."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from ._checks import as_float_array, check_positive_int
+
+
+class Stream:
+    """The recurrent state of one or more sequences plus the model's packed weights.
+
+    ``step(x_t, out=None)`` advances every layer by one step and returns the top layer's
+    output (B, H) (or (H,) for an unbatched (I,) input); pass ``out`` to reuse an array and
+    allocate nothing. The weights are those of the model when the stream was made. Streams of
+    one model may be used from different threads at once; one stream is not thread-safe.
+    """
+
+    def __init__(self, model, batch_size: int = 1):
+        if model.bidirectional:
+            raise ValueError("stream: a bidirectional model needs the whole sequence; use forward() instead")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        packed = [model._pack_caches[k][0].get(model.cell, model._layer_params[k][0], False)
+                  for k in range(model.num_layers)]
+        self._core = _core.Stream(packed, self.batch_size)
+        self._is_lstm = model.cell == "lstm"
+        self._shape = (model.num_layers, self.batch_size, model.hidden_size)
+        # Bound C++ methods: a step costs one call, no Python frame of ours.
+        self.step = self._core.step
+        self.reset = self._core.reset
+
+    @property
+    def state(self):
+        """h of shape (num_layers, B, H), or (h, c) for an LSTM (copies)."""
+        return self._core.get_state()
+
+    @state.setter
+    def state(self, value):
+        if self._is_lstm:
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise TypeError("state: expected a tuple (h, c) for an LSTM")
+            h = as_float_array(value[0], "state[0]", shape=self._shape)
+            c = as_float_array(value[1], "state[1]", shape=self._shape)
+            self._core.set_state(np.ascontiguousarray(h), np.ascontiguousarray(c))
+        else:
+            self._core.set_state(np.ascontiguousarray(as_float_array(value, "state", shape=self._shape)), None)
