@@ -7,9 +7,16 @@
 // cached by the caller; large right-hand sides are packed per K-block inside gemm().
 #pragma once
 
-// acc[m][v] += sum_k A[m][k] * Bp[k][v*W..]
+// acc[m][v] += sum_k A[m][k] * Bp[k][v*W..]. The sums live in a local array for the whole loop:
+// through the reference the compiler would have to assume acc aliases A or B and store it back
+// every step.
 template <int MR, int NV>
 static inline void microkernel(int K, const float* A, long lda, const float* Bp, vf (&acc)[MR][NV]) {
+  vf c[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) c[m][v] = acc[m][v];
   for (int k = 0; k < K; ++k) {
     const float* b = Bp + static_cast<long>(k) * NV * W;
     vf bv[NV];
@@ -19,9 +26,13 @@ static inline void microkernel(int K, const float* A, long lda, const float* Bp,
     for (int m = 0; m < MR; ++m) {
       const float a = A[m * lda + k];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[m][v] += bv[v] * a;
+      for (int v = 0; v < NV; ++v) c[m][v] += bv[v] * a;
     }
   }
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[m][v] = c[m][v];
 }
 
 // The same kernel for mr <= MR rows (row tails): every row count gets its own instantiation, so
