@@ -271,3 +271,24 @@ def test_cpu_info_and_threads():
     rnnfast.set_num_threads(before)
     with pytest.raises(ValueError, match="num_threads"):
         rnnfast.set_num_threads(0)
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_rnnfast_isa_environment_variable(isa):
+    import subprocess
+    import sys
+    code = "import warnings, rnnfast; warnings.simplefilter('error'); print(rnnfast.cpu_info()['isa'])"
+    env = dict(__import__("os").environ, RNNFAST_ISA=isa)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if isa in rnnfast.cpu_info()["isas_available"]:
+        assert run.returncode == 0 and run.stdout.strip() == isa, run.stderr
+    else:
+        assert run.returncode != 0 and "RNNFAST_ISA" in run.stderr
+
+
+def test_unknown_isa_request_warns():
+    import subprocess
+    import sys
+    env = dict(__import__("os").environ, RNNFAST_ISA="sse9")
+    run = subprocess.run([sys.executable, "-c", "import rnnfast"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and "RNNFAST_ISA='sse9' ignored" in run.stderr

@@ -1,9 +1,17 @@
 """rnnfast: fast CPU recurrent networks (RNN, LSTM, GRU) with C++ kernels under a numpy API."""
+import os as _os
+import warnings as _warnings
+
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from . import nn
 
 __version__ = "0.1.0"
+
+_requested = _os.environ.get("RNNFAST_ISA")
+if _requested and _requested != _core.get_isa():
+    _warnings.warn(f"RNNFAST_ISA={_requested!r} ignored: this CPU runs {_core.cpu_info()['isas_available']}; "
+                   f"using {_core.get_isa()!r}", RuntimeWarning, stacklevel=2)
 
 
 def cpu_info() -> dict:
