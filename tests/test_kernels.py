@@ -123,3 +123,18 @@ def test_optimised_matches_double_reference(cell):
     p, lengths = make_problem(cell, 9, 5, 21, 37, rng)
     ref = run_reference(cell, {k: v.astype(np.float64) for k, v in p.items()}, lengths, False)
     assert_matches(run_optimised(cell, p, lengths, False), ref, cell, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (7, 65, 3), (13, 17, 300), (130, 257, 513), (6, 64, 256)])
+def test_packed_gemm_matches_numpy(isa, M, N, K):
+    rng = np.random.default_rng(M * N + K)
+    a, b = randn(rng, M, K), randn(rng, K, N)
+    c0 = randn(rng, M, N)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    with using_isa(isa):
+        c = c0.copy()
+        _core.gemm(a, b, c)
+        np.testing.assert_allclose(c, expected, rtol=1e-5, atol=2e-5 * np.sqrt(K))
+        _core.gemm(a, b, c, accumulate=True)
+        np.testing.assert_allclose(c, 2 * expected, rtol=1e-5, atol=4e-5 * np.sqrt(K))

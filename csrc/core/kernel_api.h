@@ -77,6 +77,11 @@ struct IsaKernels {
                float* wx_bwd, float* wh_bwd, float* bx, float* bh);
   void (*forward)(const ForwardArgs& a);
   void (*backward)(const BackwardArgs& a);
+  // C (M x N) (+)= A (M x K, row stride lda) B (K x N, row stride ldb); packs B into `work`
+  // (gemm_work_size floats). The GEMM of the kernels above, exposed for tests and benchmarks.
+  void (*gemm)(int M, int N, int K, const float* A, long lda, const float* B, long ldb, float* C, long ldc,
+               bool accumulate, float* work, int nthreads);
+  long (*gemm_work_size)(int K, int N);
 };
 
 namespace generic { const IsaKernels& kernels(); }
