@@ -21,12 +21,13 @@ class Parameter:
     itself must call ``mark_changed()``.
     """
 
-    __slots__ = ("_data", "grad", "version")
+    __slots__ = ("_data", "grad", "version", "requires_grad")
 
-    def __init__(self, data):
+    def __init__(self, data, requires_grad: bool = True):
         self._data = _as_float32(data, "data")
         self.grad = np.zeros_like(self._data)
         self.version = 0
+        self.requires_grad = bool(requires_grad)  # False: frozen, optimizers leave it alone
 
     @property
     def data(self) -> np.ndarray:

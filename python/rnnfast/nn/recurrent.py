@@ -101,6 +101,13 @@ class RNNBase(Module):
         """Make the dropout masks between layers reproducible."""
         self._dropout_rng = np.random.default_rng(seed)
 
+    def get_rng_state(self) -> dict:
+        """State of the dropout generator (for exact resume from a checkpoint)."""
+        return self._dropout_rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self._dropout_rng.bit_generator.state = state
+
     # helpers -------------------------------------------------------------------------
     @property
     def _is_lstm(self) -> bool:
