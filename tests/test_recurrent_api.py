@@ -13,7 +13,7 @@ KINDS = [LSTM, GRU, RNN]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_parameter_names_shapes_and_init(kind):
-    m = kind(10, 20, num_layers=2, bidirectional=True)
+    m = kind(10, 20, num_layers=2, bidirectional=True, seed=0)
     g = {LSTM: 4, GRU: 3, RNN: 1}[kind]
     names = dict(m.named_parameters())
     assert names["weight_ih_l0"].shape == (g * 20, 10)
@@ -24,7 +24,7 @@ def test_parameter_names_shapes_and_init(kind):
     bound = 1 / np.sqrt(20)
     for p in m.parameters():
         assert p.data.dtype == np.float32 and np.abs(p.data).max() <= bound
-        assert np.abs(p.data).max() > 0.8 * bound  # uniform over the whole range, not a narrower one
+        assert np.abs(p.data).max() > 0.8 * bound  # the whole range, not a narrower one (seeded: not flaky)
     assert len(kind(3, 4, bias=False).parameters()) == 2
 
 

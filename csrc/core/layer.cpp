@@ -187,13 +187,14 @@ void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, c
   load_state(lstm ? dcn : nullptr, B, H, Hp, dc.data());
   a.dh_pass = dh_pass.data();
   a.dc = dc.data();
-  AlignedBuffer xt(static_cast<size_t>(I) * TB), ht(static_cast<size_t>(H) * TB);
+  AlignedBuffer xt(static_cast<size_t>(std::max(I, H)) * kBackwardPackRows);
   AlignedBuffer wgrad(static_cast<size_t>(std::max(I, H)) * L.GHp);
   AlignedBuffer bpack(static_cast<size_t>(kBackwardPackRows) * ((L.GHp + L.NR - 1) / L.NR) * L.NR);
   a.xt = xt.data();
-  a.ht = ht.data();
   a.wgrad = wgrad.data();
   a.bpack = bpack.data();
+  AlignedBuffer colsum(static_cast<size_t>((L.GHp + L.NR - 1) / L.NR) * L.NR);
+  a.colsum = colsum.data();
   a.nthreads = threads_for(B, H, L.G);
 
   cache.consumed = true;  // gates are overwritten with gradients below

@@ -8,7 +8,7 @@
 struct Gru {
   static constexpr int G = 3, U = 1, NB = U * W;
   static constexpr int MR = W == 16 ? 8 : 3;
-  static constexpr int MR_BWD = W == 16 ? 12 : 8;
+  static constexpr int BWD_Q = W == 16 ? 4 : 2, MR_BWD = W == 16 ? 6 : 4;
 
   // aux keeps h_n (the recurrent part of the n gate) for backward, in training.
   static inline void forward(float* g, const float* bx, const vf* rec, const float* hp, float* ho,

@@ -9,7 +9,8 @@ struct Lstm {
   static constexpr int U = 1;                     // vectors per gate in a hidden block
   static constexpr int NB = U * W;                // hidden units per block
   static constexpr int MR = W == 16 ? 6 : 2;      // batch rows per forward tile (registers: MR*G*U)
-  static constexpr int MR_BWD = W == 16 ? 12 : 8; // batch rows per backward tile (registers: MR*U)
+  static constexpr int BWD_Q = W == 16 ? 4 : 2;   // hidden blocks per backward tile
+  static constexpr int MR_BWD = W == 16 ? 6 : 4;  // batch rows per backward tile (registers: MR*Q*U)
 
   // Forward for one batch row and one hidden block. In training, g keeps the activations.
   static inline void forward(float* g, const float* bx, const vf* rec, const float* /*hp*/, float* ho,

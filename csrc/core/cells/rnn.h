@@ -6,7 +6,7 @@ template <bool kRelu>
 struct Rnn {
   static constexpr int G = 1, U = 4, NB = U * W;
   static constexpr int MR = W == 16 ? 6 : 2;
-  static constexpr int MR_BWD = W == 16 ? 6 : 2;
+  static constexpr int BWD_Q = 1, MR_BWD = W == 16 ? 6 : 2;
 
   static inline void forward(float* g, const float* bx, const vf* rec, const float* /*hp*/, float* ho,
                              const float* /*cp*/, float* /*co*/, float* /*aux*/, bool /*train*/) {

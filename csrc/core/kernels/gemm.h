@@ -84,9 +84,11 @@ static inline void store_tile(vf (&acc)[MR][NV], int mr, int ncols, float* C, lo
 }
 
 // Thread tid of nth computes its share of C (M x N) (+)= A (M x K) * Bp, where Bp holds full-K
-// panels (pack_panels). Work is split over (panel, row block) tiles only: each element of C is
+// panels (pack_panels). Work is split over (row block, panel) tiles only: each element of C is
 // summed by one thread in a fixed order, so results do not depend on the thread count.
-constexpr int kGemmKC = 256, kGemmMC = 120;
+// Loop order: a block of MC rows of A stays in L2 while every panel of the thread passes over it,
+// one K-slice (kc x NR, in L1) at a time.
+constexpr int kGemmKC = 256, kGemmMC = 240;
 constexpr int GEMM_MR = 6, GEMM_NV = W == 16 ? 4 : 2;  // register tile of the general GEMM
 static_assert(kGemmKC == kBackwardPackRows, "backward pack scratch is sized by kBackwardPackRows");
 
@@ -96,22 +98,27 @@ static void gemm_packed_part(int tid, int nth, int M, int N, int K, const float*
   const int NR = NV * W, npanels = ceil_div(N, NR), MC = kGemmMC / MR * MR, nmb = ceil_div(M, MC);
   const long ntiles = static_cast<long>(npanels) * nmb;
   const long lo = ntiles * tid / nth, hi = ntiles * (tid + 1) / nth;
-  for (long tile = lo; tile < hi; ++tile) {
-    const int p = static_cast<int>(tile / nmb), mb = static_cast<int>(tile % nmb);
-    const int ncols = N - p * NR < NR ? N - p * NR : NR;
+  for (long tile = lo; tile < hi;) {
+    const int mb = static_cast<int>(tile / npanels), p_lo = static_cast<int>(tile % npanels);
+    const long row_end = (static_cast<long>(mb) + 1) * npanels;
+    const int p_hi = static_cast<int>((row_end < hi ? row_end : hi) - static_cast<long>(mb) * npanels);
     const int m_end = (mb + 1) * MC < M ? (mb + 1) * MC : M;
     for (int k0 = 0; k0 < K || k0 == 0; k0 += kGemmKC) {
       const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-      for (int m0 = mb * MC; m0 < m_end; m0 += MR) {
-        const int mr = m_end - m0 < MR ? m_end - m0 : MR;
-        vf acc[MR][NV];
-        for (int m = 0; m < MR; ++m)
-          for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
-        microkernel_rows<MR, NV>(mr, kc, A + static_cast<long>(m0) * lda + k0, lda,
-                                 Bp + p * panel_stride + static_cast<long>(k0) * NR, acc);
-        store_tile<MR, NV>(acc, mr, ncols, C + static_cast<long>(m0) * ldc + p * NR, ldc, accumulate || k0 > 0);
+      for (int p = p_lo; p < p_hi; ++p) {
+        const int ncols = N - p * NR < NR ? N - p * NR : NR;
+        const float* panel = Bp + p * panel_stride + static_cast<long>(k0) * NR;
+        for (int m0 = mb * MC; m0 < m_end; m0 += MR) {
+          const int mr = m_end - m0 < MR ? m_end - m0 : MR;
+          vf acc[MR][NV];
+          for (int m = 0; m < MR; ++m)
+            for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
+          microkernel_rows<MR, NV>(mr, kc, A + static_cast<long>(m0) * lda + k0, lda, panel, acc);
+          store_tile<MR, NV>(acc, mr, ncols, C + static_cast<long>(m0) * ldc + p * NR, ldc, accumulate || k0 > 0);
+        }
       }
       if (K == 0) break;
     }
+    tile = static_cast<long>(mb) * npanels + p_hi;
   }
 }

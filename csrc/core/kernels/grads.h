@@ -21,17 +21,48 @@ static inline int torch_row(int c, int G, int NB, int H) {
   return j < H ? g * H + j : -1;
 }
 
-// gw (G*H x M, PyTorch layout) += dGᵀ A, computed as Aᵀ-rows: wgrad (M x GHp) = At (M x TB) dG (TB x GHp).
-static void weight_grad(int tid, int nth, int M, const BackwardArgs& a, const float* dG, const float* At, float* gw,
-                        long ldgw) {
+// Pack panels [p_lo, p_hi) of a K x N block of dG (contiguous rows, N a multiple of W) and, when
+// colsum is given, add each column's values to it in row order (the bias gradient, for free).
+template <int NV>
+static void pack_rows_sum(int K, int N, const float* src, long ld, float* dst, int p_lo, int p_hi, float* colsum) {
+  constexpr int NR = NV * W;
+  for (int p = p_lo; p < p_hi; ++p) {
+    float* out = dst + static_cast<long>(p) * K * NR;
+    const int nv = (N - p * NR) / W < NV ? (N - p * NR) / W : NV;  // vectors of real columns
+    vf sum[NV];
+    for (int v = 0; v < NV; ++v) sum[v] = colsum ? load(colsum + p * NR + v * W) : splat(0.0f);
+    for (int k = 0; k < K; ++k) {
+      const float* row = src + k * ld + p * NR;
+      for (int v = 0; v < NV; ++v) {
+        const vf x = v < nv ? load(row + v * W) : splat(0.0f);
+        store(out + k * NR + v * W, x);
+        sum[v] += x;
+      }
+    }
+    if (colsum)
+      for (int v = 0; v < NV; ++v) store(colsum + p * NR + v * W, sum[v]);
+  }
+}
+
+// gw (G*H x M, PyTorch layout) += dGᵀ X for X (TB x M, row stride ldx), computed as
+// wgrad (M x GHp) = Xᵀ dG, one block of kGemmKC rows of X and dG at a time: the block of X is
+// transposed into a compact (M x kc) buffer so the GEMM reads short rows, and the block of dG is
+// packed into panels. gb (G*H, may be null) += the column sums of dG, taken while packing.
+// Each thread owns the same panels in every block, so every sum runs in one fixed order.
+static void weight_grad(int tid, int nth, int M, const BackwardArgs& a, const float* dG, const float* X, long ldx,
+                        float* gw, long ldgw, float* gb) {
   const int TB = a.T * a.B, GHp = a.L.GHp, NR = a.L.NR, npanels = ceil_div(GHp, NR);
+  const int p_lo = npanels * tid / nth, p_hi = npanels * (tid + 1) / nth;
+  float* colsum = gb ? a.colsum : nullptr;
+  if (colsum)
+    for (int c = p_lo * NR; c < p_hi * NR; ++c) colsum[c] = 0.0f;
   for (int k0 = 0; k0 < TB; k0 += kGemmKC) {
     const int kc = TB - k0 < kGemmKC ? TB - k0 : kGemmKC;
-    pack_panels<GEMM_NV>(kc, GHp, dG + static_cast<long>(k0) * GHp, GHp, 1, a.bpack, npanels * tid / nth,
-                         npanels * (tid + 1) / nth);
+    transpose_part(tid, nth, kc, M, X + static_cast<long>(k0) * ldx, ldx, a.xt);
+    pack_rows_sum<GEMM_NV>(kc, GHp, dG + static_cast<long>(k0) * GHp, GHp, a.bpack, p_lo, p_hi, colsum);
 #pragma omp barrier
-    gemm_packed_part<GEMM_MR, GEMM_NV>(tid, nth, M, GHp, kc, At + k0, TB, a.bpack, static_cast<long>(kc) * NR,
-                                       a.wgrad, GHp, k0 > 0);
+    gemm_packed_part<GEMM_MR, GEMM_NV>(tid, nth, M, GHp, kc, a.xt, kc, a.bpack, static_cast<long>(kc) * NR, a.wgrad,
+                                       GHp, k0 > 0);
 #pragma omp barrier
   }
   const int c_lo = static_cast<int>(static_cast<long>(GHp) * tid / nth);
@@ -42,20 +73,10 @@ static void weight_grad(int tid, int nth, int M, const BackwardArgs& a, const fl
     float* out = gw + row * ldgw;
     for (int i = 0; i < M; ++i) out[i] += a.wgrad[static_cast<long>(i) * GHp + c];
   }
-#pragma omp barrier
-}
-
-// gb (G*H) += column sums of dG (TB x GHp); each thread sums whole columns, rows in order.
-static void bias_grad_part(int tid, int nth, const BackwardArgs& a, const float* dG, float* gb) {
-  const int TB = a.T * a.B, GHp = a.L.GHp, nvec = GHp / W;
-  for (int v = nvec * tid / nth; v < nvec * (tid + 1) / nth; ++v) {
-    vf sum = splat(0.0f);
-    for (int r = 0; r < TB; ++r) sum += load(dG + static_cast<long>(r) * GHp + v * W);
-    float lanes[W];
-    store(lanes, sum);
-    for (int l = 0; l < W; ++l) {
-      const int row = torch_row(v * W + l, a.L.G, a.L.NB, a.H);
-      if (row >= 0) gb[row] += lanes[l];
+  if (colsum)
+    for (int c = p_lo * NR; c < p_hi * NR && c < GHp; ++c) {
+      const int row = torch_row(c, a.L.G, a.L.NB, a.H);
+      if (row >= 0) gb[row] += colsum[c];
     }
-  }
+#pragma omp barrier
 }

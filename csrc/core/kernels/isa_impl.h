@@ -20,7 +20,8 @@ static Layout layout_for(int I, int H) {
   L.wx = static_cast<long>(ceil_div(L.GHp, L.NR)) * L.NR * I;
   L.wh = static_cast<long>(L.GHp) * H;
   L.wx_bwd = static_cast<long>(ceil_div(I, L.NR)) * L.NR * L.GHp;
-  L.wh_bwd = static_cast<long>(L.Hp) * L.GHp;
+  const int bwd_cols = Cell::BWD_Q * Cell::NB;  // backward tiles span BWD_Q hidden blocks
+  L.wh_bwd = static_cast<long>(ceil_div(L.Hp, bwd_cols)) * bwd_cols * L.GHp;
   return L;
 }
 
@@ -53,9 +54,9 @@ static void pack_for(const Layout& L, int I, int H, const float* w_ih, const flo
   pack_panels<GEMM_NV>(I, L.GHp, wi, 1, I, wx, 0, ceil_div(L.GHp, L.NR));
   pack_panels<NV>(H, L.GHp, whr, 1, H, wh, 0, L.Hp / Cell::NB);
   if (with_backward) {
-    // Backward: dX = dG W_ih (B = W_ih, GHp x I); dh = dG W_hh (B = W_hh, GHp x H) in hidden-block panels.
+    // Backward: dX = dG W_ih (B = W_ih, GHp x I); dh = dG W_hh (B = W_hh, GHp x H), panels of BWD_Q blocks.
     pack_panels<GEMM_NV>(L.GHp, I, wi, I, 1, wx_bwd, 0, ceil_div(I, L.NR));
-    pack_panels<Cell::U>(L.GHp, H, whr, H, 1, wh_bwd, 0, L.Hp / Cell::NB);
+    pack_panels<Cell::BWD_Q * Cell::U>(L.GHp, H, whr, H, 1, wh_bwd, 0, ceil_div(L.Hp, Cell::BWD_Q * Cell::NB));
   }
   for (int c = 0; c < L.GHp; ++c) {
     const int row = torch_row(c, L.G, L.NB, H);

@@ -96,11 +96,13 @@ static void forward_sequence(const ForwardArgs& a) {
 
 template <class Cell>
 static void backward_sequence(const BackwardArgs& a) {
-  constexpr int G = Cell::G, NB = Cell::NB, U = Cell::U, MR = Cell::MR_BWD;
+  // A backward tile spans Q hidden blocks, so its recurrent GEMM (dh = dG W_hh) keeps Q*U
+  // vectors per row in registers, as wide as the forward tile.
+  constexpr int G = Cell::G, NB = Cell::NB, U = Cell::U, Q = Cell::BWD_Q, MR = Cell::MR_BWD;
   const int T = a.T, B = a.B, H = a.H, I = a.I, Hp = a.L.Hp, GHp = a.L.GHp, TB = T * B, NR = a.L.NR;
   const long slot = static_cast<long>(B) * Hp;
-  const int nblk = Hp / NB, nmb = ceil_div(B, MR);
-  const long dh_panel = static_cast<long>(GHp) * U * W;
+  const int nblk = Hp / NB, nsb = ceil_div(nblk, Q), nmb = ceil_div(B, MR);
+  const long dh_panel = static_cast<long>(GHp) * Q * U * W;
   auto time_of = [&](int s) { return a.reverse ? T - 1 - s : s; };
   auto prev_slot = [&](int t) { return a.reverse ? t + 1 : t; };  // slot of the state before time t
   auto out_slot = [&](int t) { return a.reverse ? t : t + 1; };
@@ -110,52 +112,54 @@ static void backward_sequence(const BackwardArgs& a) {
   {
     DenormalGuard denormals;
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    const TileRange mine = my_tiles(static_cast<long>(nblk) * nmb);
+    const TileRange mine = my_tiles(static_cast<long>(nsb) * nmb);
     // Steps in reverse processing order; s == -1 only turns the last gradient into dh0.
     for (int s = T - 1; s >= -1; --s) {
       const int t = s >= 0 ? time_of(s) : -1;
       const float* dgh_next = s + 1 < T ? a.dgh + static_cast<long>(time_of(s + 1)) * B * GHp : nullptr;
       for (long tile = mine.lo; tile < mine.hi; ++tile) {
-        const int jb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
+        const int sb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
         const int mr = B - m0 < MR ? B - m0 : MR;
-        const int j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
-        vf acc[MR][U];
+        vf acc[MR][Q * U];
         for (int m = 0; m < MR; ++m)
-          for (int u = 0; u < U; ++u) acc[m][u] = splat(0.0f);
+          for (int v = 0; v < Q * U; ++v) acc[m][v] = splat(0.0f);
         if (dgh_next)
-          microkernel_rows<MR, U>(mr, GHp, dgh_next + static_cast<long>(m0) * GHp, GHp, a.w.wh_bwd + jb * dh_panel,
-                                  acc);
+          microkernel_rows<MR, Q * U>(mr, GHp, dgh_next + static_cast<long>(m0) * GHp, GHp,
+                                      a.w.wh_bwd + sb * dh_panel, acc);
         for (int m = 0; m < mr; ++m) {
           const int b = m0 + m;
-          const long r = static_cast<long>(b) * Hp + j0;
-          vf dh[U], pass[U];
-          for (int u = 0; u < U; ++u) dh[u] = acc[m][u] + load(a.dh_pass + r + u * W);
-          if (s < 0) {
-            for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, dh[u]);
-            continue;
-          }
           const long row = static_cast<long>(t) * B + b;
-          float* g = a.gates + row * GHp + static_cast<long>(jb) * G * NB;
-          float* gh = a.dgh + row * GHp + static_cast<long>(jb) * G * NB;
-          if (t < a.lengths[b]) {
-            const float* dyrow = a.dy + row * a.ldy + j0;
-            for (int u = 0; u < U; ++u) {
-              const int n = ncols - u * W;
-              if (n >= W) dh[u] += load(dyrow + u * W);
-              else if (n > 0) dh[u] += load_partial(dyrow + u * W, n);
+          const bool valid = s >= 0 && t < a.lengths[b];
+          for (int q = 0; q < Q && sb * Q + q < nblk; ++q) {
+            const int jb = sb * Q + q, j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
+            const long r = static_cast<long>(b) * Hp + j0;
+            vf dh[U], pass[U];
+            for (int u = 0; u < U; ++u) dh[u] = acc[m][q * U + u] + load(a.dh_pass + r + u * W);
+            if (s < 0) {
+              for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, dh[u]);
+              continue;
             }
-            Cell::backward(g, gh, dh, pass, a.dc + r, a.hs + prev_slot(t) * slot + r, a.hs + out_slot(t) * slot + r,
-                           a.cs ? a.cs + prev_slot(t) * slot + r : nullptr,
-                           a.cs ? a.cs + out_slot(t) * slot + r : nullptr,
-                           a.aux ? a.aux + row * Hp + j0 : nullptr);
-          } else {  // the state passed through this step unchanged
-            for (int i = 0; i < G * NB; i += W) {
-              store(g + i, splat(0.0f));
-              store(gh + i, splat(0.0f));
+            float* g = a.gates + row * GHp + static_cast<long>(jb) * G * NB;
+            float* gh = a.dgh + row * GHp + static_cast<long>(jb) * G * NB;
+            if (valid) {
+              const float* dyrow = a.dy + row * a.ldy + j0;
+              for (int u = 0; u < U; ++u) {
+                const int n = ncols - u * W;
+                if (n >= W) dh[u] += load(dyrow + u * W);
+                else if (n > 0) dh[u] += load_partial(dyrow + u * W, n);
+              }
+              Cell::backward(g, gh, dh, pass, a.dc + r, a.hs + prev_slot(t) * slot + r,
+                             a.hs + out_slot(t) * slot + r, a.cs ? a.cs + prev_slot(t) * slot + r : nullptr,
+                             a.cs ? a.cs + out_slot(t) * slot + r : nullptr, a.aux ? a.aux + row * Hp + j0 : nullptr);
+            } else {  // the state passed through this step unchanged
+              for (int i = 0; i < G * NB; i += W) {
+                store(g + i, splat(0.0f));
+                store(gh + i, splat(0.0f));
+              }
+              for (int u = 0; u < U; ++u) pass[u] = dh[u];
             }
-            for (int u = 0; u < U; ++u) pass[u] = dh[u];
+            for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, pass[u]);
           }
-          for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, pass[u]);
         }
       }
 #pragma omp barrier
@@ -164,13 +168,8 @@ static void backward_sequence(const BackwardArgs& a) {
     // After the loop: the large GEMMs over all T*B rows at once.
     gemm_packed_part<GEMM_MR, GEMM_NV>(tid, nth, TB, I, GHp, a.gates, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR,
                                        a.dx, I, a.dx_accumulate);
-    transpose_part(tid, nth, TB, I, a.x, I, a.xt);
-    transpose_part(tid, nth, TB, H, hprev_rows, Hp, a.ht);
-#pragma omp barrier
-    weight_grad(tid, nth, I, a, a.gates, a.xt, a.gw_ih, I);
-    weight_grad(tid, nth, H, a, a.dgh, a.ht, a.gw_hh, H);
-    if (a.gb_ih) bias_grad_part(tid, nth, a, a.gates, a.gb_ih);
-    if (a.gb_hh) bias_grad_part(tid, nth, a, a.dgh, a.gb_hh);
+    weight_grad(tid, nth, I, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
+    weight_grad(tid, nth, H, a, a.dgh, hprev_rows, Hp, a.gw_hh, H, a.gb_hh);
   }
   // Gradients of the initial state (padded buffers -> (B, H)).
   for (int b = 0; b < B; ++b)
