@@ -216,7 +216,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<TrainCache, std::shared_ptr<TrainCache>>(m, "TrainCache",
       "Activations a training forward keeps for its backward.")
       .def(py::init<>())
-      .def_property_readonly("consumed", [](const TrainCache& c) { return c.consumed || !c.gates.data(); });
+      .def_property_readonly("consumed", [](const TrainCache& c) { return c.consumed; });
 
   m.def("layer_forward",
         [](const PackedWeights& w, py::handle x_o, py::handle lengths_o, bool reverse, py::handle h0_o,
@@ -250,7 +250,7 @@ PYBIND11_MODULE(_core, m) {
         [](const PackedWeights& w, TrainCache& cache, py::handle x_o, py::handle dy_o, long dy_offset,
            py::handle dhn_o, py::handle dcn_o, py::handle dx_o, bool dx_accumulate, py::handle dh0_o,
            py::handle dc0_o, py::handle gwi_o, py::handle gwh_o, py::handle gbi_o, py::handle gbh_o) {
-          if (cache.consumed || !cache.gates.data())
+          if (cache.consumed)
             throw py::value_error("backward: no training forward to differentiate (run forward in train mode; "
                                   "backward runs once per forward)");
           const long T = cache.T, B = cache.B, H = w.hidden_size(), I = w.input_size(), G = gate_count(w.cell());

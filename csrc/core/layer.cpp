@@ -20,6 +20,10 @@ AlignedBuffer::AlignedBuffer(size_t n, bool zero) : n_(n) {
 
 void AlignedBuffer::Free::operator()(float* p) const { std::free(p); }
 
+void ensure_size(AlignedBuffer& b, size_t n) {
+  if (b.size() < n) b = AlignedBuffer(n);
+}
+
 PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
                              const float* b_ih, const float* b_hh, bool with_backward, Isa isa)
     : cell_(cell), isa_(isa), I_(input_size), H_(hidden_size), with_backward_(with_backward) {
@@ -107,18 +111,23 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
   a.training = training;
   a.nthreads = threads_for(B, H, L.G);
 
-  AlignedBuffer gates, hs, cs, aux;
   const int slots = training ? T + 1 : 2;
   // Inference projects the input a chunk of steps at a time (~2 MB): memory O(B*H), not O(T*B*H).
   a.chunk = training ? T : std::max(1, std::min<int>(T, static_cast<int>((512L * 1024) / (static_cast<long>(B) * L.GHp))));
-  gates = AlignedBuffer(static_cast<size_t>(a.chunk) * B * L.GHp);
-  hs = AlignedBuffer(slots * slot);
-  if (lstm) cs = AlignedBuffer(slots * slot);
-  if (training && w.cell() == CellKind::gru) aux = AlignedBuffer(static_cast<size_t>(T) * slot);
+  AlignedBuffer local_gates, local_hs, local_cs, local_aux;  // inference: per call (calls may run concurrently)
+  AlignedBuffer& gates = training ? cache->gates : local_gates;
+  AlignedBuffer& hs = training ? cache->hs : local_hs;
+  AlignedBuffer& cs = training ? cache->cs : local_cs;
+  AlignedBuffer& aux = training ? cache->aux : local_aux;
+  if (training) cache->consumed = true;  // until this forward completes
+  ensure_size(gates, static_cast<size_t>(a.chunk) * B * L.GHp);
+  ensure_size(hs, slots * slot);
+  if (lstm) ensure_size(cs, slots * slot);
+  if (training && w.cell() == CellKind::gru) ensure_size(aux, static_cast<size_t>(T) * slot);
   a.gates = gates.data();
   a.hs = hs.data();
-  a.cs = cs.data();
-  a.aux = aux.data();
+  a.cs = lstm ? cs.data() : nullptr;
+  a.aux = training && w.cell() == CellKind::gru ? aux.data() : nullptr;
 
   const int first = training ? (reverse ? T : 0) : 0;  // slot of the initial state
   load_state(h0, B, H, Hp, a.hs + first * slot);
@@ -136,17 +145,13 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
     cache->reverse = reverse;
     cache->consumed = false;
     cache->lengths = std::move(lens);
-    cache->gates = std::move(gates);
-    cache->hs = std::move(hs);
-    cache->cs = std::move(cs);
-    cache->aux = std::move(aux);
   }
 }
 
 void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
                     const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
                     float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh) {
-  if (cache.consumed || !cache.gates.data())
+  if (cache.consumed)
     throw std::invalid_argument("backward needs a training forward first, and runs once per forward");
   if (!w.has_backward()) throw std::invalid_argument("weights were packed without backward support");
   const Layout& L = w.layout();
@@ -176,33 +181,30 @@ void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, c
   a.gb_ih = gb_ih;
   a.gb_hh = gb_hh;
   a.gates = cache.gates.data();
-  AlignedBuffer dgh;
-  if (w.cell() == CellKind::gru) dgh = AlignedBuffer(TB * L.GHp);
-  a.dgh = dgh.data() ? dgh.data() : a.gates;
+  if (w.cell() == CellKind::gru) ensure_size(cache.dgh, TB * L.GHp);
+  a.dgh = w.cell() == CellKind::gru ? cache.dgh.data() : a.gates;
   a.hs = cache.hs.data();
-  a.cs = cache.cs.data();
-  a.aux = cache.aux.data();
-  AlignedBuffer dh_pass(static_cast<size_t>(B) * Hp), dc(static_cast<size_t>(B) * Hp);
-  load_state(dhn, B, H, Hp, dh_pass.data());
-  load_state(lstm ? dcn : nullptr, B, H, Hp, dc.data());
-  a.dh_pass = dh_pass.data();
-  a.dc = dc.data();
-  AlignedBuffer xt(static_cast<size_t>(std::max(I, H)) * kBackwardPackRows);
-  AlignedBuffer wgrad(static_cast<size_t>(std::max(I, H)) * L.GHp);
-  AlignedBuffer bpack(static_cast<size_t>(kBackwardPackRows) * ((L.GHp + L.NR - 1) / L.NR) * L.NR);
-  a.xt = xt.data();
-  a.wgrad = wgrad.data();
-  a.bpack = bpack.data();
-  AlignedBuffer colsum(static_cast<size_t>((L.GHp + L.NR - 1) / L.NR) * L.NR);
-  a.colsum = colsum.data();
+  a.cs = lstm ? cache.cs.data() : nullptr;
+  a.aux = w.cell() == CellKind::gru ? cache.aux.data() : nullptr;
+  const size_t panels_width = static_cast<size_t>((L.GHp + L.NR - 1) / L.NR) * L.NR;
+  ensure_size(cache.dh_pass, static_cast<size_t>(B) * Hp);
+  ensure_size(cache.dc, static_cast<size_t>(B) * Hp);
+  ensure_size(cache.xt, static_cast<size_t>(std::max(I, H)) * kBackwardPackRows);
+  ensure_size(cache.wgrad, static_cast<size_t>(std::max(I, H)) * L.GHp);
+  ensure_size(cache.bpack, kBackwardPackRows * panels_width);
+  ensure_size(cache.colsum, panels_width);
+  a.dh_pass = cache.dh_pass.data();
+  a.dc = cache.dc.data();
+  load_state(dhn, B, H, Hp, a.dh_pass);
+  load_state(lstm ? dcn : nullptr, B, H, Hp, a.dc);
+  a.xt = cache.xt.data();
+  a.wgrad = cache.wgrad.data();
+  a.bpack = cache.bpack.data();
+  a.colsum = cache.colsum.data();
   a.nthreads = threads_for(B, H, L.G);
 
   cache.consumed = true;  // gates are overwritten with gradients below
   kernels_for(w.isa()).backward(a);
-  cache.gates = AlignedBuffer();
-  cache.hs = AlignedBuffer();
-  cache.cs = AlignedBuffer();
-  cache.aux = AlignedBuffer();
 }
 
 }  // namespace rnnfast

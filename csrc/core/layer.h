@@ -51,13 +51,19 @@ class PackedWeights {
   AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, bx_, bh_;
 };
 
-// What a training forward keeps for backward (activations, states). Consumed by backward.
+// Grows a buffer to at least n floats; keeps it (and its already-mapped pages) otherwise.
+void ensure_size(AlignedBuffer& b, size_t n);
+
+// What a training forward keeps for backward (activations, states), and the backward's scratch.
+// Reusing one cache for every training step of a layer keeps its memory mapped: fresh buffers
+// would page-fault (and be zeroed by the kernel) on every step.
 struct TrainCache {
   int T = 0, B = 0;
   bool reverse = false;
-  bool consumed = false;
+  bool consumed = true;  // no forward to differentiate yet
   std::vector<int> lengths;
-  AlignedBuffer gates, hs, cs, aux;
+  AlignedBuffer gates, hs, cs, aux;                        // forward activations
+  AlignedBuffer dgh, dh_pass, dc, xt, wgrad, bpack, colsum;  // backward scratch
 };
 
 // x: (T, B, I). lengths: B values in [1, T] or null (all T). h0, c0: (B, H) or null (zeros).

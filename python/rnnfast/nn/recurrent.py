@@ -58,6 +58,9 @@ class RNNBase(Module):
         bound = 1.0 / math.sqrt(hidden_size)
         self._layer_params = []  # [layer][direction] -> (w_ih, w_hh, b_ih, b_hh)
         self._pack_caches = []
+        # [layer][direction] -> activations of the pending training forward; reused every step so
+        # their memory stays mapped (one pending forward per module, as backward expects)
+        self._train_caches = [[_core.TrainCache() for _ in range(self.num_directions)] for _ in range(self.num_layers)]
         for k in range(self.num_layers):
             layer_in = input_size if k == 0 else hidden_size * self.num_directions
             per_dir, per_cache = [], []
@@ -180,7 +183,7 @@ class RNNBase(Module):
             for d in range(D):
                 idx = k * D + d
                 packed = self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], training)
-                cache = _core.TrainCache() if training else None
+                cache = self._train_caches[k][d] if training else None
                 _core.layer_forward(packed, layer_in, lens, bool(d), None if h0 is None else h0[idx],
                                     None if c0 is None else c0[idx], y, d * H, hn[idx],
                                     None if cn is None else cn[idx], cache)
