@@ -1,0 +1,11 @@
+"""`rnnfast bench`: rnnfast's RNN, LSTM and GRU against PyTorch and ONNX Runtime (DESIGN.md §6).
+
+Same weights and inputs for every engine, a correctness check before timing, interleaved repetitions,
+medians and spreads, GFLOP/s against the measured matmul peak. The peers are imported lazily and are
+reported as "not installed" when missing. Layout: configs (shapes, FLOPs, data), engine_rnnfast,
+peer_torch, peer_onnx (one file per engine), compare (the check), timing, report (table, markdown,
+JSON), memory (child-process probes), scaling (--scaling), runner (the command).
+"""
+from .runner import main
+
+__all__ = ["main"]

@@ -1,0 +1,108 @@
+"""The rnnfast side: the recurrent layers of rnnfast.nn, their streaming API, and the shared weights."""
+from __future__ import annotations
+
+import numpy as np
+
+from .configs import Spec, numpy_weights
+
+LAYERS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def make_model(cell: str, input_size: int, hidden_size: int):
+    import rnnfast.nn
+
+    return getattr(rnnfast.nn, LAYERS[cell])(input_size, hidden_size)
+
+
+def shared_weights(cell: str, hidden_size: int, seed: int = 0):
+    """The weights every engine runs with: a fresh rnnfast model's state_dict(); when the layer cannot be
+    built (e.g. a build without it), PyTorch's init drawn with numpy under the same names."""
+    try:
+        return make_model(cell, hidden_size, hidden_size).state_dict(), "rnnfast"
+    except Exception:  # noqa: BLE001 - any failure means the other engines still get comparable weights
+        return numpy_weights(cell, hidden_size, seed=seed), "numpy"
+
+
+def set_threads(n: int) -> None:
+    import rnnfast
+
+    rnnfast.set_num_threads(n)
+
+
+def _state_arrays(cell: str, state) -> dict:
+    if cell == "lstm":
+        return dict(h_n=np.asarray(state[0])[0], c_n=np.asarray(state[1])[0])
+    return dict(h_n=np.asarray(state)[0])
+
+
+class InferenceCase:
+    engine = "rnnfast"
+
+    def __init__(self, cell, spec: Spec, weights, data, threads):
+        self.cell = cell
+        self.model = make_model(cell, spec.H, spec.H)
+        self.model.load_state_dict(weights)
+        self.model.eval()
+        self.x = data["x"]
+
+    def run(self):
+        return self.model.forward(self.x)
+
+    def outputs(self) -> dict:
+        y, state = self.run()
+        return dict(y=np.asarray(y), **_state_arrays(self.cell, state))
+
+
+class StreamCase:
+    engine = "rnnfast"
+
+    def __init__(self, cell, spec: Spec, weights, data, threads):
+        self.model = make_model(cell, spec.H, spec.H)
+        self.model.load_state_dict(weights)
+        self.model.eval()
+        self.stream = self.model.stream(batch_size=spec.B)
+        self.xs = [np.ascontiguousarray(data["x"][t]) for t in range(spec.T)]
+        self.out = np.empty((spec.B, spec.H), np.float32)  # step(x, out=) is the allocation-free path
+
+    def run(self, collect: list | None = None):
+        stream, out = self.stream, self.out
+        stream.reset()
+        step = stream.step
+        for xt in self.xs:
+            step(xt, out=out)
+            if collect is not None:
+                collect.append(out.copy())
+
+    def outputs(self) -> dict:
+        ys: list = []
+        self.run(ys)
+        return dict(y=np.stack(ys))
+
+
+class TrainCase:
+    """forward then backward(g): gradients of the input and (accumulated, so zeroed first) of every weight."""
+
+    engine = "rnnfast"
+
+    def __init__(self, cell, spec: Spec, weights, data, threads):
+        self.model = make_model(cell, spec.H, spec.H)
+        self.model.load_state_dict(weights)
+        self.model.train()
+        self.x, self.g = data["x"], data["g"]
+
+    def run(self):
+        self.model.zero_grad()
+        y, _ = self.model.forward(self.x)
+        return y, self.model.backward(self.g)
+
+    def outputs(self) -> dict:
+        y, grad_x = self.run()
+        out = dict(y=np.asarray(y), grad_x=np.asarray(grad_x))
+        out.update((f"grad:{n}", p.grad.copy()) for n, p in self.model.named_parameters())
+        return out
+
+
+def make_case(cell: str, spec: Spec, weights, data: dict, threads: int):
+    set_threads(threads)
+    cls = {"inference": InferenceCase, "stream": StreamCase, "train": TrainCase}[spec.kind]
+    return cls(cell, spec, weights, data, threads)

@@ -1,0 +1,170 @@
+"""`rnnfast bench`: argument parsing and the run of every (configuration, cell) across the engines."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import compare, configs, engine_rnnfast, peer_onnx, peer_torch, report, timing
+from .configs import Spec, Unsupported
+
+ENGINES = ("rnnfast", "torch", "onnxruntime")
+FACTORIES = {"rnnfast": engine_rnnfast.make_case, "torch": peer_torch.make_case,
+             "onnxruntime": peer_onnx.make_case}
+
+
+def _csv(value: str) -> list[str]:
+    return [v for v in value.replace(",", " ").split() if v]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rnnfast bench", description="Benchmark rnnfast's RNN, LSTM and GRU against "
+                                "PyTorch and ONNX Runtime in one process, with equal thread counts.")
+    p.add_argument("--threads", type=int, default=2, help="threads for every engine (default 2)")
+    p.add_argument("--cells", type=_csv, default=list(configs.CELLS), help="comma-separated: rnn,lstm,gru")
+    p.add_argument("--configs", type=_csv, default=None,
+                   help=f"comma-separated groups {list(configs.DEFAULT_GROUPS)} or exact names like "
+                        "train-B64-T100-H512 (default: all groups)")
+    p.add_argument("--engines", type=_csv, default=list(ENGINES), help="comma-separated subset of " + ",".join(ENGINES))
+    p.add_argument("--repeat", type=int, default=None, help="timed samples per engine (default 15, --quick 3)")
+    p.add_argument("--min-sample-time", type=float, default=None,
+                   help="seconds: tiny calls are repeated within one sample up to this (default 0.02, --quick 0)")
+    p.add_argument("--no-interleave", dest="interleave", action="store_false",
+                   help="time each engine's samples back to back (to diagnose interference between engines)")
+    p.add_argument("--gap", type=float, default=0.01,
+                   help="seconds of idling after each sample, so that the previous engine's worker threads stop "
+                        "spinning before the next engine is timed (default 0.01)")
+    p.add_argument("--quick", action="store_true",
+                   help="3 samples per engine, no inner repeats, no memory probes, a shorter matmul peak")
+    p.add_argument("--json", metavar="PATH", help="write every measurement as JSON (atomically)")
+    p.add_argument("--markdown", metavar="PATH", help="write the tables as markdown (for benchmarks/RESULTS.md)")
+    p.add_argument("--memory", dest="memory", action="store_true", default=None,
+                   help="measure peak memory of throughput and train configs in a child process per engine "
+                        "(default on, off with --quick)")
+    p.add_argument("--no-memory", dest="memory", action="store_false")
+    p.add_argument("--scaling", action="store_true",
+                   help="LSTM scaling study (time vs T, B, H, threads); runs alone unless --configs is also given")
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error(f"--threads: expected a positive integer, got {args.threads}")
+    for name, allowed in (("cells", configs.CELLS), ("engines", ENGINES)):
+        bad = [v for v in getattr(args, name) if v not in allowed]
+        if bad or not getattr(args, name):
+            p.error(f"--{name}: expected a non-empty subset of {list(allowed)}, got {getattr(args, name)}")
+    if args.configs is None:
+        args.configs = [] if args.scaling else list(configs.DEFAULT_GROUPS)
+    try:
+        args.specs = configs.select(args.configs)
+    except ValueError as exc:
+        p.error(str(exc))
+    args.repeat = args.repeat or (3 if args.quick else 15)
+    if args.repeat < 1:
+        p.error(f"--repeat: expected a positive integer, got {args.repeat}")
+    if args.gap < 0 or (args.min_sample_time or 0) < 0:
+        p.error(f"--gap and --min-sample-time: expected seconds >= 0, got {args.gap} and {args.min_sample_time}")
+    if args.min_sample_time is None:
+        args.min_sample_time = 0.0 if args.quick else 0.02
+    args.warmup = 1 if args.quick else 2
+    if args.memory is None:
+        args.memory = not args.quick
+    return args
+
+
+def _status(exc: BaseException) -> dict:
+    if isinstance(exc, ImportError):
+        return dict(status="not installed", detail=str(exc))
+    if isinstance(exc, Unsupported):
+        return dict(status="-", detail=str(exc))
+    return dict(status="error", detail=f"{type(exc).__name__}: {exc}")
+
+
+def run_one(spec: Spec, cell: str, args) -> dict:
+    """Build every engine on the same weights and data, check them against rnnfast, time them interleaved."""
+    weights, source = engine_rnnfast.shared_weights(cell, spec.H)
+    data = configs.make_data(spec)
+    flops = configs.flops(spec, cell)
+    entry = dict(config=spec.name, group=spec.group, label=spec.label, kind=spec.kind, cell=cell, B=spec.B, T=spec.T,
+                 H=spec.H, flops=flops, time_unit="per step" if spec.kind == "stream" else "per call",
+                 weights_from=source, engines={})
+    cases, outputs = {}, {}
+    for name in args.engines:
+        try:
+            cases[name] = FACTORIES[name](cell, spec, weights, data, args.threads)
+            outputs[name] = cases[name].outputs()  # the check's run doubles as the first warm-up
+        except Exception as exc:  # noqa: BLE001 - one broken engine must not stop the others
+            cases.pop(name, None)
+            entry["engines"][name] = _status(exc)
+    ref = "rnnfast" if "rnnfast" in outputs else next(iter(outputs), None)
+    entry["reference"] = ref
+    for name in outputs:
+        check = dict(reference=True) if name == ref else \
+            compare.compare(outputs[ref], outputs[name], compare.TOLERANCE)
+        entry["engines"][name] = dict(status="ok" if check.get("ok", True) else "MISMATCH", check=check)
+    del outputs
+    if cases:
+        stats = timing.measure(cases, args.repeat, args.warmup, args.min_sample_time, spec.steps_per_call,
+                               args.interleave, args.gap)
+        for name, st in stats.items():
+            if "error" in st:  # a mismatch stays the headline
+                e = entry["engines"][name]
+                e.update(status="error" if e["status"] == "ok" else e["status"], detail=st["error"])
+            else:
+                entry["engines"][name].update(st, gflops=flops / st["median_s"] / 1e9)
+    base = entry["engines"].get("rnnfast", {}).get("median_s")
+    for name, e in entry["engines"].items():
+        if name != "rnnfast" and base and e.get("median_s"):
+            e["speedup"] = e["median_s"] / base  # > 1: rnnfast is faster
+    entry["engines"] = {n: entry["engines"][n] for n in args.engines if n in entry["engines"]}
+    return entry
+
+
+def _progress(k: int, n: int, entry: dict) -> None:
+    parts = [f"{name} {report.fmt_time(e['median_s'])}" if "median_s" in e else f"{name} {e['status']}"
+             for name, e in entry["engines"].items()]
+    print(f"[{k}/{n}] {entry['cell']} {entry['label']}: " + ", ".join(parts), file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    engine_rnnfast.set_threads(args.threads)
+    if "torch" in args.engines and peer_torch.version():
+        peer_torch.set_threads(args.threads)
+    result = dict(command="rnnfast bench " + " ".join(argv), machine=report.machine_info(args.threads),
+                  settings=dict(threads=args.threads, repeat=args.repeat, warmup=args.warmup, quick=args.quick,
+                                min_sample_time_s=args.min_sample_time, interleave=args.interleave, gap_s=args.gap,
+                                cells=args.cells, engines=args.engines, configs=[s.name for s in args.specs]),
+                  results=[])
+    load = timing.OtherLoad().start()
+    peak_repeat = 3 if args.quick else 7
+    peak = result["matmul_peak"] = timing.matmul_peak(args.threads, repeat=peak_repeat)
+    todo = [(spec, cell) for spec in args.specs for cell in args.cells]
+    for k, (spec, cell) in enumerate(todo, 1):
+        result["results"].append(run_one(spec, cell, args))
+        _progress(k, len(todo), result["results"][-1])
+    if todo and not args.quick:
+        # noise only ever lowers a rate: look again after the run and keep the higher median
+        again = timing.matmul_peak(args.threads, repeat=peak_repeat)
+        peak["medians_gflops"] = [peak["gflops"], again["gflops"]]
+        if again["gflops"] > peak["gflops"]:
+            peak.update({k: again[k] for k in ("median_s", "gflops", "samples_s")})
+    for entry in result["results"]:
+        report.set_efficiency(entry, peak["gflops"])
+    if args.memory and todo:
+        from . import memory
+
+        result["memory"] = memory.run(args.specs, args.cells, args.engines, args.threads)
+    if args.scaling:
+        from . import scaling
+
+        result["scaling"] = scaling.run(args, peak)
+    result["machine"]["other_load"] = load.stop()
+    out = sys.stdout
+    report.print_all(result, out)
+    mismatches = report.mismatches(result["results"])
+    for line in mismatches:
+        print("!!! " + line, file=out)
+    if args.json:
+        report.write_json(args.json, result)
+    if args.markdown:
+        report.write_markdown(args.markdown, result)
+    return 1 if mismatches else 0

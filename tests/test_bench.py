@@ -1,0 +1,216 @@
+"""The benchmark harness (rnnfast.bench): a smoke run, the ONNX weight conversion, the checks and statistics."""
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import require_torch
+
+import rnnfast
+from rnnfast.bench import compare, configs, main, memory, peer_onnx, peer_torch, scaling, timing
+
+
+def require_onnxruntime():
+    """Import onnx + onnxruntime, or skip; with RNNFAST_REQUIRE_TORCH=1 (CI) a missing one fails."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as exc:
+        if os.environ.get("RNNFAST_REQUIRE_TORCH") == "1":
+            pytest.fail(f"onnx/onnxruntime are required (RNNFAST_REQUIRE_TORCH=1): {exc}")
+        pytest.skip("onnx/onnxruntime not installed")
+    return onnxruntime
+
+
+@pytest.fixture
+def keep_threads():
+    """main() sets every engine's thread count: restore them for the tests that follow."""
+    n = rnnfast.get_num_threads()
+    torch_n = peer_torch._import().get_num_threads() if peer_torch.version() else None
+    yield
+    rnnfast.set_num_threads(n)
+    if torch_n is not None:
+        peer_torch.set_threads(torch_n)
+
+
+def _run(tmp_path, *extra):
+    path = tmp_path / "bench.json"
+    rc = main(["--quick", "--threads", "1", "--cells", "lstm", "--configs", "smoke", "--json", str(path), *extra])
+    return rc, json.loads(path.read_text())
+
+
+def test_smoke_run_checks_every_engine_before_timing(tmp_path, keep_threads, capsys):
+    rc, data = _run(tmp_path, "--markdown", str(tmp_path / "bench.md"))
+    assert rc == 0
+    assert data["machine"]["threads"] == 1 and data["machine"]["cpu_model"]
+    assert data["matmul_peak"]["gflops"] > 0
+    assert {r["kind"] for r in data["results"]} == {"inference", "stream", "train"}
+    for r in data["results"]:
+        ours = r["engines"]["rnnfast"]
+        assert ours["status"] == "ok", ours
+        assert ours["check"] == {"reference": True} and ours["median_s"] > 0 and ours["gflops"] > 0
+        for name, e in r["engines"].items():
+            if name == "rnnfast" or e["status"] in ("not installed", "-"):
+                continue
+            assert e["status"] == "ok", (name, r["config"], e)
+            assert e["check"]["ok"] and e["check"]["max_abs_diff"] <= e["check"]["tol"]
+            assert e["speedup"] == pytest.approx(e["median_s"] / ours["median_s"])
+        if r["kind"] == "train" and "torch" in r["engines"] and r["engines"]["torch"]["status"] == "ok":
+            checked = r["engines"]["torch"]["check"]["outputs"]
+            assert {"y", "grad_x", "grad:weight_hh_l0", "grad:bias_ih_l0"} <= set(checked)
+    out = capsys.readouterr().out
+    assert "smoke-train B=2 T=5 H=16" in out and "smoke-stream B=2 H=16" in out and "reference" in out
+    assert "| config | cell | engine |" in (tmp_path / "bench.md").read_text()
+
+
+def test_missing_peers_are_reported_not_fatal(tmp_path, keep_threads, monkeypatch):
+    def missing():
+        raise ImportError("pretend it is missing")
+
+    monkeypatch.setattr(peer_torch, "_import", missing)
+    monkeypatch.setattr(peer_onnx, "_import", missing)
+    rc, data = _run(tmp_path, "--configs", "smoke-inference-B2-T5-H16")
+    assert rc == 0
+    engines = data["results"][0]["engines"]
+    assert engines["torch"]["status"] == engines["onnxruntime"]["status"] == "not installed"
+    assert engines["rnnfast"]["median_s"] > 0
+
+
+def test_a_wrong_peer_is_flagged_as_mismatch(tmp_path, keep_threads, monkeypatch, capsys):
+    require_torch()
+    real = peer_torch.make_module
+
+    def perturbed(cell, input_size, hidden_size, weights):
+        weights = {k: v + np.float32(0.05) for k, v in weights.items()}
+        return real(cell, input_size, hidden_size, weights)
+
+    monkeypatch.setattr(peer_torch, "make_module", perturbed)
+    rc, data = _run(tmp_path, "--configs", "smoke-train-B2-T5-H16", "--engines", "rnnfast,torch")
+    assert rc == 1
+    torch_entry = data["results"][0]["engines"]["torch"]
+    assert torch_entry["status"] == "MISMATCH" and not torch_entry["check"]["ok"]
+    assert "MISMATCH" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cell", configs.CELLS)
+def test_onnx_conversion_matches_torch(cell):
+    torch = require_torch()
+    require_onnxruntime()
+    torch.manual_seed(0)
+    T, B, I, H = 5, 3, 4, 6
+    module = getattr(torch.nn, peer_torch.MODULES[cell])(I, H)
+    weights = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, B, I), dtype=np.float32)
+    h0 = rng.standard_normal((1, B, H), dtype=np.float32)
+    c0 = rng.standard_normal((1, B, H), dtype=np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0)) if cell == "lstm"
+                     else torch.from_numpy(h0))
+    session = peer_onnx.make_session(peer_onnx.build_model(cell, weights, I, H), threads=1)
+    feed = dict(X=x, initial_h=h0, **({"initial_c": c0} if cell == "lstm" else {}))
+    got = session.run(None, feed)
+    np.testing.assert_allclose(got[0][:, 0], ref[0].numpy(), atol=1e-5)
+    states = ref[1] if cell == "lstm" else (ref[1],)
+    for got_state, ref_state in zip(got[1:], states):
+        np.testing.assert_allclose(got_state, ref_state.numpy(), atol=1e-5)
+
+
+def test_onnx_gate_blocks_are_reordered():
+    H = 2
+    w = np.arange(4 * H * 3, dtype=np.float32).reshape(4 * H, 3)
+    sd = dict(weight_ih_l0=w, weight_hh_l0=w[:, :2], bias_ih_l0=w[:, 0], bias_hh_l0=w[:, 1])
+    W, R, B = peer_onnx.onnx_weights("lstm", sd, H)
+    i, f, g, o = (w[k * H:(k + 1) * H] for k in range(4))
+    np.testing.assert_array_equal(W[0], np.concatenate([i, o, f, g]))  # ONNX LSTM: i, o, f, c
+    assert W.shape == (1, 4 * H, 3) and R.shape == (1, 4 * H, 2) and B.shape == (1, 8 * H)
+    np.testing.assert_array_equal(B[0, 4 * H:], np.concatenate([i, o, f, g])[:, 1])  # then the recurrent biases
+    r, z, n = (w[k * H:(k + 1) * H] for k in range(3))
+    W, _, _ = peer_onnx.onnx_weights("gru", {k: v[:3 * H] for k, v in sd.items()}, H)
+    np.testing.assert_array_equal(W[0], np.concatenate([z, r, n]))  # ONNX GRU: z, r, h
+
+
+def test_flops_and_config_selection():
+    spec = configs.select(["throughput-B64-T100-H512"])[0]
+    assert configs.flops(spec, "lstm") == 2 * 100 * 64 * 4 * 512 * 1024
+    train = configs.select(["train-B64-T100-H512"])[0]
+    assert configs.flops(train, "gru") == 3 * configs.flops(configs.Spec("x", "x", "inference", 64, 100, 512), "gru")
+    stream = configs.select(["stream"])[0]
+    assert configs.flops(stream, "rnn") == 2 * 1 * 256 * 512 and stream.steps_per_call == 100
+    assert [s.name for s in configs.select(["latency", "latency-B1-T100-H512"])] == \
+        ["latency-B1-T100-H256", "latency-B1-T100-H512"]
+    with pytest.raises(ValueError, match="--configs"):
+        configs.select(["nope"])
+
+
+def test_compare_scales_by_the_reference_and_reports_the_worst_output():
+    ref = dict(y=np.ones((2, 3), np.float32), grad=np.full(4, 100.0, np.float32))
+    close = dict(y=ref["y"] + 1e-6, grad=ref["grad"] + 1e-3)  # 1e-3 on values of 100 is 1e-5 relative
+    res = compare.compare(ref, close, 1e-4)
+    assert res["ok"] and res["worst_output"] == "grad"
+    far = dict(y=ref["y"] + 1e-2, grad=ref["grad"])
+    res = compare.compare(ref, far, 1e-4)
+    assert not res["ok"] and res["worst_output"] == "y" and res["max_abs_diff"] == pytest.approx(1e-2, rel=1e-3)
+    assert not compare.compare(ref, dict(y=np.ones((3, 2), np.float32)), 1e-4)["ok"]
+    assert not compare.compare(ref, dict(y=np.full((2, 3), np.nan, np.float32)), 1e-4)["ok"]
+
+
+def test_measure_interleaves_and_summarizes():
+    order = []
+
+    class Case:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self):
+            order.append(self.name)
+
+    res = timing.measure({"a": Case("a"), "b": Case("b")}, repeat=4, warmup=1, min_sample_time=0, gap=0)
+    assert order == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert len(res["a"]["samples_s"]) == 4 and res["a"]["min_s"] <= res["a"]["median_s"] <= res["a"]["max_s"]
+    s = timing.summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s["median_s"] == 3.0 and s["q1_s"] == 2.0 and s["q3_s"] == 4.0
+
+
+def test_linear_fit_tells_linear_from_quadratic():
+    ts = [25, 50, 100, 200, 400]
+    assert scaling.linear_fit(ts, [0.1 + 0.01 * t for t in ts])["linear"]
+    assert not scaling.linear_fit(ts, [1e-4 * t * t for t in ts])["linear"]
+
+
+def test_memory_probe_in_a_child_process():
+    spec, = configs.select(["smoke-train-B2-T5-H16"])
+    assert spec.kind == "train"
+    res = memory._spawn("rnnfast", "lstm", spec, 1)
+    assert "peak_mib" in res, res
+    assert res["peak_mib"] >= 0 and res["method"]
+
+
+def test_a_case_that_raises_while_timed_is_reported_and_the_others_go_on():
+    class Ok:
+        def run(self):
+            pass
+
+    class Breaks:
+        calls = 0
+
+        def run(self):
+            Breaks.calls += 1
+            if Breaks.calls > 2:
+                raise RuntimeError("kernel fell over")
+
+    res = timing.measure({"ok": Ok(), "bad": Breaks()}, repeat=3, warmup=1, min_sample_time=0, gap=0)
+    assert res["bad"] == {"error": "RuntimeError: kernel fell over"}
+    assert len(res["ok"]["samples_s"]) == 3
+
+
+def test_scaling_study_runs_and_reports_the_t_fit(tmp_path, keep_threads, capsys):
+    path = tmp_path / "scaling.json"
+    assert main(["--quick", "--scaling", "--threads", "1", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["results"] == []  # --scaling alone runs only the study
+    sweeps = data["scaling"]["sweeps"]
+    assert [r["T"] for r in sweeps["T"]["rows"]] == list(scaling.QUICK_SWEEPS["T"][1])
+    assert {"per_step_s", "r2", "linear"} <= set(sweeps["T"]["fit"])
+    assert all(r["median_s"] > 0 for rows in data["scaling"]["threads"].values() for r in rows)
+    assert "time vs T:" in capsys.readouterr().out
