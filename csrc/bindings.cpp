@@ -341,21 +341,24 @@ PYBIND11_MODULE(_core, m) {
         s.set_state(h.data(), c);
       }, py::arg("h"), py::arg("c") = py::none());
 
-  m.def("gemm", [](py::handle a_o, py::handle b_o, py::handle c_o, bool accumulate) {
+  m.def("gemm", [](py::handle a_o, py::handle b_o, py::handle c_o, bool accumulate, bool b_transposed) {
     auto a = py::reinterpret_borrow<py::array>(a_o), b = py::reinterpret_borrow<py::array>(b_o);
     if (!py::isinstance<py::array>(a_o) || !py::isinstance<py::array>(b_o) || a.ndim() != 2 || b.ndim() != 2)
       throw py::value_error("a, b: expected 2-D arrays");
-    const long M = a.shape(0), K = a.shape(1), N = b.shape(1);
+    const long M = a.shape(0), K = a.shape(1), N = b_transposed ? b.shape(0) : b.shape(1);
     auto A = checked<float>(a_o, "a", {M, K});
-    auto B = checked<float>(b_o, "b", {K, N});
+    auto B = checked<float>(b_o, "b", b_transposed ? std::vector<long>{N, K} : std::vector<long>{K, N});
     auto C = checked<float>(c_o, "c", {M, N}, true);
     const IsaKernels& k = kernels_for(active_isa());
-    AlignedBuffer work(k.gemm_work_size(K, N));
+    // Small products are not worth waking a second thread for.
+    const int threads = static_cast<double>(M) * N * K < 4.0e6 ? 1 : num_threads();
     run_released([&] {
-      k.gemm(M, N, K, A.data(), K, B.data(), N, C.mutable_data(), N, accumulate, work.data(), num_threads());
+      AlignedBuffer work(k.gemm_work_size(K, N));
+      k.gemm(M, N, K, A.data(), K, B.data(), b_transposed ? 1 : N, b_transposed ? K : 1, C.mutable_data(), N,
+             accumulate, work.data(), threads);
     });
-  }, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("accumulate") = false,
-  "c (+)= a @ b with the kernels' packed GEMM (for tests and benchmarks).");
+  }, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("accumulate") = false, py::arg("b_transposed") = false,
+  "c (+)= a @ b (or a @ b.T with b_transposed) with the kernels' packed GEMM; deterministic for any thread count.");
 
   m.def("reference_forward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse, py::handle w_ih,
                                 py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0, py::handle c0) {

@@ -138,3 +138,6 @@ def test_packed_gemm_matches_numpy(isa, M, N, K):
         np.testing.assert_allclose(c, expected, rtol=1e-5, atol=2e-5 * np.sqrt(K))
         _core.gemm(a, b, c, accumulate=True)
         np.testing.assert_allclose(c, 2 * expected, rtol=1e-5, atol=4e-5 * np.sqrt(K))
+        ct = np.empty((M, N), np.float32)
+        _core.gemm(a, np.ascontiguousarray(b.T), ct, b_transposed=True)
+        np.testing.assert_allclose(ct, expected, rtol=1e-5, atol=2e-5 * np.sqrt(K))

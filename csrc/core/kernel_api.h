@@ -78,10 +78,11 @@ struct IsaKernels {
                float* wx_bwd, float* wh_bwd, float* bx, float* bh);
   void (*forward)(const ForwardArgs& a);
   void (*backward)(const BackwardArgs& a);
-  // C (M x N) (+)= A (M x K, row stride lda) B (K x N, row stride ldb); packs B into `work`
-  // (gemm_work_size floats). The GEMM of the kernels above, exposed for tests and benchmarks.
-  void (*gemm)(int M, int N, int K, const float* A, long lda, const float* B, long ldb, float* C, long ldc,
-               bool accumulate, float* work, int nthreads);
+  // C (M x N) (+)= A (M x K, row stride lda) B, where B(k, n) = B[k*b_rs + n*b_cs] (so a transposed
+  // B costs nothing); packs B into `work` (gemm_work_size floats). The kernels' GEMM, exposed for
+  // the dense layers, tests and benchmarks.
+  void (*gemm)(int M, int N, int K, const float* A, long lda, const float* B, long b_rs, long b_cs, float* C,
+               long ldc, bool accumulate, float* work, int nthreads);
   long (*gemm_work_size)(int K, int N);
 };
 

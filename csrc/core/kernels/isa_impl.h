@@ -100,14 +100,14 @@ static void backward(const BackwardArgs& a) {
 
 static long gemm_work_size(int K, int N) { return static_cast<long>(K) * ceil_div(N, GEMM_NV * W) * GEMM_NV * W; }
 
-static void gemm(int M, int N, int K, const float* A, long lda, const float* B, long ldb, float* C, long ldc,
-                 bool accumulate, float* work, int nthreads) {
+static void gemm(int M, int N, int K, const float* A, long lda, const float* B, long b_rs, long b_cs, float* C,
+                 long ldc, bool accumulate, float* work, int nthreads) {
   const int npanels = ceil_div(N, GEMM_NV * W);
 #pragma omp parallel num_threads(nthreads)
   {
     DenormalGuard denormals;
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    pack_panels<GEMM_NV>(K, N, B, ldb, 1, work, npanels * tid / nth, npanels * (tid + 1) / nth);
+    pack_panels<GEMM_NV>(K, N, B, b_rs, b_cs, work, npanels * tid / nth, npanels * (tid + 1) / nth);
 #pragma omp barrier
     gemm_packed_part<GEMM_MR, GEMM_NV>(tid, nth, M, N, K, A, lda, work, static_cast<long>(K) * GEMM_NV * W, C, ldc,
                                        accumulate);

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _core
 from .module import Module, Parameter
 
 __all__ = ["Linear", "Embedding", "Dropout", "LayerNorm", "Sequential", "WordVectorReport"]
@@ -76,7 +77,7 @@ class Linear(Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear.forward: x: expected shape (..., {self.in_features}), got {x.shape}")
         x2 = x.reshape(-1, self.in_features)
-        out = x2 @ self.weight.data.T
+        out = _matmul(x2, self.weight.data, b_transposed=True)
         if self.bias is not None:
             out += self.bias.data
         self._x = x2 if self.training else None
@@ -87,14 +88,35 @@ class Linear(Module):
         x2 = _need_cache(self._x, "Linear.backward")
         g = _check_grad_shape(grad_output, self._in_shape[:-1] + (self.out_features,), "Linear.backward")
         g2 = g.reshape(-1, self.out_features)
-        self.weight.grad += g2.T @ x2
+        _matmul(np.ascontiguousarray(g2.T), x2, out=self.weight.grad)
         if self.bias is not None:
             self.bias.grad += g2.sum(axis=0)
         self._x = None  # activations are freed once used, as PyTorch frees its graph
-        return (g2 @ self.weight.data).reshape(self._in_shape)
+        return _matmul(g2, self.weight.data).reshape(self._in_shape)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def _matmul(a, b, b_transposed=False, out=None):
+    """a @ b (or a @ b.T), added into ``out`` when given. float32 runs on the core's GEMM: the same
+    threads as the recurrent kernels (numpy's BLAS threads would fight their spinning workers) and
+    the same bitwise results for any thread count; float64 (finite-difference checks) uses numpy."""
+    if a.dtype == np.float32 and b.dtype == np.float32 and (out is None or out.dtype == np.float32):
+        a = np.ascontiguousarray(a)
+        b = np.ascontiguousarray(b)
+        shape = (a.shape[0], b.shape[0] if b_transposed else b.shape[1])
+        if out is None:
+            res = np.empty(shape, np.float32)
+            _core.gemm(a, b, res, False, b_transposed)
+            return res
+        _core.gemm(a, b, out, True, b_transposed)
+        return out
+    res = a @ (b.T if b_transposed else b)
+    if out is None:
+        return res
+    out += res
+    return out
 
 
 # Embedding ----------------------------------------------------------------------------------------
