@@ -56,7 +56,7 @@ std::atomic<int>& isa_slot() {
 
 std::atomic<int>& threads_slot() {
 #ifdef _OPENMP
-  static std::atomic<int> slot{omp_get_max_threads()};
+  static std::atomic<int> slot{omp_get_max_threads() < kMaxKernelThreads ? omp_get_max_threads() : kMaxKernelThreads};
 #else
   static std::atomic<int> slot{1};
 #endif
@@ -104,7 +104,7 @@ int num_threads() { return threads_slot().load(); }
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("num_threads must be >= 1, got " + std::to_string(n));
-  threads_slot().store(n);
+  threads_slot().store(n < kMaxKernelThreads ? n : kMaxKernelThreads);
 }
 
 }  // namespace rnnfast

@@ -18,6 +18,7 @@ std::vector<Isa> supported_isas();
 Isa active_isa();
 void set_isa(Isa isa);  // throws std::invalid_argument if the CPU cannot run it
 
+constexpr int kMaxKernelThreads = 64;  // more are clamped (the kernels' work sharing is sized for it)
 int num_threads();
 void set_num_threads(int n);  // n >= 1
 

@@ -83,42 +83,43 @@ static inline void store_tile(vf (&acc)[MR][NV], int mr, int ncols, float* C, lo
   }
 }
 
-// Thread tid of nth computes its share of C (M x N) (+)= A (M x K) * Bp, where Bp holds full-K
-// panels (pack_panels). Work is split over (row block, panel) tiles only: each element of C is
-// summed by one thread in a fixed order, so results do not depend on the thread count.
-// Loop order: a block of MC rows of A stays in L2 while every panel of the thread passes over it,
-// one K-slice (kc x NR, in L1) at a time.
+// C (M x N) (+)= A (M x K) * Bp, where Bp holds full-K panels (pack_panels), as tiles of one row
+// block (MC rows) by one panel, numbered row block first: consecutive tiles reuse the block of A
+// from L2, and each K-slice of a panel (kc x NR) serves the whole row block from L1.
 constexpr int kGemmKC = 256, kGemmMC = 240;
 constexpr int GEMM_MR = 6, GEMM_NV = W == 16 ? 4 : 2;  // register tile of the general GEMM
 static_assert(kGemmKC == kBackwardPackRows, "backward pack scratch is sized by kBackwardPackRows");
 
-template <int MR, int NV>
-static void gemm_packed_part(int tid, int nth, int M, int N, int K, const float* A, long lda, const float* Bp,
-                             long panel_stride, float* C, long ldc, bool accumulate) {
-  const int NR = NV * W, npanels = ceil_div(N, NR), MC = kGemmMC / MR * MR, nmb = ceil_div(M, MC);
-  const long ntiles = static_cast<long>(npanels) * nmb;
-  const long lo = ntiles * tid / nth, hi = ntiles * (tid + 1) / nth;
-  for (long tile = lo; tile < hi;) {
-    const int mb = static_cast<int>(tile / npanels), p_lo = static_cast<int>(tile % npanels);
-    const long row_end = (static_cast<long>(mb) + 1) * npanels;
-    const int p_hi = static_cast<int>((row_end < hi ? row_end : hi) - static_cast<long>(mb) * npanels);
+struct Gemm {
+  int M, N, K;
+  const float* A;
+  long lda;
+  const float* Bp;
+  long panel_stride;
+  float* C;
+  long ldc;
+  bool accumulate;
+
+  static constexpr int NR = GEMM_NV * W, MC = kGemmMC / GEMM_MR * GEMM_MR;
+  long tiles() const { return static_cast<long>(ceil_div(M, MC)) * ceil_div(N, NR); }
+
+  void tile(long t) const {
+    const int npanels = ceil_div(N, NR), mb = static_cast<int>(t / npanels), p = static_cast<int>(t % npanels);
+    const int ncols = N - p * NR < NR ? N - p * NR : NR;
     const int m_end = (mb + 1) * MC < M ? (mb + 1) * MC : M;
     for (int k0 = 0; k0 < K || k0 == 0; k0 += kGemmKC) {
       const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-      for (int p = p_lo; p < p_hi; ++p) {
-        const int ncols = N - p * NR < NR ? N - p * NR : NR;
-        const float* panel = Bp + p * panel_stride + static_cast<long>(k0) * NR;
-        for (int m0 = mb * MC; m0 < m_end; m0 += MR) {
-          const int mr = m_end - m0 < MR ? m_end - m0 : MR;
-          vf acc[MR][NV];
-          for (int m = 0; m < MR; ++m)
-            for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
-          microkernel_rows<MR, NV>(mr, kc, A + static_cast<long>(m0) * lda + k0, lda, panel, acc);
-          store_tile<MR, NV>(acc, mr, ncols, C + static_cast<long>(m0) * ldc + p * NR, ldc, accumulate || k0 > 0);
-        }
+      const float* panel = Bp + p * panel_stride + static_cast<long>(k0) * NR;
+      for (int m0 = mb * MC; m0 < m_end; m0 += GEMM_MR) {
+        const int mr = m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR;
+        vf acc[GEMM_MR][GEMM_NV];
+        for (int m = 0; m < GEMM_MR; ++m)
+          for (int v = 0; v < GEMM_NV; ++v) acc[m][v] = splat(0.0f);
+        microkernel_rows<GEMM_MR, GEMM_NV>(mr, kc, A + static_cast<long>(m0) * lda + k0, lda, panel, acc);
+        store_tile<GEMM_MR, GEMM_NV>(acc, mr, ncols, C + static_cast<long>(m0) * ldc + p * NR, ldc,
+                                     accumulate || k0 > 0);
       }
       if (K == 0) break;
     }
-    tile = static_cast<long>(mb) * npanels + p_hi;
   }
-}
+};

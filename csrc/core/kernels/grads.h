@@ -2,10 +2,8 @@
 // over all T*B rows in a fixed order, split across threads by output element only.
 #pragma once
 
-// dst (C x R) = src (R x C, row stride lds) transposed; thread tid takes a share of columns.
-static void transpose_part(int tid, int nth, int R, int C, const float* src, long lds, float* dst) {
-  const int c_lo = static_cast<int>(static_cast<long>(C) * tid / nth);
-  const int c_hi = static_cast<int>(static_cast<long>(C) * (tid + 1) / nth);
+// dst (C x R) = src (R x C, row stride lds) transposed, columns [c_lo, c_hi) only.
+static void transpose_cols(int R, const float* src, long lds, float* dst, int c_lo, int c_hi) {
   constexpr int BS = 32;
   for (int r0 = 0; r0 < R; r0 += BS)
     for (int c0 = c_lo; c0 < c_hi; c0 += BS) {
@@ -47,36 +45,39 @@ static void pack_rows_sum(int K, int N, const float* src, long ld, float* dst, i
 // gw (G*H x M, PyTorch layout) += dGᵀ X for X (TB x M, row stride ldx), computed as
 // wgrad (M x GHp) = Xᵀ dG, one block of kGemmKC rows of X and dG at a time: the block of X is
 // transposed into a compact (M x kc) buffer so the GEMM reads short rows, and the block of dG is
-// packed into panels. gb (G*H, may be null) += the column sums of dG, taken while packing.
-// Each thread owns the same panels in every block, so every sum runs in one fixed order.
-static void weight_grad(int tid, int nth, int M, const BackwardArgs& a, const float* dG, const float* X, long ldx,
+// packed into panels. gb (G*H, may be null) += the column sums of dG, taken while packing (each
+// panel's sums run over the blocks in order, whoever packs them: a fixed order).
+static void weight_grad(PhaseRunner& phases, int M, const BackwardArgs& a, const float* dG, const float* X, long ldx,
                         float* gw, long ldgw, float* gb) {
   const int TB = a.T * a.B, GHp = a.L.GHp, NR = a.L.NR, npanels = ceil_div(GHp, NR);
-  const int p_lo = npanels * tid / nth, p_hi = npanels * (tid + 1) / nth;
+  constexpr int kCols = 64;  // columns of X per transpose tile
+  const int ntr = ceil_div(M, kCols);
   float* colsum = gb ? a.colsum : nullptr;
-  if (colsum)
-    for (int c = p_lo * NR; c < p_hi * NR; ++c) colsum[c] = 0.0f;
   for (int k0 = 0; k0 < TB; k0 += kGemmKC) {
     const int kc = TB - k0 < kGemmKC ? TB - k0 : kGemmKC;
-    transpose_part(tid, nth, kc, M, X + static_cast<long>(k0) * ldx, ldx, a.xt);
-    pack_rows_sum<GEMM_NV>(kc, GHp, dG + static_cast<long>(k0) * GHp, GHp, a.bpack, p_lo, p_hi, colsum);
-#pragma omp barrier
-    gemm_packed_part<GEMM_MR, GEMM_NV>(tid, nth, M, GHp, kc, a.xt, kc, a.bpack, static_cast<long>(kc) * NR, a.wgrad,
-                                       GHp, k0 > 0);
-#pragma omp barrier
+    phases.run(ntr + npanels, [&](long t) {
+      if (t < ntr) {
+        const int c0 = static_cast<int>(t) * kCols;
+        transpose_cols(kc, X + static_cast<long>(k0) * ldx, ldx, a.xt, c0, c0 + kCols < M ? c0 + kCols : M);
+      } else {
+        const int p = static_cast<int>(t - ntr);
+        if (colsum && k0 == 0)
+          for (int c = p * NR; c < (p + 1) * NR; ++c) colsum[c] = 0.0f;
+        pack_rows_sum<GEMM_NV>(kc, GHp, dG + static_cast<long>(k0) * GHp, GHp, a.bpack, p, p + 1, colsum);
+      }
+    });
+    const Gemm g{M, GHp, kc, a.xt, kc, a.bpack, static_cast<long>(kc) * NR, a.wgrad, GHp, k0 > 0};
+    phases.run(g.tiles(), [&](long t) { g.tile(t); });
   }
-  const int c_lo = static_cast<int>(static_cast<long>(GHp) * tid / nth);
-  const int c_hi = static_cast<int>(static_cast<long>(GHp) * (tid + 1) / nth);
-  for (int c = c_lo; c < c_hi; ++c) {
-    const int row = torch_row(c, a.L.G, a.L.NB, a.H);
-    if (row < 0) continue;
-    float* out = gw + row * ldgw;
-    for (int i = 0; i < M; ++i) out[i] += a.wgrad[static_cast<long>(i) * GHp + c];
-  }
-  if (colsum)
-    for (int c = p_lo * NR; c < p_hi * NR && c < GHp; ++c) {
+  constexpr int kScatter = 64;  // gate columns per scatter tile
+  phases.run(ceil_div(GHp, kScatter), [&](long t) {
+    const int c_lo = static_cast<int>(t) * kScatter, c_hi = c_lo + kScatter < GHp ? c_lo + kScatter : GHp;
+    for (int c = c_lo; c < c_hi; ++c) {
       const int row = torch_row(c, a.L.G, a.L.NB, a.H);
-      if (row >= 0) gb[row] += colsum[c];
+      if (row < 0) continue;
+      float* out = gw + row * ldgw;
+      for (int i = 0; i < M; ++i) out[i] += a.wgrad[static_cast<long>(i) * GHp + c];
+      if (colsum) gb[row] += colsum[c];
     }
-#pragma omp barrier
+  });
 }

@@ -2,6 +2,7 @@
 // namespace rnnfast::<isa>, after the standard headers and with RNNFAST_VEC_FLOATS defined.
 #include "core/kernels/simd.h"
 #include "core/kernels/gemm.h"
+#include "core/kernels/phases.h"
 #include "core/kernels/grads.h"
 #include "core/kernels/sequence.h"
 #include "core/cells/rnn.h"
@@ -103,14 +104,14 @@ static long gemm_work_size(int K, int N) { return static_cast<long>(K) * ceil_di
 static void gemm(int M, int N, int K, const float* A, long lda, const float* B, long b_rs, long b_cs, float* C,
                  long ldc, bool accumulate, float* work, int nthreads) {
   const int npanels = ceil_div(N, GEMM_NV * W);
+  PhaseShared shared;
 #pragma omp parallel num_threads(nthreads)
   {
     DenormalGuard denormals;
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    pack_panels<GEMM_NV>(K, N, B, b_rs, b_cs, work, npanels * tid / nth, npanels * (tid + 1) / nth);
-#pragma omp barrier
-    gemm_packed_part<GEMM_MR, GEMM_NV>(tid, nth, M, N, K, A, lda, work, static_cast<long>(K) * GEMM_NV * W, C, ldc,
-                                       accumulate);
+    PhaseRunner phases(shared, omp_get_thread_num(), omp_get_num_threads());
+    phases.run(npanels, [&](long p) { pack_panels<GEMM_NV>(K, N, B, b_rs, b_cs, work, static_cast<int>(p), static_cast<int>(p) + 1); });
+    const Gemm g{M, N, K, A, lda, work, static_cast<long>(K) * GEMM_NV * W, C, ldc, accumulate};
+    phases.run(g.tiles(), [&](long t) { g.tile(t); });
   }
 }
 

@@ -1,11 +1,11 @@
 // The time loops (per-ISA): forward and backward through a whole sequence for one layer and
 // direction, for any cell of cells/*.h.
 //
-// One OpenMP region spans the whole loop. Each thread owns a fixed set of (hidden block, batch
-// rows) tiles for every step, so its slice of W_hh stays in its own cache; a barrier separates
-// steps. Per tile and step: recurrent GEMM into registers, then the cell's fused gate update.
-// Only output elements are split across threads (never a sum), so results are bitwise the same
-// for any thread count.
+// One OpenMP region spans the whole loop; each step is a phase of (hidden block, batch rows)
+// tiles (phases.h), so a thread keeps the same slice of W_hh in its cache from step to step.
+// Per tile and step: recurrent GEMM into registers, then the cell's fused gate update. Only
+// output elements are split across threads (never a sum), so results are bitwise the same for
+// any thread count.
 #pragma once
 
 #ifdef _OPENMP
@@ -14,14 +14,6 @@
 static inline int omp_get_thread_num() { return 0; }
 static inline int omp_get_num_threads() { return 1; }
 #endif
-
-struct TileRange {
-  long lo, hi;
-};
-static inline TileRange my_tiles(long ntiles) {
-  const long tid = omp_get_thread_num(), nth = omp_get_num_threads();
-  return {ntiles * tid / nth, ntiles * (tid + 1) / nth};
-}
 
 // Copy n floats of a (zero-padded) hidden block to an output row of which only n are valid.
 static inline void copy_out(float* dst, const float* src, int n) {
@@ -44,25 +36,25 @@ static void forward_sequence(const ForwardArgs& a) {
   auto prev_slot = [&](int s) { return a.training ? (a.reverse ? T - s : s) : (s & 1); };
   auto out_slot = [&](int s) { return a.training ? (a.reverse ? T - 1 - s : s + 1) : ((s + 1) & 1); };
 
+  PhaseShared shared;
 #pragma omp parallel num_threads(a.nthreads)
   {
     DenormalGuard denormals;
-    const TileRange mine = my_tiles(static_cast<long>(nblk) * nmb);
+    PhaseRunner phases(shared, omp_get_thread_num(), omp_get_num_threads());
     for (int s0 = 0; s0 < T; s0 += a.chunk) {
       const int s1 = s0 + a.chunk < T ? s0 + a.chunk : T;
       const int t_lo = a.reverse ? T - s1 : s0;
       // Input projection of every step in the chunk: one GEMM (bias is added in the cell).
-      gemm_packed_part<GEMM_MR, GEMM_NV>(omp_get_thread_num(), omp_get_num_threads(), (s1 - s0) * B, GHp, I,
-                                         a.x + static_cast<long>(t_lo) * B * I, I, a.w.wx, x_panel, a.gates,
-                                         GHp, false);
-#pragma omp barrier
+      const Gemm xproj{(s1 - s0) * B, GHp, I, a.x + static_cast<long>(t_lo) * B * I, I, a.w.wx, x_panel, a.gates,
+                       GHp, false};
+      phases.run(xproj.tiles(), [&](long t) { xproj.tile(t); });
       for (int s = s0; s < s1; ++s) {
         const int t = time_of(s);
         const float* hprev = a.hs + prev_slot(s) * slot;
         float* hout = a.hs + out_slot(s) * slot;
         const float* cprev = a.cs ? a.cs + prev_slot(s) * slot : nullptr;
         float* cout = a.cs ? a.cs + out_slot(s) * slot : nullptr;
-        for (long tile = mine.lo; tile < mine.hi; ++tile) {
+        phases.run(static_cast<long>(nblk) * nmb, [&](long tile) {
           const int jb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
           const int mr = B - m0 < MR ? B - m0 : MR;
           const int j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
@@ -87,8 +79,7 @@ static void forward_sequence(const ForwardArgs& a) {
               zero_out(yrow, ncols);
             }
           }
-        }
-#pragma omp barrier
+        });
       }
     }
   }
@@ -108,16 +99,16 @@ static void backward_sequence(const BackwardArgs& a) {
   auto out_slot = [&](int t) { return a.reverse ? t : t + 1; };
   const float* hprev_rows = a.hs + (a.reverse ? slot : 0);  // row t*B + b: state before time t
 
+  PhaseShared shared;
 #pragma omp parallel num_threads(a.nthreads)
   {
     DenormalGuard denormals;
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    const TileRange mine = my_tiles(static_cast<long>(nsb) * nmb);
+    PhaseRunner phases(shared, omp_get_thread_num(), omp_get_num_threads());
     // Steps in reverse processing order; s == -1 only turns the last gradient into dh0.
     for (int s = T - 1; s >= -1; --s) {
       const int t = s >= 0 ? time_of(s) : -1;
       const float* dgh_next = s + 1 < T ? a.dgh + static_cast<long>(time_of(s + 1)) * B * GHp : nullptr;
-      for (long tile = mine.lo; tile < mine.hi; ++tile) {
+      phases.run(static_cast<long>(nsb) * nmb, [&](long tile) {
         const int sb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
         const int mr = B - m0 < MR ? B - m0 : MR;
         vf acc[MR][Q * U];
@@ -161,15 +152,14 @@ static void backward_sequence(const BackwardArgs& a) {
             for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, pass[u]);
           }
         }
-      }
-#pragma omp barrier
+      });
     }
 
     // After the loop: the large GEMMs over all T*B rows at once.
-    gemm_packed_part<GEMM_MR, GEMM_NV>(tid, nth, TB, I, GHp, a.gates, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR,
-                                       a.dx, I, a.dx_accumulate);
-    weight_grad(tid, nth, I, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
-    weight_grad(tid, nth, H, a, a.dgh, hprev_rows, Hp, a.gw_hh, H, a.gb_hh);
+    const Gemm dx{TB, I, GHp, a.gates, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR, a.dx, I, a.dx_accumulate};
+    phases.run(dx.tiles(), [&](long t) { dx.tile(t); });
+    weight_grad(phases, I, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
+    weight_grad(phases, H, a, a.dgh, hprev_rows, Hp, a.gw_hh, H, a.gb_hh);
   }
   // Gradients of the initial state (padded buffers -> (B, H)).
   for (int b = 0; b < B; ++b)

@@ -1,0 +1,55 @@
+// Work sharing inside one parallel region (per-ISA): a sequence of phases, each a set of
+// independent tiles; phase p starts once every tile of phase p-1 is finished.
+//
+// Each thread first takes the tiles of its own static share, so from step to step a thread
+// touches the same slice of the weights and keeps it in its own cache; then it helps with the
+// other shares' unclaimed tiles. A thread the OS deschedules therefore delays the others by at
+// most the one tile it holds, where a barrier would stall every step until it ran again. A tile is
+// computed whole by whichever thread claims it, so results do not depend on the schedule.
+#pragma once
+
+constexpr int kMaxThreads = kMaxKernelThreads;
+
+struct PhaseShared {
+  struct alignas(64) Counter {
+    long value = 0;
+  };
+  Counter done;                  // tiles finished, over all phases so far
+  Counter cursor[kMaxThreads];   // tiles claimed from each thread's shares, over all phases
+};
+
+class PhaseRunner {
+ public:
+  PhaseRunner(PhaseShared& shared, int tid, int nth) : sh_(shared), tid_(tid), nth_(nth) {}
+
+  template <class F>
+  void run(long ntiles, F&& tile) {
+    if (nth_ == 1) {
+      for (long i = 0; i < ntiles; ++i) tile(i);
+      return;
+    }
+    while (__atomic_load_n(&sh_.done.value, __ATOMIC_ACQUIRE) < finished_before_) __builtin_ia32_pause();
+    for (int k = 0; k < nth_; ++k) {
+      const int u = (tid_ + k) % nth_;  // own share first
+      const long lo = ntiles * u / nth_, len = ntiles * (u + 1) / nth_ - lo;
+      const long base = claimed_before_[u], limit = base + len;
+      long* cursor = &sh_.cursor[u].value;
+      long cur = __atomic_load_n(cursor, __ATOMIC_RELAXED);
+      while (cur < limit) {
+        if (__atomic_compare_exchange_n(cursor, &cur, cur + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+          tile(lo + (cur - base));
+          __atomic_fetch_add(&sh_.done.value, 1, __ATOMIC_RELEASE);
+          cur = __atomic_load_n(cursor, __ATOMIC_RELAXED);
+        }
+      }
+      claimed_before_[u] = limit;
+    }
+    finished_before_ += ntiles;
+  }
+
+ private:
+  PhaseShared& sh_;
+  int tid_, nth_;
+  long finished_before_ = 0;
+  long claimed_before_[kMaxThreads] = {};
+};
