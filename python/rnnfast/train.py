@@ -1,0 +1,657 @@
+"""A training loop any model with forward/backward can use.
+
+The task supplies one function that runs a training step's forward, loss and backward::
+
+    def step_fn(model, batch, state):
+        logits, new_state = model(batch.x, state)
+        loss, grad = cross_entropy(logits, batch.y)
+        model.backward(grad)
+        return loss, batch.y.size, new_state      # or just (loss, n_tokens)
+
+``state`` is what the previous call of this pass over the data returned (``None`` at the start
+of every pass), so truncated BPTT over an ``LMStream`` carries the hidden state from batch to
+batch; tasks without state return ``(loss, n_tokens)``. The Trainer zeroes the gradients before
+the call and afterwards checks the loss, clips and measures the gradient norm, and steps the
+optimizer (and the schedule).
+
+``train_data`` is either a re-iterable (each ``iter()`` is one pass, e.g. ``LMStream`` or
+``rnnfast.data.batches(...)``) or a callable ``epoch -> iterable``. Resuming replays earlier
+passes of a re-iterable without computing (so a seeded shuffle repeats exactly); a callable is
+asked only for the resumed epoch.
+
+``eval_fn(model)`` returns a number (stored under ``monitor``) or a dict of metrics containing
+``monitor``; it runs with the model in eval mode every ``eval_every`` steps (default: at the end
+of every pass) and once at the end. Each evaluation writes ``last.ckpt`` (and ``best.ckpt`` when
+the monitored metric improved, plus a named copy when ``checkpoint_name`` is set) into
+``checkpoint_dir``; ``resume(path)`` continues exactly where that checkpoint stopped.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import os
+import sys
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from ._atomic import atomic_write
+from .optim import ReduceLROnPlateau, clip_grad_norm
+
+__all__ = ["Trainer", "TrainingDiverged"]
+
+_TRAINER_STATE_VERSION = 1
+_EPOCH_END = object()
+_HUGE = 3.0e38  # a finite max_norm that never clips: clip_grad_norm then only measures
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN/inf, or the loss exploded. ``step`` is the 1-based
+    optimizer step that failed; the model keeps the weights from before it."""
+
+    def __init__(self, message: str, step: int, loss: float):
+        super().__init__(message)
+        self.step = step
+        self.loss = loss
+
+
+def _check_int(name, value, minimum, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"Trainer: {name}: expected an int >= {minimum}{' or None' if allow_none else ''}, "
+                         f"got {value!r}")
+    return int(value)
+
+
+def _check_real(name, value, minimum=0.0, allow_none=True, strict=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or (value <= minimum if strict else value < minimum):
+        raise ValueError(f"Trainer: {name}: expected a finite number {'>' if strict else '>='} {minimum}"
+                         f"{' or None' if allow_none else ''}, got {value!r}")
+    return float(value)
+
+
+class Trainer:
+    """Train ``model`` with ``optimizer`` by calling ``step_fn`` on batches of ``train_data``.
+
+    The contracts of ``step_fn``, ``train_data`` and ``eval_fn`` are in the module docstring.
+
+    Budgets (any combination, at least one): ``epochs`` passes, ``max_steps`` optimizer steps
+    (counted from step 0, so a resumed run stops at the same total), ``time_budget`` seconds of
+    wall-clock per :meth:`fit` call (the final evaluation included, as far as it can be foreseen).
+
+    ``grad_clip``: clip the global gradient L2 norm to this value (the norm before clipping is
+    always measured and reported). ``scheduler`` steps per ``schedule_on``: 'step', 'epoch' or
+    'eval' (default: 'eval' for ReduceLROnPlateau, which is given the monitored metric, else 'epoch').
+    ``patience``: stop after that many evaluations without an improvement larger than
+    ``min_delta``; with ``restore_best`` the model then gets the best evaluated weights back.
+    ``explode_factor``: stop when a step's loss exceeds this multiple of the first step's loss
+    (the untrained model's; None disables; NaN/inf always stop). ``extra``: a JSON-able dict stored in
+    every checkpoint (vocabulary, config, ...). ``rng``: a numpy Generator the task draws from
+    (saved and restored with checkpoints). ``progress``: 'auto' (a tqdm bar when tqdm is
+    installed and stderr is a terminal, else log lines), True (tqdm if installed), False.
+    ``log`` receives every text line (default: print to stdout).
+    """
+
+    def __init__(self, model, optimizer, step_fn, train_data, *, eval_fn=None, monitor: str = "val_loss",
+                 mode: str = "min", min_delta: float = 0.0, scheduler=None, schedule_on: str | None = None,
+                 grad_clip: float | None = None, epochs: int | None = None, max_steps: int | None = None,
+                 time_budget: float | None = None, eval_every: int | None = None, patience: int | None = None,
+                 restore_best: bool = True, checkpoint_dir=None, checkpoint_name: str | None = None,
+                 extra: dict | None = None, rng=None, log_every: int = 50, progress="auto", log=None,
+                 explode_factor: float | None = 10.0, on_eval=None):
+        for name, fn in (("model.forward", getattr(model, "forward", None)),
+                         ("model.parameters", getattr(model, "parameters", None)),
+                         ("optimizer.step", getattr(optimizer, "step", None)), ("step_fn", step_fn)):
+            if not callable(fn):
+                raise TypeError(f"Trainer: {name}: expected a callable, got {type(fn).__name__}")
+        if eval_fn is not None and not callable(eval_fn):
+            raise TypeError(f"Trainer: eval_fn: expected a callable or None, got {type(eval_fn).__name__}")
+        if not callable(train_data) and not hasattr(train_data, "__iter__"):
+            raise TypeError(f"Trainer: train_data: expected an iterable of batches or a callable epoch -> "
+                            f"iterable, got {type(train_data).__name__}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"Trainer: mode: expected 'min' or 'max', got {mode!r}")
+        if schedule_on not in (None, "step", "epoch", "eval"):
+            raise ValueError(f"Trainer: schedule_on: expected 'step', 'epoch', 'eval' or None, got {schedule_on!r}")
+        if extra is not None and not isinstance(extra, dict):
+            raise TypeError(f"Trainer: extra: expected a dict or None, got {type(extra).__name__}")
+        if extra is not None and "trainer" in extra:
+            raise ValueError("Trainer: extra: the key 'trainer' is reserved for the Trainer's own state")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"Trainer: rng: expected a numpy Generator or None, got {type(rng).__name__}")
+        if progress not in ("auto", True, False):
+            raise ValueError(f"Trainer: progress: expected 'auto', True or False, got {progress!r}")
+        self.model = model
+        self.optimizer = optimizer
+        self.step_fn = step_fn
+        self.train_data = train_data
+        self.eval_fn = eval_fn
+        self.monitor = str(monitor)
+        self.mode = mode
+        self.min_delta = _check_real("min_delta", min_delta, allow_none=False)
+        self.scheduler = scheduler
+        if schedule_on is None:
+            schedule_on = "eval" if isinstance(scheduler, ReduceLROnPlateau) else "epoch"
+        self.schedule_on = schedule_on
+        self.grad_clip = _check_real("grad_clip", grad_clip, strict=True)
+        self.epochs = _check_int("epochs", epochs, 1)
+        self.max_steps = _check_int("max_steps", max_steps, 0)
+        self.time_budget = _check_real("time_budget", time_budget)
+        if self.epochs is None and self.max_steps is None and self.time_budget is None:
+            raise ValueError("Trainer: give a budget: epochs, max_steps or time_budget (none was set)")
+        self.eval_every = _check_int("eval_every", eval_every, 1)
+        self.patience = _check_int("patience", patience, 1)
+        self.restore_best = bool(restore_best)
+        self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        self.checkpoint_name = checkpoint_name
+        self.extra = dict(extra) if extra else {}
+        self.rng = rng
+        self.log_every = _check_int("log_every", log_every, 0, allow_none=False)
+        self.progress = progress
+        self._log = log if log is not None else print
+        self.explode_factor = _check_real("explode_factor", explode_factor, minimum=1.0, strict=True)
+        self.on_eval = on_eval
+        if self.checkpoint_dir is not None:
+            os.makedirs(self.checkpoint_dir, exist_ok=True)
+        # clip and measure what the optimizer updates (any optimizer with step(); rnnfast's have .params)
+        self._params = list(getattr(optimizer, "params", None) or model.parameters())
+
+        # progress through the data and the run
+        self.step = 0            # optimizer steps done
+        self.epoch = 0           # index of the current pass over train_data
+        self.batch_in_epoch = 0  # batches of the current pass consumed
+        self.history: list = []  # dicts: kind 'train' (every log_every steps) or 'eval'
+        self.best_value = None
+        self.best_step = None
+        self.bad_evals = 0
+        self.stop_reason = None
+        self.elapsed = 0.0       # wall-clock seconds over all fit() calls, resumed runs included
+        self._state = None       # step_fn's carried state
+        self._fit_t0 = None
+        self._bar = None
+        self._iter = None
+        self._best_state = None
+        self._first_loss = None
+        self._last_eval_step = None
+        self._last_metrics = {}
+        self._eval_seconds = 0.0
+        self._window = [0.0, 0, 0.0, 0.0, 0]  # loss*tokens, tokens, seconds, grad-norm sum, steps
+        self._since_eval = [0.0, 0, 0.0]      # loss*tokens, tokens, seconds
+        self.tokens_seen = 0                  # over the whole run (resumes included)
+        self.train_seconds = 0.0              # time inside training steps (evaluations excluded)
+
+    # ------------------------------------------------------------------------------------
+    # public API
+    # ------------------------------------------------------------------------------------
+    def fit(self) -> list:
+        """Train until a budget is spent or early stopping fires; returns :attr:`history`.
+
+        Raises :class:`TrainingDiverged` (with the step number) when the loss goes NaN/inf or
+        explodes; the model then keeps the weights from before that step and no checkpoint is
+        written.
+        """
+        t0 = self._fit_t0 = time.perf_counter()
+        self.stop_reason = None
+        self.model.train()
+        bar = self._make_bar()
+        self._bar = bar
+        step_seconds = 0.0
+        try:
+            while True:
+                reason = self._budget_reason(t0, step_seconds)
+                if reason:
+                    self.stop_reason = reason
+                    break
+                batch = self._next_batch()
+                if batch is _EPOCH_END:
+                    if self._finish_epoch(t0):
+                        break
+                    continue
+                ts = time.perf_counter()
+                self._train_step(batch)
+                step_seconds = time.perf_counter() - ts
+                self._window[2] += step_seconds
+                self._since_eval[2] += step_seconds
+                self.train_seconds += step_seconds
+                if bar is not None:
+                    bar.update(1)
+                if self.log_every and self.step % self.log_every == 0:
+                    self._log_window(t0)
+                if self.eval_every and self.step % self.eval_every == 0:
+                    if self._eval_point(t0):
+                        break
+            if self.step > 0 and self._last_eval_step != self.step and self.stop_reason != "early_stopping":
+                self._eval_point(t0, final=True)
+        finally:
+            self.elapsed += time.perf_counter() - t0
+            self._fit_t0 = None
+            if bar is not None:
+                bar.close()
+            self._bar = None
+        if self.stop_reason == "early_stopping" and self.restore_best:
+            self._restore_best()
+        self.log(f"stopped: {self._reason_text()} after step {self.step}")
+        return self.history
+
+    def evaluate(self) -> dict:
+        """Run ``eval_fn`` in eval mode; returns the metrics as a dict (``{}`` without eval_fn)."""
+        if self.eval_fn is None:
+            return {}
+        was_training = getattr(self.model, "training", True)
+        self.model.eval()
+        try:
+            value = self.eval_fn(self.model)
+        finally:
+            self.model.train(was_training)
+        if isinstance(value, dict):
+            metrics = {str(k): float(v) for k, v in value.items()}
+            if self.monitor not in metrics:
+                raise ValueError(f"Trainer: eval_fn returned the metrics {sorted(metrics)}, which lack the "
+                                 f"monitored {self.monitor!r}; return it or set monitor=")
+            return metrics
+        try:
+            return {self.monitor: float(value)}
+        except (TypeError, ValueError):
+            raise TypeError(f"Trainer: eval_fn: expected a number or a dict of numbers, got "
+                            f"{type(value).__name__}") from None
+
+    def save(self, path) -> None:
+        """Write a checkpoint of the model, optimizer, schedule, rng and Trainer state to ``path``."""
+        from .checkpoint import save_checkpoint
+        extra = dict(self.extra)
+        extra["trainer"] = self._trainer_state()
+        save_checkpoint(path, self.model, optimizer=self.optimizer, scheduler=self.scheduler, step=self.step,
+                        rng=self.rng, extra=extra)
+
+    def resume(self, path):
+        """Restore everything from a checkpoint written by a Trainer; the next :meth:`fit`
+        continues exactly as the original run would have. Returns the loaded Checkpoint."""
+        from .checkpoint import load_checkpoint
+        # read first, validate the trainer part, then load: a bad file changes nothing
+        probe = load_checkpoint(path)
+        st = (probe.extra or {}).get("trainer") if isinstance(probe.extra, dict) else None
+        if not isinstance(st, dict) or st.get("version") != _TRAINER_STATE_VERSION:
+            raise ValueError(f"{os.fspath(path)}: not a checkpoint written by rnnfast.train.Trainer "
+                             "(no trainer state); load it with rnnfast.checkpoint.load_checkpoint instead")
+        best_state = None
+        best_path = self._ckpt_path("best.ckpt")
+        if self.restore_best and st.get("best_step") is not None and best_path and os.path.exists(best_path):
+            best = load_checkpoint(best_path)
+            if best.step == st["best_step"]:
+                best_state = OrderedDict((k, v.copy()) for k, v in best.model_state.items())
+        data_iter = self._fast_forward(int(st["epoch"]), int(st["batch_in_epoch"]))
+        ckpt = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                               rng=self.rng)
+        self.step = int(st["step"])
+        self.epoch = int(st["epoch"])
+        self.batch_in_epoch = int(st["batch_in_epoch"])
+        self.history = list(st["history"])
+        self.best_value = st["best_value"]
+        self.best_step = st["best_step"]
+        self.bad_evals = int(st["bad_evals"])
+        self.elapsed = float(st["elapsed"])
+        self._first_loss = st["first_loss"]
+        self._last_metrics = dict(st.get("last_metrics") or {})
+        self._state = _unpack_state(st["state"])
+        self._best_state = best_state
+        self._last_eval_step = self.step
+        self.tokens_seen = int(st.get("tokens_seen", 0))
+        self.train_seconds = float(st.get("train_seconds", 0.0))
+        self._window = [0.0, 0, 0.0, 0.0, 0]
+        self._since_eval = [0.0, 0, 0.0]
+        self._iter = data_iter
+        return ckpt
+
+    def log(self, message: str) -> None:
+        """Write a line without breaking the progress bar."""
+        bar = getattr(self, "_bar", None)
+        if bar is not None and self._log is print:
+            bar.write(message, file=sys.stdout)
+        else:
+            self._log(message)
+
+    # ------------------------------------------------------------------------------------
+    # the loop
+    # ------------------------------------------------------------------------------------
+    def _budget_reason(self, t0, step_seconds):
+        if self.max_steps is not None and self.step >= self.max_steps:
+            return "max_steps"
+        if self.epochs is not None and self.epoch >= self.epochs:
+            return "epochs"
+        if self.time_budget is not None:
+            # stop before a step that would overrun, keeping time for the final evaluation
+            reserve = step_seconds + (self._eval_seconds if self.eval_fn is not None else 0.0)
+            if time.perf_counter() - t0 + reserve >= self.time_budget:
+                return "time_budget"
+        return None
+
+    def _epoch_iterable(self, epoch):
+        data = self.train_data
+        if callable(data) and not hasattr(data, "__iter__"):
+            return data(epoch)
+        return data
+
+    def _next_batch(self):
+        if self._iter is None:
+            self._iter = iter(self._epoch_iterable(self.epoch))
+        try:
+            batch = next(self._iter)
+        except StopIteration:
+            if self.batch_in_epoch == 0:
+                raise ValueError(f"Trainer: train_data: pass {self.epoch} yielded no batches (a generator can be "
+                                 "iterated only once: give a list, a re-iterable or a callable epoch -> "
+                                 "iterable)") from None
+            self._iter = None
+            return _EPOCH_END
+        self.batch_in_epoch += 1
+        return batch
+
+    def _finish_epoch(self, t0) -> bool:
+        """End of a pass: reset the carried state, step an epoch schedule, maybe evaluate."""
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._state = None
+        if self.scheduler is not None and self.schedule_on == "epoch":
+            self.scheduler.step()
+        if self.eval_every is None and self.step > 0:
+            return self._eval_point(t0)
+        return False
+
+    def _fast_forward(self, epoch, batches):
+        data = self.train_data
+        if callable(data) and not hasattr(data, "__iter__"):
+            it = iter(data(epoch))
+        else:
+            for _ in range(epoch):  # replay earlier passes so seeded shuffles draw the same orders
+                for _ in data:
+                    pass
+            it = iter(data)
+        skipped = sum(1 for _ in itertools.islice(it, batches))
+        if skipped != batches:
+            raise ValueError(f"Trainer.resume: train_data: the checkpoint stopped after batch {batches} of pass "
+                             f"{epoch}, but that pass has only {skipped} batches now (different data?)")
+        return it
+
+    def _train_step(self, batch):
+        model = self.model
+        model.zero_grad()
+        out = self.step_fn(model, batch, self._state)
+        if not isinstance(out, tuple) or len(out) not in (2, 3):
+            raise TypeError(f"Trainer: step_fn: expected to return (loss, n_tokens) or (loss, n_tokens, state), "
+                            f"got {type(out).__name__}")
+        loss, n_tokens = float(out[0]), int(out[1])
+        new_state = out[2] if len(out) == 3 else None
+        step = self.step + 1
+        self._check_loss(loss, step)
+        try:
+            norm = clip_grad_norm(self._params, self.grad_clip if self.grad_clip else _HUGE,
+                                  error_if_nonfinite=True)
+        except RuntimeError:
+            self._diverged(step, loss, "the gradient norm is not finite (inf or NaN)")
+        self.optimizer.step()
+        if self.scheduler is not None and self.schedule_on == "step":
+            self.scheduler.step()
+        self.step = step
+        self._state = new_state
+        w = self._window
+        w[0] += loss * n_tokens
+        w[1] += n_tokens
+        w[3] += norm
+        w[4] += 1
+        self._since_eval[0] += loss * n_tokens
+        self._since_eval[1] += n_tokens
+        self.tokens_seen += n_tokens
+        self._last_loss, self._last_norm = loss, norm
+
+    def _check_loss(self, loss, step):
+        if not math.isfinite(loss):
+            self._diverged(step, loss, f"the loss is {loss}")
+        # The reference is the untrained model's loss (the first step's): a blow-up far past it is
+        # divergence, while a loss that merely rises from a near-zero minimum is not.
+        if self._first_loss is None:
+            self._first_loss = loss
+        ref = self._first_loss
+        if self.explode_factor is not None and ref > 0 and loss > self.explode_factor * ref:
+            self._diverged(step, loss, f"the loss {loss:.4g} exploded to more than {self.explode_factor:g}x the "
+                                       f"first step's loss ({ref:.4g})")
+
+    def _diverged(self, step, loss, why):
+        last = self._ckpt_path("last.ckpt")
+        where = f"; the last checkpoint is {last}" if last and os.path.exists(last) else ""
+        raise TrainingDiverged(
+            f"training diverged at step {step}: {why}. The model keeps the weights from before step {step}{where}. "
+            "Lower the learning rate or clip the gradients (grad_clip).", step, loss)
+
+    # ------------------------------------------------------------------------------------
+    # evaluation, early stopping, checkpoints
+    # ------------------------------------------------------------------------------------
+    def _eval_point(self, t0, final: bool = False) -> bool:
+        """Evaluate, record, checkpoint; True when early stopping says stop."""
+        te = time.perf_counter()
+        if self.eval_fn is None:  # nothing to measure: just keep the last checkpoint fresh
+            saved = self._checkpoint({}, False)
+            self._last_eval_step = self.step
+            if saved:
+                self.log(f"step {self.step} | saved {os.path.basename(saved[-1])}")
+            return False
+        metrics = self.evaluate()
+        improved = False
+        if metrics:
+            value = metrics[self.monitor]
+            improved = self._is_better(value)
+            if improved:
+                self.best_value, self.best_step, self.bad_evals = value, self.step, 0
+                if self.restore_best:
+                    self._best_state = OrderedDict((k, v.copy()) for k, v in self.model.state_dict().items())
+            else:
+                self.bad_evals += 1
+            if self.scheduler is not None and self.schedule_on == "eval":
+                if isinstance(self.scheduler, ReduceLROnPlateau):
+                    self.scheduler.step(value)
+                else:
+                    self.scheduler.step()
+        se = self._since_eval
+        record = {"kind": "eval", "step": self.step, "epoch": self._epoch_float(),
+                  "elapsed": self._elapsed_now(t0),
+                  "train_loss": se[0] / se[1] if se[1] else None,
+                  "tokens_per_s": se[1] / se[2] if se[2] > 0 else None, **metrics, "best": improved}
+        self._since_eval = [0.0, 0, 0.0]
+        self._last_metrics = metrics
+        self.history.append(record)
+        self._last_eval_step = self.step
+        stop = (self.patience is not None and metrics and self.bad_evals >= self.patience)
+        if stop:
+            self.stop_reason = "early_stopping"
+        saved = self._checkpoint(metrics, improved)
+        self._log_eval(record, saved)
+        if self.on_eval is not None:
+            self.on_eval(self, record)
+        self._eval_seconds = time.perf_counter() - te
+        return bool(stop)
+
+    def _is_better(self, value) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best_value is None:
+            return True
+        if self.mode == "min":
+            return value < self.best_value - self.min_delta
+        return value > self.best_value + self.min_delta
+
+    def _ckpt_path(self, name):
+        return None if self.checkpoint_dir is None else os.path.join(self.checkpoint_dir, name)
+
+    def _checkpoint(self, metrics, improved):
+        """Write last (+ best, + the named copy) atomically; returns the paths written."""
+        if self.checkpoint_dir is None:
+            return []
+        last = self._ckpt_path("last.ckpt")
+        self.save(last)
+        written = [last]
+        targets = []
+        if improved:
+            targets.append(self._ckpt_path("best.ckpt"))
+        if self.checkpoint_name:
+            fields = {"step": self.step, "epoch": self.epoch, **metrics}
+            try:
+                name = self.checkpoint_name.format(**fields)
+            except (KeyError, ValueError, IndexError) as exc:
+                raise ValueError(f"Trainer: checkpoint_name: cannot format {self.checkpoint_name!r} with "
+                                 f"{sorted(fields)} ({exc!r})") from None
+            targets.append(self._ckpt_path(name))
+        if targets:
+            with open(last, "rb") as f:
+                data = f.read()
+            for t in targets:  # the same bytes: copy rather than serialise again
+                atomic_write(t, data)
+                written.append(t)
+        return written
+
+    def _restore_best(self):
+        if self._best_state is None:
+            self.log("early stopping: no best weights in memory to restore (the best checkpoint file is "
+                     "missing); keeping the last weights")
+            return
+        self.model.load_state_dict(self._best_state)
+        self.log(f"restored the best weights (step {self.best_step}, {self.monitor} {self.best_value:.4f})")
+
+    def _trainer_state(self) -> dict:
+        return {"version": _TRAINER_STATE_VERSION, "step": self.step, "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch, "history": self.history, "best_value": self.best_value,
+                "best_step": self.best_step, "bad_evals": self.bad_evals,
+                "elapsed": self._elapsed_now(),
+                "first_loss": self._first_loss, "last_metrics": self._last_metrics,
+                "tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds,
+                "state": _pack_state(self._state)}
+
+    # ------------------------------------------------------------------------------------
+    # reporting
+    # ------------------------------------------------------------------------------------
+    def _elapsed_now(self, t0=None):
+        t0 = self._fit_t0 if t0 is None else t0
+        return self.elapsed + (time.perf_counter() - t0 if t0 is not None else 0.0)
+
+    def _epoch_float(self):
+        n = _len(self.train_data)
+        return self.epoch + (self.batch_in_epoch / n if n else 0.0)
+
+    def _make_bar(self):
+        if self.progress is False or (self.progress == "auto" and not sys.stderr.isatty()):
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        total = self.max_steps
+        if total is None and self.epochs is not None and _len(self.train_data):
+            total = self.epochs * _len(self.train_data)
+        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def _log_window(self, t0):
+        loss_tok, tokens, seconds, norm_sum, steps = self._window
+        rec = {"kind": "train", "step": self.step, "epoch": self._epoch_float(),
+               "loss": loss_tok / tokens if tokens else float("nan"),
+               "grad_norm": norm_sum / steps if steps else float("nan"), "lr": _lr(self.optimizer),
+               "tokens_per_s": tokens / seconds if seconds > 0 else float("nan"),
+               "elapsed": self._elapsed_now(t0)}
+        self._window = [0.0, 0, 0.0, 0.0, 0]
+        self.history.append(rec)
+        if self._bar is not None:
+            post = {"loss": f"{rec['loss']:.4f}", "grad": f"{rec['grad_norm']:.3g}",
+                    "tok/s": _si(rec["tokens_per_s"])}
+            if self.monitor in self._last_metrics:
+                post[self.monitor] = f"{self._last_metrics[self.monitor]:.4f}"
+            self._bar.set_postfix(post, refresh=False)
+        else:
+            parts = [f"step {self.step}", f"epoch {rec['epoch']:.2f}", f"loss {rec['loss']:.4f}"]
+            if self.monitor in self._last_metrics:
+                parts.append(f"{self.monitor} {self._last_metrics[self.monitor]:.4f}")
+            parts += [f"{_si(rec['tokens_per_s'])} tok/s", f"grad norm {rec['grad_norm']:.3g}",
+                      f"lr {rec['lr']:.3g}", f"{rec['elapsed']:.0f}s"]
+            self.log(" | ".join(parts))
+
+    def _log_eval(self, record, saved):
+        parts = [f"eval step {record['step']}", f"epoch {record['epoch']:.2f}"]
+        if record["train_loss"] is not None:
+            parts.append(f"train loss {record['train_loss']:.4f}")
+        skip = {"kind", "step", "epoch", "elapsed", "train_loss", "best", "tokens_per_s"}
+        parts += [f"{k} {v:.4f}" for k, v in record.items() if k not in skip]
+        if record["best"]:
+            parts.append("best")
+        if record["tokens_per_s"]:
+            parts.append(f"{_si(record['tokens_per_s'])} tok/s")
+        if saved:
+            parts.append(f"saved {os.path.basename(saved[-1])}")
+        self.log(" | ".join(parts))
+
+    def _reason_text(self):
+        return {"max_steps": f"reached max_steps={self.max_steps}", "epochs": f"finished {self.epochs} epoch(s)",
+                "time_budget": f"time budget of {self.time_budget:g}s spent" if self.time_budget else "",
+                "early_stopping": f"no improvement of {self.monitor} in {self.patience} evaluations "
+                                  f"(best {self.best_value} at step {self.best_step})"}.get(self.stop_reason,
+                                                                                          str(self.stop_reason))
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------
+def _len(data):
+    """Batches per pass of a sized re-iterable (None for a callable or an unsized iterable)."""
+    if callable(data) and not hasattr(data, "__iter__"):
+        return None
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _lr(optimizer):
+    try:
+        return float(optimizer.lr)
+    except (AttributeError, TypeError, ValueError):
+        return float("nan")
+
+
+def _si(x):
+    if not math.isfinite(x):
+        return "?"
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.1f}{unit}"
+    return f"{x:.0f}"
+
+
+def _pack_state(s):
+    """A carried state as JSON-able data (arrays stay arrays: the checkpoint stores them exactly)."""
+    if s is None or isinstance(s, (bool, int, float, str)):
+        return s
+    if isinstance(s, np.ndarray):
+        return {"__array__": np.ascontiguousarray(s)}
+    if isinstance(s, (tuple, list)):
+        return {"__tuple__" if isinstance(s, tuple) else "__list__": [_pack_state(x) for x in s]}
+    if isinstance(s, dict):
+        return {"__dict__": {str(k): _pack_state(v) for k, v in s.items()}}
+    if isinstance(s, (np.integer, np.floating)):
+        return s.item()
+    raise TypeError(f"Trainer: the state returned by step_fn contains a {type(s).__name__}; checkpoints can "
+                    "store None, numbers, numpy arrays and tuples/lists/dicts of them")
+
+
+def _unpack_state(s):
+    if not isinstance(s, dict):
+        return s
+    if "__array__" in s:
+        return np.array(s["__array__"], dtype=np.asarray(s["__array__"]).dtype)
+    if "__tuple__" in s:
+        return tuple(_unpack_state(x) for x in s["__tuple__"])
+    if "__list__" in s:
+        return [_unpack_state(x) for x in s["__list__"]]
+    if "__dict__" in s:
+        return {k: _unpack_state(v) for k, v in s["__dict__"].items()}
+    return s
