@@ -2,3 +2,13 @@
 from .language_model import LanguageModel
 
 __all__ = ["LanguageModel"]
+
+# many-to-one, aligned many-to-many, one-to-many and encoder-decoder models (issue 6)
+from .attention import Attention
+from .classifier import SequenceClassifier
+from .conditional import ConditionalGenerator
+from .crf import CRF
+from .seq2seq import Seq2Seq
+from .tagger import SequenceTagger
+
+__all__ += ["SequenceClassifier", "SequenceTagger", "CRF", "ConditionalGenerator", "Seq2Seq", "Attention"]

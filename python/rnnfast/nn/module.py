@@ -163,8 +163,9 @@ class Module:
 
     # modes and gradients --------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
-        for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+        object.__setattr__(self, "training", bool(mode))
+        for child in self._modules.values():
+            child.train(mode)  # through the child's own train(), which may do more (cells drop pending steps)
         return self
 
     def eval(self) -> "Module":
