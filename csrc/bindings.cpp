@@ -85,30 +85,51 @@ void run_released(F&& f) {
   }
 }
 
+// The arguments both reference entry points take, checked: one sequence problem in float or double.
+template <class R>
+struct ReferenceProblem {
+  CellKind cell;
+  long T, B, I, H, G;
+  std::vector<py::object> keep;  // owners of the pointers below
+  const R *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0;
+  const int* lengths;
+
+  ReferenceProblem(const std::string& cell_s, py::handle x_o, py::handle lengths_o, py::handle w_ih_o,
+                   py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o, py::handle h0_o, py::handle c0_o)
+      : cell(cell_from_name(cell_s)) {
+    auto xa = py::reinterpret_borrow<py::array>(x_o), wh = py::reinterpret_borrow<py::array>(w_hh_o);
+    if (xa.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I)");
+    if (!py::isinstance<py::array>(w_hh_o) || wh.ndim() != 2) throw py::value_error("w_hh: expected a 2-D array");
+    T = xa.shape(0), B = xa.shape(1), I = xa.shape(2), H = wh.shape(1), G = gate_count(cell);
+    x = required(x_o, "x", {T, B, I});
+    w_ih = required(w_ih_o, "w_ih", {G * H, I});
+    w_hh = required(w_hh_o, "w_hh", {G * H, H});
+    b_ih = optional_ptr<R>(b_ih_o, "b_ih", {G * H}, keep);
+    b_hh = optional_ptr<R>(b_hh_o, "b_hh", {G * H}, keep);
+    h0 = optional_ptr<R>(h0_o, "h0", {B, H}, keep);
+    c0 = optional_ptr<R>(c0_o, "c0", {B, H}, keep);
+    auto lens = checked<int>(lengths_o, "lengths", {B});
+    keep.push_back(lens);
+    lengths = lens.data();
+    for (long b = 0; b < B; ++b)
+      if (lengths[b] < 1 || lengths[b] > T) throw py::value_error("lengths: values must be in [1, T]");
+  }
+
+  const R* required(py::handle obj, const char* name, const std::vector<long>& shape) {
+    auto arr = checked<R>(obj, name, shape);
+    keep.push_back(arr);
+    return arr.data();
+  }
+};
+
 template <class R>
 py::tuple reference_forward_py(const std::string& cell_s, py::handle x_o, py::handle lengths_o, bool reverse,
                                py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
                                py::handle h0_o, py::handle c0_o) {
-  const CellKind cell = cell_from_name(cell_s);
-  auto x = py::reinterpret_borrow<py::array>(x_o);
-  if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I)");
-  const long T = x.shape(0), B = x.shape(1), I = x.shape(2);
-  auto w_hh = py::reinterpret_borrow<py::array>(w_hh_o);
-  const long H = w_hh.shape(1), G = gate_count(cell);
-  std::vector<py::object> keep;
-  auto xa = checked<R>(x_o, "x", {T, B, I});
-  auto lens = checked<int>(lengths_o, "lengths", {B});
-  auto wi = checked<R>(w_ih_o, "w_ih", {G * H, I});
-  auto wh = checked<R>(w_hh_o, "w_hh", {G * H, H});
-  const R* bi = optional_ptr<R>(b_ih_o, "b_ih", {G * H}, keep);
-  const R* bh = optional_ptr<R>(b_hh_o, "b_hh", {G * H}, keep);
-  const R* h0 = optional_ptr<R>(h0_o, "h0", {B, H}, keep);
-  const R* c0 = optional_ptr<R>(c0_o, "c0", {B, H}, keep);
-  py::array_t<R> y({T, B, H}), hn({B, H}), cn({B, H});
-  for (long b = 0; b < B; ++b)
-    if (lens.data()[b] < 1 || lens.data()[b] > T) throw py::value_error("lengths: values must be in [1, T]");
-  reference_forward<R>(cell, T, B, I, H, xa.data(), lens.data(), reverse, wi.data(), wh.data(), bi, bh, h0, c0,
-                       y.mutable_data(), hn.mutable_data(), cn.mutable_data());
+  ReferenceProblem<R> p(cell_s, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o);
+  py::array_t<R> y({p.T, p.B, p.H}), hn({p.B, p.H}), cn({p.B, p.H});
+  reference_forward<R>(p.cell, p.T, p.B, p.I, p.H, p.x, p.lengths, reverse, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0,
+                       p.c0, y.mutable_data(), hn.mutable_data(), cn.mutable_data());
   return py::make_tuple(y, hn, cn);
 }
 
@@ -116,31 +137,16 @@ template <class R>
 py::dict reference_backward_py(const std::string& cell_s, py::handle x_o, py::handle lengths_o, bool reverse,
                                py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
                                py::handle h0_o, py::handle c0_o, py::handle dy_o, py::handle dhn_o, py::handle dcn_o) {
-  const CellKind cell = cell_from_name(cell_s);
-  auto x = py::reinterpret_borrow<py::array>(x_o);
-  if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I)");
-  const long T = x.shape(0), B = x.shape(1), I = x.shape(2);
-  auto w_hh = py::reinterpret_borrow<py::array>(w_hh_o);
-  const long H = w_hh.shape(1), G = gate_count(cell);
-  std::vector<py::object> keep;
-  auto xa = checked<R>(x_o, "x", {T, B, I});
-  auto lens = checked<int>(lengths_o, "lengths", {B});
-  auto wi = checked<R>(w_ih_o, "w_ih", {G * H, I});
-  auto wh = checked<R>(w_hh_o, "w_hh", {G * H, H});
-  const R* bi = optional_ptr<R>(b_ih_o, "b_ih", {G * H}, keep);
-  const R* bh = optional_ptr<R>(b_hh_o, "b_hh", {G * H}, keep);
-  const R* h0 = optional_ptr<R>(h0_o, "h0", {B, H}, keep);
-  const R* c0 = optional_ptr<R>(c0_o, "c0", {B, H}, keep);
-  auto dy = checked<R>(dy_o, "dy", {T, B, H});
-  const R* dhn = optional_ptr<R>(dhn_o, "dhn", {B, H}, keep);
-  const R* dcn = optional_ptr<R>(dcn_o, "dcn", {B, H}, keep);
-  for (long b = 0; b < B; ++b)
-    if (lens.data()[b] < 1 || lens.data()[b] > T) throw py::value_error("lengths: values must be in [1, T]");
+  ReferenceProblem<R> p(cell_s, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o);
+  const long T = p.T, B = p.B, I = p.I, H = p.H, G = p.G;
+  const R* dy = p.required(dy_o, "dy", {T, B, H});
+  const R* dhn = optional_ptr<R>(dhn_o, "dhn", {B, H}, p.keep);
+  const R* dcn = optional_ptr<R>(dcn_o, "dcn", {B, H}, p.keep);
   py::array_t<R> dx({T, B, I}), dh0({B, H}), dc0({B, H}), gwi({G * H, I}), gwh({G * H, H}), gbi({G * H}), gbh({G * H});
   for (auto* a : {&gwi, &gwh, &gbi, &gbh}) std::fill(a->mutable_data(), a->mutable_data() + a->size(), R(0));
-  reference_backward<R>(cell, T, B, I, H, xa.data(), lens.data(), reverse, wi.data(), wh.data(), bi, bh, h0, c0,
-                        dy.data(), dhn, dcn, dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(),
-                        gwi.mutable_data(), gwh.mutable_data(), gbi.mutable_data(), gbh.mutable_data());
+  reference_backward<R>(p.cell, T, B, I, H, p.x, p.lengths, reverse, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0, p.c0, dy,
+                        dhn, dcn, dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), gwi.mutable_data(),
+                        gwh.mutable_data(), gbi.mutable_data(), gbh.mutable_data());
   py::dict out;
   out["dx"] = dx, out["dh0"] = dh0, out["dc0"] = dc0, out["w_ih"] = gwi, out["w_hh"] = gwh, out["b_ih"] = gbi,
   out["b_hh"] = gbh;

@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from ..nn import GRU, LSTM, RNN, Dropout, Embedding, Linear, Module
+from ..nn.module import DropoutRng
 
 __all__ = ["LanguageModel"]
 
@@ -27,7 +28,7 @@ def _int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-class LanguageModel(Module):
+class LanguageModel(DropoutRng, Module):
     """Predicts token ``t+1`` from tokens ``<= t``.
 
     ``cell`` is 'lstm', 'gru', 'rnn' (tanh), 'rnn_tanh' or 'rnn_relu'. ``dropout`` applies
@@ -94,17 +95,6 @@ class LanguageModel(Module):
         shape = (self.rnn.num_layers, int(batch_size), self.rnn.hidden_size)
         h = np.zeros(shape, np.float32)
         return (h, np.zeros(shape, np.float32)) if self.is_lstm else h
-
-    # dropout randomness ----------------------------------------------------------------
-    def seed_dropout(self, seed) -> None:
-        self._dropout_rng = np.random.default_rng(seed)
-
-    def get_rng_state(self) -> dict:
-        """The dropout generator's state (JSON-able); with :meth:`set_rng_state` it makes resumes exact."""
-        return self._dropout_rng.bit_generator.state
-
-    def set_rng_state(self, state: dict) -> None:
-        self._dropout_rng.bit_generator.state = state
 
     # training -------------------------------------------------------------------------
     def forward(self, ids, state=None, lengths=None):

@@ -194,3 +194,18 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+class DropoutRng:
+    """Mixin for modules that draw their own dropout masks from ``self._dropout_rng``: seeding and
+    the generator state that checkpoints save, so a resumed run draws the same masks."""
+
+    def seed_dropout(self, seed) -> None:
+        """Make the dropout masks reproducible."""
+        self._dropout_rng = np.random.default_rng(seed)
+
+    def get_rng_state(self) -> dict:
+        return self._dropout_rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self._dropout_rng.bit_generator.state = state

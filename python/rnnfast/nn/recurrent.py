@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _core
 from ._checks import as_float_array, as_lengths, check_positive_int
-from .module import Module, Parameter
+from .module import DropoutRng, Module, Parameter
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
@@ -35,7 +35,7 @@ class _PackCache:
             return self._packed
 
 
-class RNNBase(Module):
+class RNNBase(DropoutRng, Module):
     """Shared machinery of RNN, LSTM and GRU; use those classes."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -100,16 +100,6 @@ class RNNBase(Module):
         from .stream import Stream
         return Stream(self, batch_size)
 
-    def seed_dropout(self, seed) -> None:
-        """Make the dropout masks between layers reproducible."""
-        self._dropout_rng = np.random.default_rng(seed)
-
-    def get_rng_state(self) -> dict:
-        """State of the dropout generator (for exact resume from a checkpoint)."""
-        return self._dropout_rng.bit_generator.state
-
-    def set_rng_state(self, state: dict) -> None:
-        self._dropout_rng.bit_generator.state = state
 
     # helpers -------------------------------------------------------------------------
     @property
