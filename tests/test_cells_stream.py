@@ -150,3 +150,33 @@ def test_streams_of_one_model_in_parallel_threads():
         t.join()
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(e, g)
+
+
+def _round_to_bf16(a):
+    """Round-to-nearest-even float32 -> bfloat16 -> float32, as the kernels narrow the weights."""
+    bits = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    return bits.astype(np.uint32).view(np.float32)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kind", [LSTM, GRU, RNN])
+def test_bfloat16_stream_equals_float32_on_rounded_weights(isa, kind):
+    """The bf16 path widens each weight exactly, so it must match float32 kernels run on weights
+    rounded to bf16 bit for bit, and differ (slightly) from the unrounded model."""
+    rng = np.random.default_rng(4)
+    m = kind(7, 33, num_layers=2, seed=3).eval()
+    rounded = kind(7, 33, num_layers=2, seed=3).eval()
+    rounded.load_state_dict({k: _round_to_bf16(v) if k.startswith("weight") else v
+                             for k, v in m.state_dict().items()})
+    x = randn(rng, 12, 2, 7)
+    with using_isa(isa):
+        s16, s32, s_exact = m.stream(2, weights="bfloat16"), rounded.stream(2), m.stream(2)
+        y16 = np.stack([s16.step(x[t]) for t in range(12)])
+        y_rounded = np.stack([s32.step(x[t]) for t in range(12)])
+        y_exact = np.stack([s_exact.step(x[t]) for t in range(12)])
+    np.testing.assert_array_equal(y16, y_rounded)
+    assert 0 < np.abs(y16 - y_exact).max() < 2e-2
+    assert m.stream(weights="float32").weights == "float32"
+    with pytest.raises(ValueError, match="weights: expected 'float32' or 'bfloat16'"):
+        m.stream(weights="float16")

@@ -2,6 +2,8 @@
 // Plain structs of sizes and raw pointers: the kernels allocate nothing and know no Python.
 #pragma once
 
+#include <cstdint>
+
 #include "cpu.h"
 
 namespace rnnfast {
@@ -24,6 +26,7 @@ struct Layout {
 
 struct PackedView {  // pointers into a PackedWeights (layer.h)
   const float *wx, *wh, *wx_bwd, *wh_bwd, *bx, *bh;
+  const uint16_t *wx16, *wh16;  // bfloat16 copies of wx, wh (opt-in inference weights), else null
 };
 
 struct ForwardArgs {

@@ -24,9 +24,31 @@ void ensure_size(AlignedBuffer& b, size_t n) {
   if (b.size() < n) b = AlignedBuffer(n);
 }
 
+namespace {
+
+// Round-to-nearest-even float -> bfloat16 (NaN stays NaN).
+std::vector<uint16_t> to_bf16(const float* src, size_t n) {
+  std::vector<uint16_t> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, src + i, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
+      out[i] = static_cast<uint16_t>((bits >> 16) | 0x40);  // quiet NaN
+      continue;
+    }
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    out[i] = static_cast<uint16_t>(bits >> 16);
+  }
+  return out;
+}
+
+}  // namespace
+
 PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
-                             const float* b_ih, const float* b_hh, bool with_backward, Isa isa)
+                             const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights)
     : cell_(cell), isa_(isa), I_(input_size), H_(hidden_size), with_backward_(with_backward) {
+  if (bf16_weights && with_backward)
+    throw std::invalid_argument("bfloat16 weights are for inference only (training keeps float32)");
   if (input_size < 1 || hidden_size < 1)
     throw std::invalid_argument("input_size and hidden_size must be >= 1, got " + std::to_string(input_size) +
                                 " and " + std::to_string(hidden_size));
@@ -42,10 +64,17 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
   bh_ = AlignedBuffer(L_.GHp);
   k.pack(cell, L_, I_, H_, w_ih, w_hh, b_ih, b_hh, with_backward, wx_.data(), wh_.data(), wx_bwd_.data(),
          wh_bwd_.data(), bx_.data(), bh_.data());
+  if (bf16_weights) {  // the same panels, narrowed; the float copies are not needed any more
+    wx16_ = to_bf16(wx_.data(), L_.wx);
+    wh16_ = to_bf16(wh_.data(), L_.wh);
+    wx_ = AlignedBuffer();
+    wh_ = AlignedBuffer();
+  }
 }
 
 PackedView PackedWeights::view() const {
-  return {wx_.data(), wh_.data(), wx_bwd_.data(), wh_bwd_.data(), bx_.data(), bh_.data()};
+  return {wx_.data(), wh_.data(), wx_bwd_.data(), wh_bwd_.data(), bx_.data(), bh_.data(),
+          wx16_.empty() ? nullptr : wx16_.data(), wh16_.empty() ? nullptr : wh16_.data()};
 }
 
 int threads_for(int B, int H, int G) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -31,14 +32,17 @@ class PackedWeights {
  public:
   // Arrays in PyTorch layout: w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H) or null.
   // with_backward also packs the transposed copies that backward needs.
+  // bf16_weights keeps the input and recurrent weights as bfloat16 (half the bytes each step, for
+  // latency-bound inference; results then differ from float32 weights by ~1e-3 relative).
   PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
-                const float* b_ih, const float* b_hh, bool with_backward, Isa isa);
+                const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights = false);
 
   CellKind cell() const { return cell_; }
   Isa isa() const { return isa_; }
   int input_size() const { return I_; }
   int hidden_size() const { return H_; }
   bool has_backward() const { return with_backward_; }
+  bool bf16_weights() const { return !wx16_.empty(); }
   const Layout& layout() const { return L_; }
   PackedView view() const;
 
@@ -49,6 +53,7 @@ class PackedWeights {
   bool with_backward_;
   Layout L_;
   AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, bx_, bh_;
+  std::vector<uint16_t> wx16_, wh16_;
 };
 
 // Grows a buffer to at least n floats; keeps it (and its already-mapped pages) otherwise.

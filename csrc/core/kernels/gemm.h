@@ -9,19 +9,19 @@
 
 // acc[m][v] += sum_k A[m][k] * Bp[k][v*W..]. The sums live in a local array for the whole loop:
 // through the reference the compiler would have to assume acc aliases A or B and store it back
-// every step.
-template <int MR, int NV>
-static inline void microkernel(int K, const float* A, long lda, const float* Bp, vf (&acc)[MR][NV]) {
+// every step. BT is float, or uint16_t for bfloat16 weights (widened on load).
+template <int MR, int NV, class BT = float>
+static inline void microkernel(int K, const float* A, long lda, const BT* Bp, vf (&acc)[MR][NV]) {
   vf c[MR][NV];
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) c[m][v] = acc[m][v];
   for (int k = 0; k < K; ++k) {
-    const float* b = Bp + static_cast<long>(k) * NV * W;
+    const BT* b = Bp + static_cast<long>(k) * NV * W;
     vf bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = load(b + v * W);
+    for (int v = 0; v < NV; ++v) bv[v] = load_b(b + v * W);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
       const float a = A[m * lda + k];
@@ -37,15 +37,15 @@ static inline void microkernel(int K, const float* A, long lda, const float* Bp,
 
 // The same kernel for mr <= MR rows (row tails): every row count gets its own instantiation, so
 // tails also keep their accumulators in registers.
-template <int MR, int NV>
-static inline void microkernel_rows(int mr, int K, const float* A, long lda, const float* Bp, vf (&acc)[MR][NV]) {
+template <int MR, int NV, class BT = float>
+static inline void microkernel_rows(int mr, int K, const float* A, long lda, const BT* Bp, vf (&acc)[MR][NV]) {
   if constexpr (MR == 1) {
-    microkernel<1, NV>(K, A, lda, Bp, acc);
+    microkernel<1, NV, BT>(K, A, lda, Bp, acc);
   } else {
     if (mr == MR)
-      microkernel<MR, NV>(K, A, lda, Bp, acc);
+      microkernel<MR, NV, BT>(K, A, lda, Bp, acc);
     else
-      microkernel_rows<MR - 1, NV>(mr, K, A, lda, Bp, reinterpret_cast<vf(&)[MR - 1][NV]>(acc));
+      microkernel_rows<MR - 1, NV, BT>(mr, K, A, lda, Bp, reinterpret_cast<vf(&)[MR - 1][NV]>(acc));
   }
 }
 
@@ -90,11 +90,12 @@ constexpr int kGemmKC = 256, kGemmMC = 240;
 constexpr int GEMM_MR = 6, GEMM_NV = W == 16 ? 4 : 2;  // register tile of the general GEMM
 static_assert(kGemmKC == kBackwardPackRows, "backward pack scratch is sized by kBackwardPackRows");
 
-struct Gemm {
+template <class BT = float>
+struct GemmT {
   int M, N, K;
   const float* A;
   long lda;
-  const float* Bp;
+  const BT* Bp;
   long panel_stride;
   float* C;
   long ldc;
@@ -109,13 +110,13 @@ struct Gemm {
     const int m_end = (mb + 1) * MC < M ? (mb + 1) * MC : M;
     for (int k0 = 0; k0 < K || k0 == 0; k0 += kGemmKC) {
       const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-      const float* panel = Bp + p * panel_stride + static_cast<long>(k0) * NR;
+      const BT* panel = Bp + p * panel_stride + static_cast<long>(k0) * NR;
       for (int m0 = mb * MC; m0 < m_end; m0 += GEMM_MR) {
         const int mr = m_end - m0 < GEMM_MR ? m_end - m0 : GEMM_MR;
         vf acc[GEMM_MR][GEMM_NV];
         for (int m = 0; m < GEMM_MR; ++m)
           for (int v = 0; v < GEMM_NV; ++v) acc[m][v] = splat(0.0f);
-        microkernel_rows<GEMM_MR, GEMM_NV>(mr, kc, A + static_cast<long>(m0) * lda + k0, lda, panel, acc);
+        microkernel_rows<GEMM_MR, GEMM_NV, BT>(mr, kc, A + static_cast<long>(m0) * lda + k0, lda, panel, acc);
         store_tile<GEMM_MR, GEMM_NV>(acc, mr, ncols, C + static_cast<long>(m0) * ldc + p * NR, ldc,
                                      accumulate || k0 > 0);
       }
@@ -123,3 +124,4 @@ struct Gemm {
     }
   }
 };
+using Gemm = GemmT<float>;

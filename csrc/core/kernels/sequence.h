@@ -25,8 +25,9 @@ static inline void zero_out(float* dst, int n) {
   if (n % W) store_partial(dst + n / W * W, splat(0.0f), n % W);
 }
 
-template <class Cell>
-static void forward_sequence(const ForwardArgs& a) {
+// wx, wh: the packed input and recurrent weights, float or bfloat16 (BT).
+template <class Cell, class BT>
+static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* wh) {
   constexpr int G = Cell::G, NB = Cell::NB, NV = G * Cell::U, MR = Cell::MR;
   const int T = a.T, B = a.B, H = a.H, Hp = a.L.Hp, GHp = a.L.GHp, I = a.I;
   const long slot = static_cast<long>(B) * Hp;
@@ -45,8 +46,8 @@ static void forward_sequence(const ForwardArgs& a) {
       const int s1 = s0 + a.chunk < T ? s0 + a.chunk : T;
       const int t_lo = a.reverse ? T - s1 : s0;
       // Input projection of every step in the chunk: one GEMM (bias is added in the cell).
-      const Gemm xproj{(s1 - s0) * B, GHp, I, a.x + static_cast<long>(t_lo) * B * I, I, a.w.wx, x_panel, a.gates,
-                       GHp, false};
+      const GemmT<BT> xproj{(s1 - s0) * B, GHp, I, a.x + static_cast<long>(t_lo) * B * I, I, wx, x_panel, a.gates,
+                            GHp, false};
       phases.run(xproj.tiles(), [&](long t) { xproj.tile(t); });
       for (int s = s0; s < s1; ++s) {
         const int t = time_of(s);
@@ -61,7 +62,7 @@ static void forward_sequence(const ForwardArgs& a) {
           vf acc[MR][NV];
           for (int m = 0; m < MR; ++m)
             for (int v = 0; v < NV; ++v) acc[m][v] = load(a.w.bh + static_cast<long>(jb) * G * NB + v * W);
-          microkernel_rows<MR, NV>(mr, H, hprev + static_cast<long>(m0) * Hp, Hp, a.w.wh + jb * h_panel, acc);
+          microkernel_rows<MR, NV, BT>(mr, H, hprev + static_cast<long>(m0) * Hp, Hp, wh + jb * h_panel, acc);
           for (int m = 0; m < mr; ++m) {
             const int b = m0 + m;
             const long r = static_cast<long>(b) * Hp + j0;
@@ -83,6 +84,14 @@ static void forward_sequence(const ForwardArgs& a) {
       }
     }
   }
+}
+
+template <class Cell>
+static void forward_sequence(const ForwardArgs& a) {
+  if (a.w.wh16)
+    forward_sequence_with<Cell, uint16_t>(a, a.w.wx16, a.w.wh16);
+  else
+    forward_sequence_with<Cell, float>(a, a.w.wx, a.w.wh);
 }
 
 template <class Cell>

@@ -17,6 +17,15 @@ static inline vf load(const float* p) { return *reinterpret_cast<const vf_unalig
 static inline void store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
 static inline vf splat(float a) { return vf{} + a; }
 
+// bfloat16 weights (opt-in for inference): the upper 16 bits of a float, widened on load.
+typedef uint16_t vh __attribute__((vector_size(W * 2)));
+typedef uint16_t vh_unaligned __attribute__((vector_size(W * 2), aligned(2), may_alias));
+static inline vf load_b(const float* p) { return load(p); }
+static inline vf load_b(const uint16_t* p) {
+  const vi wide = __builtin_convertvector(*reinterpret_cast<const vh_unaligned*>(p), vi) << 16;
+  return __builtin_bit_cast(vf, wide);
+}
+
 // Loads/stores of the first n (< W) floats, for rows whose width is not a multiple of W.
 static inline vf load_partial(const float* p, int n) {
   float tmp[W] = {};
