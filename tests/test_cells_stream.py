@@ -180,3 +180,27 @@ def test_bfloat16_stream_equals_float32_on_rounded_weights(isa, kind):
     assert m.stream(weights="float32").weights == "float32"
     with pytest.raises(ValueError, match="weights: expected 'float32' or 'bfloat16'"):
         m.stream(weights="float16")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_bfloat16_inference_weights_for_whole_sequences(isa):
+    rng = np.random.default_rng(5)
+    m = GRU(6, 40, num_layers=2, bidirectional=True, seed=1)
+    rounded = GRU(6, 40, num_layers=2, bidirectional=True, seed=1).eval()
+    rounded.load_state_dict({k: _round_to_bf16(v) if k.startswith("weight") else v
+                             for k, v in m.state_dict().items()})
+    x = randn(rng, 9, 3, 6)
+    lengths = np.array([9, 4, 1])
+    with using_isa(isa):
+        y_train, _ = m(x, lengths=lengths)  # training ignores the setting: float32, as before
+        m.set_inference_weights("bfloat16").eval()
+        y16, h16 = m(x, lengths=lengths)
+        y_rounded, h_rounded = rounded(x, lengths=lengths)
+        m.set_inference_weights("float32")
+        y32, _ = m(x, lengths=lengths)
+    np.testing.assert_array_equal(y16, y_rounded)
+    np.testing.assert_array_equal(h16, h_rounded)
+    np.testing.assert_array_equal(y32, y_train)
+    assert 0 < np.abs(y16 - y32).max() < 2e-2
+    with pytest.raises(ValueError, match="weights"):
+        m.set_inference_weights("int8")

@@ -25,12 +25,13 @@ class _PackCache:
         self._key = None
         self._packed = None
 
-    def get(self, cell, params, with_backward):
-        key = (_core.get_isa(), with_backward) + tuple((id(p.data), p.version) for p in params if p is not None)
+    def get(self, cell, params, with_backward, weights="float32"):
+        key = (_core.get_isa(), with_backward, weights) + tuple((id(p.data), p.version) for p in params
+                                                              if p is not None)
         with self._lock:
             if self._key != key:
                 w_ih, w_hh, b_ih, b_hh = (None if p is None else p.data for p in params)
-                self._packed = _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward)
+                self._packed = _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward, weights)
                 self._key = key
             return self._packed
 
@@ -78,6 +79,18 @@ class RNNBase(DropoutRng, Module):
             self._pack_caches.append(per_cache)
         self._saved = None
         self.grad_hx = None
+        self.inference_weights = "float32"
+
+    def set_inference_weights(self, weights: str) -> "RNNBase":
+        """Weight format of eval-mode forwards: 'float32' (default, PyTorch parity) or 'bfloat16'
+        (opt-in: half the bytes read per step, ~1e-3 relative difference). It pays off only at
+        small batch once the weights outgrow L2; measured here, B=1 T=100: LSTM H=512 6.1 -> 4.0 ms,
+        GRU H=512 unchanged, LSTM H=256 15% slower; B=64 LSTM H=512 26% slower. Training always
+        uses float32."""
+        if weights not in ("float32", "bfloat16"):
+            raise ValueError(f"weights: expected 'float32' or 'bfloat16', got {weights!r}")
+        self.inference_weights = weights
+        return self
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -173,7 +186,8 @@ class RNNBase(DropoutRng, Module):
             caches = []
             for d in range(D):
                 idx = k * D + d
-                packed = self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], training)
+                packed = self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], training,
+                                                     "float32" if training else self.inference_weights)
                 cache = self._train_caches[k][d] if training else None
                 _core.layer_forward(packed, layer_in, lens, bool(d), None if h0 is None else h0[idx],
                                     None if c0 is None else c0[idx], y, d * H, hn[idx],
