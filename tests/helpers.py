@@ -1,5 +1,6 @@
 """Test utilities: ISA paths of this machine, weight transfer to PyTorch, random data."""
 import contextlib
+import os
 
 import numpy as np
 
@@ -33,3 +34,27 @@ def torch_twin(torch, module):
 
 def randn(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def fail_half_write(monkeypatch, exc=None):
+    """Make the next file opened through os.fdopen (the atomic writer's temp file) crash after
+    writing half of its data, as a process killed mid-save would."""
+    exc = exc or OSError("simulated crash")
+    real = os.fdopen
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise exc
+
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: HalfWriter(real(*a, **k)))

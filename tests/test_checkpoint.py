@@ -12,6 +12,7 @@ import pytest
 import rnnfast._atomic as atomic
 from rnnfast import checkpoint as ck
 from rnnfast import losses, nn, optim
+from helpers import fail_half_write
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")  # the optional "checkpoint" extra
 
@@ -187,27 +188,6 @@ def test_resume_is_bitwise_exact(tmp_path, opt, sched):
 
 
 # atomic writes ----------------------------------------------------------------------------------
-def _fail_half_write(monkeypatch, exc=OSError("simulated crash")):
-    real = os.fdopen
-
-    class HalfWriter:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            self.f.flush()
-            raise exc
-
-    monkeypatch.setattr(atomic.os, "fdopen", lambda *a, **k: HalfWriter(real(*a, **k)))
-
-
 @pytest.mark.parametrize("where", ["half_write", "fsync", "replace", "interrupt"])
 def test_save_is_atomic_under_failure(tmp_path, monkeypatch, where):
     path = tmp_path / "model.ckpt"
@@ -220,13 +200,13 @@ def test_save_is_atomic_under_failure(tmp_path, monkeypatch, where):
         raise OSError("simulated crash")
 
     if where == "half_write":
-        _fail_half_write(monkeypatch)
+        fail_half_write(monkeypatch)
     elif where == "fsync":
         monkeypatch.setattr(atomic.os, "fsync", boom)
     elif where == "replace":
         monkeypatch.setattr(atomic.os, "replace", boom)
     else:  # Ctrl-C half-way through writing
-        _fail_half_write(monkeypatch, KeyboardInterrupt())
+        fail_half_write(monkeypatch, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt if where == "interrupt" else OSError):
         ck.save_checkpoint(path, new_model, new_opt, new_sched, step=2, extra={"v": "new"})
     monkeypatch.undo()

@@ -10,6 +10,7 @@ import pytest
 from rnnfast import text as T
 from rnnfast.text import (CharTokenizer, Vocab, WordTokenizer, length_mask, one_hot, pad_sequences,
                           read_text, tokenizer_from_dict)
+from helpers import fail_half_write
 
 ZH = "我爱北京天安门。今天天气很好！"
 
@@ -225,25 +226,7 @@ def test_vocab_save_is_atomic(tmp_path, monkeypatch, target):
     elif target == "fsync":
         monkeypatch.setattr(T.os, "fsync", boom)
     else:
-        # fail half-way through writing the temp file
-        real_fdopen = T.os.fdopen
-
-        class HalfWriter:
-            def __init__(self, f):
-                self.f = f
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.f.close()
-
-            def write(self, s):
-                self.f.write(s[: len(s) // 2])
-                self.f.flush()
-                raise OSError("simulated crash")
-
-        monkeypatch.setattr(T.os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
+        fail_half_write(monkeypatch)  # the temp file dies half-written
     with pytest.raises(OSError, match="simulated crash"):
         new.save(p)
     monkeypatch.undo()
