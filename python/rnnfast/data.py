@@ -11,6 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .text import check_lengths
+
 __all__ = [
     "batches",
     "Batches",
@@ -120,14 +122,7 @@ class BucketBatcher:
 
     def __init__(self, lengths, batch_size: int, shuffle: bool = True, seed=None,
                  bucket_size_multiplier: int = 50, drop_last: bool = False):
-        lengths = np.asarray(lengths)
-        if lengths.ndim != 1:
-            raise ValueError(f"lengths: expected a 1-D array (N,), got shape {lengths.shape}")
-        if lengths.size and lengths.dtype.kind not in "iu":
-            raise TypeError(f"lengths: expected integers, got dtype {lengths.dtype}")
-        if lengths.size and int(lengths.min()) < 0:
-            raise ValueError(f"lengths: expected values >= 0, got {int(lengths.min())}")
-        self.lengths = lengths.astype(np.int64)
+        self.lengths = check_lengths(lengths, "N").astype(np.int64)
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.bucket_size_multiplier = _check_int("bucket_size_multiplier", bucket_size_multiplier, 1)
         self.shuffle = bool(shuffle)

@@ -563,15 +563,21 @@ def pad_sequences(seqs, pad_id=0, max_len: int | None = None, dtype=np.int64):
     return out, lengths
 
 
-def length_mask(lengths, max_len: int | None = None) -> np.ndarray:
-    """bool (B, T): ``mask[b, t]`` is True for the valid steps ``t < lengths[b]``."""
+def check_lengths(lengths, dim: str = "B") -> np.ndarray:
+    """``lengths`` as a 1-D integer array of values >= 0 (``dim`` names its axis in errors)."""
     lengths = np.asarray(lengths)
     if lengths.ndim != 1:
-        raise ValueError(f"lengths: expected a 1-D array (B,), got shape {lengths.shape}")
+        raise ValueError(f"lengths: expected a 1-D array ({dim},), got shape {lengths.shape}")
     if lengths.size and lengths.dtype.kind not in "iu":
         raise TypeError(f"lengths: expected integers, got dtype {lengths.dtype}")
     if lengths.size and int(lengths.min()) < 0:
         raise ValueError(f"lengths: expected values >= 0, got {int(lengths.min())}")
+    return lengths
+
+
+def length_mask(lengths, max_len: int | None = None) -> np.ndarray:
+    """bool (B, T): ``mask[b, t]`` is True for the valid steps ``t < lengths[b]``."""
+    lengths = check_lengths(lengths)
     longest = int(lengths.max()) if lengths.size else 0
     max_len = _check_int("max_len", max_len, 0, allow_none=True)
     if max_len is None:
