@@ -34,14 +34,17 @@ class PhaseRunner {
       const long lo = ntiles * u / nth_, len = ntiles * (u + 1) / nth_ - lo;
       const long base = claimed_before_[u], limit = base + len;
       long* cursor = &sh_.cursor[u].value;
-      long cur = __atomic_load_n(cursor, __ATOMIC_RELAXED);
+      long cur = __atomic_load_n(cursor, __ATOMIC_RELAXED), finished = 0;
       while (cur < limit) {
         if (__atomic_compare_exchange_n(cursor, &cur, cur + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
           tile(lo + (cur - base));
-          __atomic_fetch_add(&sh_.done.value, 1, __ATOMIC_RELEASE);
+          ++finished;
           cur = __atomic_load_n(cursor, __ATOMIC_RELAXED);
         }
       }
+      // One increment per share, not per tile: the counter's cache line is what the waiting
+      // threads spin on, and every write to it is a round trip between cores.
+      if (finished) __atomic_fetch_add(&sh_.done.value, finished, __ATOMIC_RELEASE);
       claimed_before_[u] = limit;
     }
     finished_before_ += ntiles;
