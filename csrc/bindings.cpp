@@ -191,7 +191,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PackedWeights, std::shared_ptr<PackedWeights>>(m, "PackedWeights",
       "One layer direction's weights packed for the active instruction set.")
       .def(py::init([](const std::string& cell_s, py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o,
-                       py::handle b_hh_o, bool with_backward, const std::string& weights) {
+                       py::handle b_hh_o, bool with_backward, const std::string& weights, bool step) {
              const CellKind cell = cell_from_name(cell_s);
              if (!py::isinstance<py::array>(w_hh_o) || py::reinterpret_borrow<py::array>(w_hh_o).ndim() != 2 ||
                  !py::isinstance<py::array>(w_ih_o) || py::reinterpret_borrow<py::array>(w_ih_o).ndim() != 2)
@@ -210,15 +210,16 @@ PYBIND11_MODULE(_core, m) {
              const Isa isa = active_isa();
              run_released([&] {
                p = std::make_shared<PackedWeights>(cell, I, H, wi.data(), wh.data(), bi, bh, with_backward, isa,
-                                                   weights == "bfloat16");
+                                                   weights == "bfloat16", step);
              });
              return p;
            }),
            py::arg("cell"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
-           py::arg("with_backward") = false, py::arg("weights") = "float32")
+           py::arg("with_backward") = false, py::arg("weights") = "float32", py::arg("step") = false)
       .def_property_readonly("weights", [](const PackedWeights& p) {
         return std::string(p.bf16_weights() ? "bfloat16" : "float32");
       })
+      .def_property_readonly("step", &PackedWeights::step_weights)
       .def_property_readonly("isa", [](const PackedWeights& p) { return std::string(isa_name(p.isa())); })
       .def_property_readonly("cell", [](const PackedWeights& p) { return std::string(cell_name(p.cell())); })
       .def_property_readonly("input_size", &PackedWeights::input_size)

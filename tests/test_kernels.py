@@ -83,6 +83,38 @@ def test_inference_path_equals_training_path(isa, cell, reverse):
         np.testing.assert_array_equal(infer[k], train[k], err_msg=k)
 
 
+def one_step(cell, p, step, weights="float32"):
+    B, H = p["h0"].shape
+    packed = _core.PackedWeights(cell, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], False, weights, step)
+    assert packed.step == step
+    y = np.full((1, B, H), np.nan, np.float32)
+    hn, cn = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
+    _core.layer_forward(packed, p["x"], None, False, p["h0"], p["c0"], y, 0, hn, cn, None)
+    return dict(y=y, hn=hn, cn=cn)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("B, I, H", [(1, 1, 1), (1, 256, 256), (9, 7, 33), (2, 300, 17), (13, 20, 130)])
+def test_one_step_with_step_weights(isa, cell, B, I, H):
+    """Step-packed weights (streams, cells) project each block's input inside its recurrent tile:
+    the same result as the reference, and bit for bit the phased path's while I fits one K-block
+    of the GEMM (beyond it the GEMM adds its K-blocks' sums in another order)."""
+    rng = np.random.default_rng(B * 1000 + I * 10 + H)
+    p, _ = make_problem(cell, 1, B, I, H, rng)
+    with using_isa(isa):
+        fused, phased = one_step(cell, p, True), one_step(cell, p, False)
+        fused16, phased16 = one_step(cell, p, True, "bfloat16"), one_step(cell, p, False, "bfloat16")
+    ref = run_reference(cell, p, np.ones(B, np.int32), False)
+    assert_matches(fused, {k: ref[k] for k in ("y", "hn", "cn")}, cell)
+    for k in ("y", "hn", "cn") if cell == "lstm" else ("y", "hn"):
+        if I <= 256:
+            np.testing.assert_array_equal(fused[k], phased[k], err_msg=k)
+            np.testing.assert_array_equal(fused16[k], phased16[k], err_msg=k)
+        else:
+            np.testing.assert_allclose(fused16[k], phased16[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_reference_gradients_match_finite_differences(cell, reverse):

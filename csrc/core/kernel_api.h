@@ -22,11 +22,17 @@ struct Layout {
   int GHp = 0;     // G * Hp: width of a gate row
   int NR = 0;      // panel width of the general GEMM
   long wx = 0, wh = 0, wx_bwd = 0, wh_bwd = 0;  // packed sizes in floats
+  // W_ih packed per hidden block like wh, for single steps (0: the wx panels already are).
+  long wx_step = 0;
 };
 
 struct PackedView {  // pointers into a PackedWeights (layer.h)
   const float *wx, *wh, *wx_bwd, *wh_bwd, *bx, *bh;
   const uint16_t *wx16, *wh16;  // bfloat16 copies of wx, wh (opt-in inference weights), else null
+  // W_ih per hidden block (float or bfloat16, as wh), or null: with it a one-step forward computes
+  // each block's input part in the same tile as its recurrent part, with no phase in between.
+  const float* wx_step;
+  const uint16_t* wx16_step;
 };
 
 struct ForwardArgs {
@@ -78,7 +84,7 @@ struct IsaKernels {
   // Packs PyTorch-layout weights (biases may be null) into the buffers of PackedView.
   void (*pack)(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh,
                const float* b_ih, const float* b_hh, bool with_backward, float* wx, float* wh,
-               float* wx_bwd, float* wh_bwd, float* bx, float* bh);
+               float* wx_bwd, float* wh_bwd, float* wx_step, float* bx, float* bh);
   void (*forward)(const ForwardArgs& a);
   void (*backward)(const BackwardArgs& a);
   // C (M x N) (+)= A (M x K, row stride lda) B, where B(k, n) = B[k*b_rs + n*b_cs] (so a transposed

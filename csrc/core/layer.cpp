@@ -45,8 +45,10 @@ std::vector<uint16_t> to_bf16(const float* src, size_t n) {
 }  // namespace
 
 PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
-                             const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights)
-    : cell_(cell), isa_(isa), I_(input_size), H_(hidden_size), with_backward_(with_backward) {
+                             const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights,
+                             bool step_weights)
+    : cell_(cell), isa_(isa), I_(input_size), H_(hidden_size), with_backward_(with_backward),
+      step_weights_(step_weights) {
   if (bf16_weights && with_backward)
     throw std::invalid_argument("bfloat16 weights are for inference only (training keeps float32)");
   if (input_size < 1 || hidden_size < 1)
@@ -60,21 +62,29 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
     wx_bwd_ = AlignedBuffer(L_.wx_bwd);
     wh_bwd_ = AlignedBuffer(L_.wh_bwd);
   }
+  if (step_weights) wx_step_ = AlignedBuffer(L_.wx_step);  // empty when wx already is per block
   bx_ = AlignedBuffer(L_.GHp);
   bh_ = AlignedBuffer(L_.GHp);
   k.pack(cell, L_, I_, H_, w_ih, w_hh, b_ih, b_hh, with_backward, wx_.data(), wh_.data(), wx_bwd_.data(),
-         wh_bwd_.data(), bx_.data(), bh_.data());
+         wh_bwd_.data(), wx_step_.data(), bx_.data(), bh_.data());
   if (bf16_weights) {  // the same panels, narrowed; the float copies are not needed any more
     wx16_ = to_bf16(wx_.data(), L_.wx);
     wh16_ = to_bf16(wh_.data(), L_.wh);
+    if (wx_step_.data()) wx16_step_ = to_bf16(wx_step_.data(), L_.wx_step);
     wx_ = AlignedBuffer();
     wh_ = AlignedBuffer();
+    wx_step_ = AlignedBuffer();
   }
 }
 
 PackedView PackedWeights::view() const {
-  return {wx_.data(), wh_.data(), wx_bwd_.data(), wh_bwd_.data(), bx_.data(), bh_.data(),
-          wx16_.empty() ? nullptr : wx16_.data(), wh16_.empty() ? nullptr : wh16_.data()};
+  PackedView v{wx_.data(), wh_.data(), wx_bwd_.data(), wh_bwd_.data(), bx_.data(), bh_.data(),
+               wx16_.empty() ? nullptr : wx16_.data(), wh16_.empty() ? nullptr : wh16_.data(), nullptr, nullptr};
+  if (step_weights_ && !wx16_.empty())
+    v.wx16_step = L_.wx_step ? wx16_step_.data() : v.wx16;
+  else if (step_weights_)
+    v.wx_step = L_.wx_step ? wx_step_.data() : v.wx;
+  return v;
 }
 
 int threads_for(int B, int H, int G) {

@@ -34,8 +34,11 @@ class PackedWeights {
   // with_backward also packs the transposed copies that backward needs.
   // bf16_weights keeps the input and recurrent weights as bfloat16 (half the bytes each step, for
   // latency-bound inference; results then differ from float32 weights by ~1e-3 relative).
+  // step_weights also packs W_ih per hidden block for one-step forwards (streams, cells), where
+  // the ISA's GEMM panels are not already laid out that way: one phase per step instead of two.
   PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
-                const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights = false);
+                const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights = false,
+                bool step_weights = false);
 
   CellKind cell() const { return cell_; }
   Isa isa() const { return isa_; }
@@ -43,6 +46,7 @@ class PackedWeights {
   int hidden_size() const { return H_; }
   bool has_backward() const { return with_backward_; }
   bool bf16_weights() const { return !wx16_.empty(); }
+  bool step_weights() const { return step_weights_; }
   const Layout& layout() const { return L_; }
   PackedView view() const;
 
@@ -50,10 +54,10 @@ class PackedWeights {
   CellKind cell_;
   Isa isa_;
   int I_, H_;
-  bool with_backward_;
+  bool with_backward_, step_weights_;
   Layout L_;
-  AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, bx_, bh_;
-  std::vector<uint16_t> wx16_, wh16_;
+  AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, wx_step_, bx_, bh_;
+  std::vector<uint16_t> wx16_, wh16_, wx16_step_;
 };
 
 // Grows a buffer to at least n floats; keeps it (and its already-mapped pages) otherwise.

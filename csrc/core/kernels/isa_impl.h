@@ -23,6 +23,7 @@ static Layout layout_for(int I, int H) {
   L.wx_bwd = static_cast<long>(ceil_div(I, L.NR)) * L.NR * L.GHp;
   const int bwd_cols = Cell::BWD_Q * Cell::NB;  // backward tiles span BWD_Q hidden blocks
   L.wh_bwd = static_cast<long>(ceil_div(L.Hp, bwd_cols)) * bwd_cols * L.GHp;
+  L.wx_step = Cell::G * Cell::U == GEMM_NV ? 0 : static_cast<long>(L.GHp) * I;  // GEMM panel == block?
   return L;
 }
 
@@ -45,7 +46,7 @@ static void to_internal_rows(const Layout& L, int H, int K, const float* src, fl
 template <class Cell>
 static void pack_for(const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
                      const float* b_hh, bool with_backward, float* wx, float* wh, float* wx_bwd, float* wh_bwd,
-                     float* bx, float* bh) {
+                     float* wx_step, float* bx, float* bh) {
   constexpr int NV = Cell::G * Cell::U;
   float* wi = new float[static_cast<long>(L.GHp) * I];  // packing is once per weight change: plain new is fine
   float* whr = new float[static_cast<long>(L.GHp) * H];
@@ -54,6 +55,7 @@ static void pack_for(const Layout& L, int I, int H, const float* w_ih, const flo
   // Forward: x-projection B = W_ihᵀ (I x GHp); recurrent tiles B = W_hhᵀ (H x GHp), one panel per hidden block.
   pack_panels<GEMM_NV>(I, L.GHp, wi, 1, I, wx, 0, ceil_div(L.GHp, L.NR));
   pack_panels<NV>(H, L.GHp, whr, 1, H, wh, 0, L.Hp / Cell::NB);
+  if (wx_step) pack_panels<NV>(I, L.GHp, wi, 1, I, wx_step, 0, L.Hp / Cell::NB);  // W_ihᵀ like W_hhᵀ
   if (with_backward) {
     // Backward: dX = dG W_ih (B = W_ih, GHp x I); dh = dG W_hh (B = W_hh, GHp x H), panels of BWD_Q blocks.
     pack_panels<GEMM_NV>(L.GHp, I, wi, I, 1, wx_bwd, 0, ceil_div(I, L.NR));
@@ -69,15 +71,16 @@ static void pack_for(const Layout& L, int I, int H, const float* w_ih, const flo
 }
 
 static void pack(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
-                 const float* b_hh, bool with_backward, float* wx, float* wh, float* wx_bwd, float* wh_bwd, float* bx,
-                 float* bh) {
+                 const float* b_hh, bool with_backward, float* wx, float* wh, float* wx_bwd, float* wh_bwd,
+                 float* wx_step, float* bx, float* bh) {
   switch (cell) {
     case CellKind::lstm:
-      return pack_for<Lstm>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, bx, bh);
+      return pack_for<Lstm>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step, bx, bh);
     case CellKind::gru:
-      return pack_for<Gru>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, bx, bh);
+      return pack_for<Gru>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step, bx, bh);
     default:
-      return pack_for<Rnn<false>>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, bx, bh);
+      return pack_for<Rnn<false>>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step,
+                                  bx, bh);
   }
 }
 

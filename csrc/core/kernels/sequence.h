@@ -25,14 +25,18 @@ static inline void zero_out(float* dst, int n) {
   if (n % W) store_partial(dst + n / W * W, splat(0.0f), n % W);
 }
 
-// wx, wh: the packed input and recurrent weights, float or bfloat16 (BT).
+// wx, wh: the packed input and recurrent weights, float or bfloat16 (BT). wx_step: W_ih packed per
+// hidden block, or null. Given it, a one-step forward (streams, cells) projects each block's input
+// inside its recurrent tile, so a step is one phase, not two: one wait less between the threads.
 template <class Cell, class BT>
-static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* wh) {
+static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* wh, const BT* wx_step) {
   constexpr int G = Cell::G, NB = Cell::NB, NV = G * Cell::U, MR = Cell::MR;
   const int T = a.T, B = a.B, H = a.H, Hp = a.L.Hp, GHp = a.L.GHp, I = a.I;
   const long slot = static_cast<long>(B) * Hp;
   const int nblk = Hp / NB, nmb = ceil_div(B, MR);
   const long x_panel = static_cast<long>(I) * a.L.NR, h_panel = static_cast<long>(H) * NV * W;
+  const long x_step_panel = static_cast<long>(I) * NV * W;
+  const bool fused = T == 1 && wx_step;
   auto time_of = [&](int s) { return a.reverse ? T - 1 - s : s; };
   auto prev_slot = [&](int s) { return a.training ? (a.reverse ? T - s : s) : (s & 1); };
   auto out_slot = [&](int s) { return a.training ? (a.reverse ? T - 1 - s : s + 1) : ((s + 1) & 1); };
@@ -48,7 +52,7 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
       // Input projection of every step in the chunk: one GEMM (bias is added in the cell).
       const GemmT<BT> xproj{(s1 - s0) * B, GHp, I, a.x + static_cast<long>(t_lo) * B * I, I, wx, x_panel, a.gates,
                             GHp, false};
-      phases.run(xproj.tiles(), [&](long t) { xproj.tile(t); });
+      if (!fused) phases.run(xproj.tiles(), [&](long t) { xproj.tile(t); });
       for (int s = s0; s < s1; ++s) {
         const int t = time_of(s);
         const float* hprev = a.hs + prev_slot(s) * slot;
@@ -60,6 +64,14 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
           const int mr = B - m0 < MR ? B - m0 : MR;
           const int j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
           vf acc[MR][NV];
+          if (fused) {  // this block's input part, into the gate rows the cell reads it from
+            for (int m = 0; m < MR; ++m)
+              for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
+            microkernel_rows<MR, NV, BT>(mr, I, a.x + static_cast<long>(m0) * I, I, wx_step + jb * x_step_panel, acc);
+            for (int m = 0; m < mr; ++m)
+              for (int v = 0; v < NV; ++v)
+                store(a.gates + static_cast<long>(m0 + m) * GHp + static_cast<long>(jb) * G * NB + v * W, acc[m][v]);
+          }
           for (int m = 0; m < MR; ++m)
             for (int v = 0; v < NV; ++v) acc[m][v] = load(a.w.bh + static_cast<long>(jb) * G * NB + v * W);
           microkernel_rows<MR, NV, BT>(mr, H, hprev + static_cast<long>(m0) * Hp, Hp, wh + jb * h_panel, acc);
@@ -89,9 +101,9 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
 template <class Cell>
 static void forward_sequence(const ForwardArgs& a) {
   if (a.w.wh16)
-    forward_sequence_with<Cell, uint16_t>(a, a.w.wx16, a.w.wh16);
+    forward_sequence_with<Cell, uint16_t>(a, a.w.wx16, a.w.wh16, a.w.wx16_step);
   else
-    forward_sequence_with<Cell, float>(a, a.w.wx, a.w.wh);
+    forward_sequence_with<Cell, float>(a, a.w.wx, a.w.wh, a.w.wx_step);
 }
 
 template <class Cell>

@@ -63,7 +63,7 @@ class _CellBase(Module):
             else:
                 h0 = self._state(hx, "hx", B, unbatched)
         xt = np.ascontiguousarray(x.reshape(1, B, self.input_size))
-        packed = self._pack.get(self.cell, self._params(), self.training)
+        packed = self._pack.get(self.cell, self._params(), self.training, step=not self.training)
         y = np.empty((1, B, self.hidden_size), np.float32)
         h = np.empty((B, self.hidden_size), np.float32)
         c = np.empty_like(h) if lstm else None

@@ -25,13 +25,14 @@ class _PackCache:
         self._key = None
         self._packed = None
 
-    def get(self, cell, params, with_backward, weights="float32"):
-        key = (_core.get_isa(), with_backward, weights) + tuple((id(p.data), p.version) for p in params
-                                                              if p is not None)
+    def get(self, cell, params, with_backward, weights="float32", step=False):
+        """step: also pack for one-step forwards (streams, cells; see _core.PackedWeights)."""
+        key = (_core.get_isa(), with_backward, weights, step) + tuple((id(p.data), p.version) for p in params
+                                                                    if p is not None)
         with self._lock:
             if self._key != key:
                 w_ih, w_hh, b_ih, b_hh = (None if p is None else p.data for p in params)
-                self._packed = _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward, weights)
+                self._packed = _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward, weights, step)
                 self._key = key
             return self._packed
 

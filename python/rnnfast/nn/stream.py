@@ -30,11 +30,11 @@ class Stream:
             raise ValueError(f"weights: expected 'float32' or 'bfloat16', got {weights!r}")
         self.weights = weights
         if weights == "float32":
-            packed = [model._pack_caches[k][0].get(model.cell, model._layer_params[k][0], False)
+            packed = [model._pack_caches[k][0].get(model.cell, model._layer_params[k][0], False, step=True)
                       for k in range(model.num_layers)]
         else:  # a private narrowed copy: the model's own cache stays float32
             packed = [_core.PackedWeights(model.cell, *(None if p is None else p.data for p in params), False,
-                                          "bfloat16")
+                                          "bfloat16", True)
                       for params in (model._layer_params[k][0] for k in range(model.num_layers))]
         self._core = _core.Stream(packed, self.batch_size)
         self._is_lstm = model.cell == "lstm"
