@@ -292,6 +292,76 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dcn"), py::arg("dx"), py::arg("dx_accumulate"), py::arg("dh0"), py::arg("dc0"),
         py::arg("grad_w_ih"), py::arg("grad_w_hh"), py::arg("grad_b_ih"), py::arg("grad_b_hh"));
 
+  m.def("layer_forward_pair",
+        [](const PackedWeights& w0, const PackedWeights& w1, py::handle x_o, py::handle lengths_o, py::handle h0_o,
+           py::handle c0_o, py::handle y_o, py::handle hn_o, py::handle cn_o, std::shared_ptr<TrainCache> cache0,
+           std::shared_ptr<TrainCache> cache1) {
+          auto x = py::reinterpret_borrow<py::array>(x_o);
+          if (!py::isinstance<py::array>(x_o) || x.ndim() != 3) throw py::value_error("x: expected a 3-D array (T, B, I)");
+          const long T = x.shape(0), B = x.shape(1), H = w0.hidden_size();
+          if ((cache0 == nullptr) != (cache1 == nullptr)) throw py::value_error("caches: give both or neither");
+          auto xa = checked<float>(x_o, "x", {T, B, w0.input_size()});
+          auto y = checked<float>(y_o, "y", {T, B, 2 * H}, true);
+          std::vector<py::object> keep;
+          const int* lens = optional_ptr<int>(lengths_o, "lengths", {B}, keep);
+          const float* h0 = optional_ptr<float>(h0_o, "h0", {2, B, H}, keep);
+          const float* c0 = optional_ptr<float>(c0_o, "c0", {2, B, H}, keep);
+          auto hn = checked<float>(hn_o, "hn", {2, B, H}, true);
+          float* cn = optional_out<float>(cn_o, "cn", {2, B, H}, keep);
+          if (w0.cell() == CellKind::lstm && !cn) throw py::value_error("cn: required for an LSTM");
+          if (w0.cell() != w1.cell()) throw py::value_error("packed: both directions must use the same cell");
+          const long s = B * H;
+          auto at = [&](const float* p, int d) { return p ? p + d * s : nullptr; };
+          auto at_out = [&](float* p, int d) { return p ? p + d * s : nullptr; };
+          const DirectionForward d0{&w0, at(h0, 0), at(c0, 0), y.mutable_data(), hn.mutable_data(), at_out(cn, 0),
+                                    cache0.get()};
+          const DirectionForward d1{&w1, at(h0, 1), at(c0, 1), y.mutable_data() + H, hn.mutable_data() + s,
+                                    at_out(cn, 1), cache1.get()};
+          run_released([&] { layer_forward_pair(d0, d1, T, B, xa.data(), lens, 2 * H); });
+        },
+        py::arg("packed0"), py::arg("packed1"), py::arg("x"), py::arg("lengths"), py::arg("h0"), py::arg("c0"),
+        py::arg("y"), py::arg("hn"), py::arg("cn"), py::arg("cache0"), py::arg("cache1"),
+        "Both directions of a bidirectional layer at once: h0, c0, hn, cn are (2, B, H), y is (T, B, 2H).");
+
+  m.def("layer_backward_pair",
+        [](const PackedWeights& w0, const PackedWeights& w1, TrainCache& cache0, TrainCache& cache1, py::handle x_o,
+           py::handle dy_o, py::handle dhn_o, py::handle dcn_o, py::handle dx_o, py::handle dh0_o, py::handle dc0_o,
+           py::tuple grads0, py::tuple grads1) {
+          if (cache0.consumed || cache1.consumed)
+            throw py::value_error("backward: no training forward to differentiate (run forward in train mode; "
+                                  "backward runs once per forward)");
+          const long T = cache0.T, B = cache0.B, H = w0.hidden_size(), I = w0.input_size(), G = gate_count(w0.cell());
+          auto x = checked<float>(x_o, "x", {T, B, I});
+          auto dy = checked<float>(dy_o, "dy", {T, B, 2 * H});
+          std::vector<py::object> keep;
+          const float* dhn = optional_ptr<float>(dhn_o, "dhn", {2, B, H}, keep);
+          const float* dcn = optional_ptr<float>(dcn_o, "dcn", {2, B, H}, keep);
+          auto dx = checked<float>(dx_o, "dx", {T, B, I}, true);
+          auto dh0 = checked<float>(dh0_o, "dh0", {2, B, H}, true);
+          float* dc0 = optional_out<float>(dc0_o, "dc0", {2, B, H}, keep);
+          float* g[2][4];
+          for (int d = 0; d < 2; ++d) {
+            const py::tuple& gd = d ? grads1 : grads0;
+            if (gd.size() != 4) throw py::value_error("grads: expected (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)");
+            g[d][0] = checked<float>(gd[0], "grad_w_ih", {G * H, I}, true).mutable_data();
+            g[d][1] = checked<float>(gd[1], "grad_w_hh", {G * H, H}, true).mutable_data();
+            g[d][2] = optional_out<float>(gd[2], "grad_b_ih", {G * H}, keep);
+            g[d][3] = optional_out<float>(gd[3], "grad_b_hh", {G * H}, keep);
+          }
+          const long s = B * H;
+          auto at = [&](const float* p, int d) { return p ? p + d * s : nullptr; };
+          auto at_out = [&](float* p, int d) { return p ? p + d * s : nullptr; };
+          const DirectionBackward d0{&w0, &cache0, dy.data(), at(dhn, 0), at(dcn, 0), dh0.mutable_data(),
+                                     at_out(dc0, 0), g[0][0], g[0][1], g[0][2], g[0][3]};
+          const DirectionBackward d1{&w1, &cache1, dy.data() + H, at(dhn, 1), at(dcn, 1), dh0.mutable_data() + s,
+                                     at_out(dc0, 1), g[1][0], g[1][1], g[1][2], g[1][3]};
+          run_released([&] { layer_backward_pair(d0, d1, x.data(), 2 * H, dx.mutable_data()); });
+        },
+        py::arg("packed0"), py::arg("packed1"), py::arg("cache0"), py::arg("cache1"), py::arg("x"), py::arg("dy"),
+        py::arg("dhn"), py::arg("dcn"), py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("grads0"),
+        py::arg("grads1"),
+        "Backward of layer_forward_pair: dx (T, B, I) is written with both directions' sum; grads are added to.");
+
   py::class_<Stream>(m, "Stream", "Step-by-step inference through a stack of unidirectional layers.")
       .def(py::init([](const std::vector<std::shared_ptr<PackedWeights>>& layers, int batch) {
              std::vector<std::shared_ptr<const PackedWeights>> cl(layers.begin(), layers.end());

@@ -3,6 +3,7 @@ and the twin itself against central finite differences in double precision."""
 import numpy as np
 import pytest
 
+import rnnfast
 from rnnfast import _core
 from helpers import ISAS, randn, using_isa
 
@@ -113,6 +114,55 @@ def test_one_step_with_step_weights(isa, cell, B, I, H):
             np.testing.assert_array_equal(fused16[k], phased16[k], err_msg=k)
         else:
             np.testing.assert_allclose(fused16[k], phased16[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def run_pair(cell, pf, pb, lengths, threads):
+    """Both directions through layer_forward_pair / layer_backward_pair with `threads` threads."""
+    T, B, I = pf["x"].shape
+    H, G = pf["w_hh"].shape[1], CELLS[cell]
+    packed = [_core.PackedWeights(cell, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], True) for p in (pf, pb)]
+    caches = [_core.TrainCache(), _core.TrainCache()]
+    y = np.full((T, B, 2 * H), np.nan, np.float32)
+    hn, cn = np.empty((2, B, H), np.float32), np.empty((2, B, H), np.float32)
+    stack = lambda k: np.ascontiguousarray(np.stack([pf[k], pb[k]]))  # noqa: E731
+    grads = [tuple(np.zeros(s, np.float32) for s in [(G * H, I), (G * H, H), (G * H,), (G * H,)]) for _ in "fb"]
+    dx, dh0, dc0 = np.empty((T, B, I), np.float32), np.empty((2, B, H), np.float32), np.empty((2, B, H), np.float32)
+    saved = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(threads)
+    try:
+        _core.layer_forward_pair(*packed, pf["x"], lengths, stack("h0"), stack("c0"), y, hn, cn, *caches)
+        dy = np.ascontiguousarray(np.concatenate([pf["dy"], pb["dy"]], axis=2))
+        _core.layer_backward_pair(*packed, *caches, pf["x"], dy, stack("dhn"), stack("dcn"), dx, dh0, dc0, *grads)
+    finally:
+        rnnfast.set_num_threads(saved)
+    out = []
+    for d in range(2):
+        o = dict(y=y[:, :, d * H:(d + 1) * H], hn=hn[d], cn=cn[d], dh0=dh0[d], dc0=dc0[d])
+        o.update({"g_" + k: g for k, g in zip(("w_ih", "w_hh", "b_ih", "b_hh"), grads[d])})
+        out.append(o)
+    return out, dx
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (7, 3, 5, 17), (9, 13, 20, 130)], ids=lambda s: "T%dB%dI%dH%d" % s)
+def test_bidirectional_pair_equals_separate_directions(isa, cell, shape):
+    """Both directions at once, on 1, 2 or 3 threads: each direction's outputs, states and
+    gradients bit for bit those of its own layer_forward/layer_backward; dx their sum."""
+    rng = np.random.default_rng(sum(shape) + len(cell))
+    pf, lengths = make_problem(cell, *shape, rng)
+    pb, _ = make_problem(cell, *shape, rng)
+    pb["x"] = pf["x"]
+    with using_isa(isa):
+        separate = [run_optimised(cell, pf, lengths, False), run_optimised(cell, pb, lengths, True)]
+        for threads in (1, 2, 3):
+            pair, dx = run_pair(cell, pf, pb, lengths, threads)
+            for d in range(2):
+                for k, v in pair[d].items():
+                    if k in ("cn", "dc0") and cell != "lstm":
+                        continue
+                    np.testing.assert_array_equal(v, separate[d][k], err_msg=f"direction {d}, {k}, {threads} threads")
+            np.testing.assert_allclose(dx, separate[0]["dx"] + separate[1]["dx"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("cell", CELLS)

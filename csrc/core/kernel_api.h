@@ -87,6 +87,10 @@ struct IsaKernels {
                float* wx_bwd, float* wh_bwd, float* wx_step, float* bx, float* bh);
   void (*forward)(const ForwardArgs& a);
   void (*backward)(const BackwardArgs& a);
+  // Two independent layer directions at once, each on half of a team of nthreads (their
+  // own nthreads fields are ignored); the two must not write the same memory.
+  void (*forward_pair)(const ForwardArgs& a0, const ForwardArgs& a1, int nthreads);
+  void (*backward_pair)(const BackwardArgs& a0, const BackwardArgs& a1, int nthreads);
   // C (M x N) (+)= A (M x K, row stride lda) B, where B(k, n) = B[k*b_rs + n*b_cs] (so a transposed
   // B costs nothing); packs B into `work` (gemm_work_size floats). The kernels' GEMM, exposed for
   // the dense layers, tests and benchmarks.

@@ -125,16 +125,26 @@ std::vector<int> checked_lengths(const int* lengths, int T, int B) {
 
 }  // namespace
 
-void layer_forward(const PackedWeights& w, int T, int B, const float* x, const int* lengths, bool reverse,
-                   const float* h0, const float* c0, float* y, long ldy, float* hn, float* cn, TrainCache* cache) {
+namespace {
+
+// One direction's forward: its kernel arguments and, in inference, its own scratch (inference
+// calls may run concurrently, so nothing of theirs is shared).
+struct ForwardCall {
+  ForwardArgs a{};
+  std::vector<int> lens;
+  AlignedBuffer gates, hs, cs, aux;
+};
+
+void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const float* x, const int* lengths,
+                   bool reverse, const float* h0, const float* c0, float* y, long ldy, TrainCache* cache) {
   if (T < 1 || B < 1) throw std::invalid_argument("sequence length and batch size must be >= 1");
   const Layout& L = w.layout();
   const int H = w.hidden_size(), Hp = L.Hp;
   const bool lstm = w.cell() == CellKind::lstm, training = cache != nullptr;
   const long slot = static_cast<long>(B) * Hp;
-  std::vector<int> lens = checked_lengths(lengths, T, B);
+  c.lens = checked_lengths(lengths, T, B);
 
-  ForwardArgs a{};
+  ForwardArgs& a = c.a;
   a.cell = w.cell();
   a.L = L;
   a.w = w.view();
@@ -143,7 +153,7 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
   a.I = w.input_size();
   a.H = H;
   a.x = x;
-  a.lengths = lens.data();
+  a.lengths = c.lens.data();
   a.reverse = reverse;
   a.y = y;
   a.ldy = ldy;
@@ -153,11 +163,10 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
   const int slots = training ? T + 1 : 2;
   // Inference projects the input a chunk of steps at a time (~2 MB): memory O(B*H), not O(T*B*H).
   a.chunk = training ? T : std::max(1, std::min<int>(T, static_cast<int>((512L * 1024) / (static_cast<long>(B) * L.GHp))));
-  AlignedBuffer local_gates, local_hs, local_cs, local_aux;  // inference: per call (calls may run concurrently)
-  AlignedBuffer& gates = training ? cache->gates : local_gates;
-  AlignedBuffer& hs = training ? cache->hs : local_hs;
-  AlignedBuffer& cs = training ? cache->cs : local_cs;
-  AlignedBuffer& aux = training ? cache->aux : local_aux;
+  AlignedBuffer& gates = training ? cache->gates : c.gates;
+  AlignedBuffer& hs = training ? cache->hs : c.hs;
+  AlignedBuffer& cs = training ? cache->cs : c.cs;
+  AlignedBuffer& aux = training ? cache->aux : c.aux;
   if (training) cache->consumed = true;  // until this forward completes
   ensure_size(gates, static_cast<size_t>(a.chunk) * B * L.GHp);
   ensure_size(hs, slots * slot);
@@ -171,25 +180,58 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
   const int first = training ? (reverse ? T : 0) : 0;  // slot of the initial state
   load_state(h0, B, H, Hp, a.hs + first * slot);
   if (lstm) load_state(c0, B, H, Hp, a.cs + first * slot);
+}
 
-  kernels_for(w.isa()).forward(a);
-
-  const int last = training ? (reverse ? 0 : T) : (T & 1);  // slot of the final state
-  save_state(a.hs + last * slot, B, H, Hp, hn);
-  if (lstm && cn) save_state(a.cs + last * slot, B, H, Hp, cn);
-
-  if (training) {
-    cache->T = T;
-    cache->B = B;
-    cache->reverse = reverse;
+void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
+  const ForwardArgs& a = c.a;
+  const long slot = static_cast<long>(a.B) * a.L.Hp;
+  const int last = a.training ? (a.reverse ? 0 : a.T) : (a.T & 1);  // slot of the final state
+  save_state(a.hs + last * slot, a.B, a.H, a.L.Hp, hn);
+  if (a.cs && cn) save_state(a.cs + last * slot, a.B, a.H, a.L.Hp, cn);
+  if (cache) {
+    cache->T = a.T;
+    cache->B = a.B;
+    cache->reverse = a.reverse;
     cache->consumed = false;
-    cache->lengths = std::move(lens);
+    cache->lengths = std::move(c.lens);
   }
 }
 
-void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
-                    const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
-                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh) {
+// Threads for two directions at once: what one would use, for each (within the user's limit).
+int pair_threads(const PackedWeights& w0, const PackedWeights& w1, int B) {
+  if (w0.isa() != w1.isa()) throw std::invalid_argument("both directions must be packed for the same ISA");
+  if (w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size())
+    throw std::invalid_argument("both directions must have the same input and hidden sizes");
+  return std::min(num_threads(), 2 * threads_for(B, w0.hidden_size(), w0.layout().G));
+}
+
+}  // namespace
+
+void layer_forward(const PackedWeights& w, int T, int B, const float* x, const int* lengths, bool reverse,
+                   const float* h0, const float* c0, float* y, long ldy, float* hn, float* cn, TrainCache* cache) {
+  ForwardCall c;
+  begin_forward(c, w, T, B, x, lengths, reverse, h0, c0, y, ldy, cache);
+  kernels_for(w.isa()).forward(c.a);
+  end_forward(c, hn, cn, cache);
+}
+
+void layer_forward_pair(const DirectionForward& d0, const DirectionForward& d1, int T, int B, const float* x,
+                        const int* lengths, long ldy) {
+  const int nthreads = pair_threads(*d0.w, *d1.w, B);
+  ForwardCall c0, c1;
+  begin_forward(c0, *d0.w, T, B, x, lengths, false, d0.h0, d0.c0, d0.y, ldy, d0.cache);
+  begin_forward(c1, *d1.w, T, B, x, lengths, true, d1.h0, d1.c0, d1.y, ldy, d1.cache);
+  kernels_for(d0.w->isa()).forward_pair(c0.a, c1.a, nthreads);
+  end_forward(c0, d0.hn, d0.cn, d0.cache);
+  end_forward(c1, d1.hn, d1.cn, d1.cache);
+}
+
+namespace {
+
+// Arguments of one direction's backward; marks the cache consumed (its gates become gradients).
+BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
+                            const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0,
+                            float* dc0, float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh) {
   if (cache.consumed)
     throw std::invalid_argument("backward needs a training forward first, and runs once per forward");
   if (!w.has_backward()) throw std::invalid_argument("weights were packed without backward support");
@@ -242,8 +284,39 @@ void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, c
   a.colsum = cache.colsum.data();
   a.nthreads = threads_for(B, H, L.G);
 
-  cache.consumed = true;  // gates are overwritten with gradients below
+  cache.consumed = true;  // gates are overwritten with gradients by the kernel
+  return a;
+}
+
+}  // namespace
+
+void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
+                    const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
+                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh) {
+  const BackwardArgs a = begin_backward(w, cache, x, dy, ldy, dhn, dcn, dx, dx_accumulate, dh0, dc0, gw_ih, gw_hh,
+                                        gb_ih, gb_hh);
   kernels_for(w.isa()).backward(a);
 }
+
+void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d1, const float* x, long ldy,
+                         float* dx) {
+  TrainCache &c0 = *d0.cache, &c1 = *d1.cache;
+  if (c0.consumed || c1.consumed)
+    throw std::invalid_argument("backward needs a training forward first, and runs once per forward");
+  if (c0.T != c1.T || c0.B != c1.B || c0.reverse || !c1.reverse)
+    throw std::invalid_argument("the two caches must come from one layer_forward_pair");
+  const int nthreads = pair_threads(*d0.w, *d1.w, c0.B);
+  // Both directions write dx: the second into its own buffer, added once both are done.
+  const size_t n = static_cast<size_t>(c0.T) * c0.B * d0.w->input_size();
+  ensure_size(c1.dx_other, n);
+  const BackwardArgs a0 = begin_backward(*d0.w, c0, x, d0.dy, ldy, d0.dhn, d0.dcn, dx, false, d0.dh0, d0.dc0,
+                                         d0.gw_ih, d0.gw_hh, d0.gb_ih, d0.gb_hh);
+  const BackwardArgs a1 = begin_backward(*d1.w, c1, x, d1.dy, ldy, d1.dhn, d1.dcn, c1.dx_other.data(), false,
+                                         d1.dh0, d1.dc0, d1.gw_ih, d1.gw_hh, d1.gb_ih, d1.gb_hh);
+  kernels_for(d0.w->isa()).backward_pair(a0, a1, nthreads);
+  const float* other = c1.dx_other.data();
+  for (size_t i = 0; i < n; ++i) dx[i] += other[i];
+}
+
 
 }  // namespace rnnfast

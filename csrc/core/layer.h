@@ -73,6 +73,7 @@ struct TrainCache {
   std::vector<int> lengths;
   AlignedBuffer gates, hs, cs, aux;                        // forward activations
   AlignedBuffer dgh, dh_pass, dc, xt, wgrad, bpack, colsum;  // backward scratch
+  AlignedBuffer dx_other;  // the reverse direction's dx in layer_backward_pair
 };
 
 // x: (T, B, I). lengths: B values in [1, T] or null (all T). h0, c0: (B, H) or null (zeros).
@@ -87,6 +88,32 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
 void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
                     const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
                     float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh);
+
+// The two directions of a bidirectional layer at once (forward: reverse = false, reverse: true),
+// each on half of the threads, never waiting for each other. Same per-direction results as two
+// layer_forward calls; y, hn, cn, cache as there (y of each direction at its own offset).
+struct DirectionForward {
+  const PackedWeights* w;
+  const float *h0, *c0;
+  float* y;
+  float *hn, *cn;
+  TrainCache* cache;
+};
+void layer_forward_pair(const DirectionForward& d0, const DirectionForward& d1, int T, int B, const float* x,
+                        const int* lengths, long ldy);
+
+// Backward of a layer_forward_pair: dx (T, B, I) is written with the sum of both directions'.
+// Per direction as layer_backward; dy points at that direction's columns.
+struct DirectionBackward {
+  const PackedWeights* w;
+  TrainCache* cache;
+  const float* dy;
+  const float *dhn, *dcn;
+  float *dh0, *dc0;
+  float *gw_ih, *gw_hh, *gb_ih, *gb_hh;
+};
+void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d1, const float* x, long ldy,
+                         float* dx);
 
 // Threads worth using for a step of this size (small steps lose more to barriers than they gain).
 int threads_for(int B, int H, int G);

@@ -84,22 +84,38 @@ static void pack(CellKind cell, const Layout& L, int I, int H, const float* w_ih
   }
 }
 
-static void forward(const ForwardArgs& a) {
+static void forward_on(const ForwardArgs& a, PhaseRunner& phases) {
   switch (a.cell) {
-    case CellKind::lstm: return forward_sequence<Lstm>(a);
-    case CellKind::gru: return forward_sequence<Gru>(a);
-    case CellKind::rnn_relu: return forward_sequence<Rnn<true>>(a);
-    default: return forward_sequence<Rnn<false>>(a);
+    case CellKind::lstm: return forward_sequence<Lstm>(a, phases);
+    case CellKind::gru: return forward_sequence<Gru>(a, phases);
+    case CellKind::rnn_relu: return forward_sequence<Rnn<true>>(a, phases);
+    default: return forward_sequence<Rnn<false>>(a, phases);
   }
 }
 
-static void backward(const BackwardArgs& a) {
+static void backward_on(const BackwardArgs& a, PhaseRunner& phases) {
   switch (a.cell) {
-    case CellKind::lstm: return backward_sequence<Lstm>(a);
-    case CellKind::gru: return backward_sequence<Gru>(a);
-    case CellKind::rnn_relu: return backward_sequence<Rnn<true>>(a);
-    default: return backward_sequence<Rnn<false>>(a);
+    case CellKind::lstm: return backward_sequence<Lstm>(a, phases);
+    case CellKind::gru: return backward_sequence<Gru>(a, phases);
+    case CellKind::rnn_relu: return backward_sequence<Rnn<true>>(a, phases);
+    default: return backward_sequence<Rnn<false>>(a, phases);
   }
+}
+
+static void forward(const ForwardArgs& a) {
+  in_team(a.nthreads, [&](PhaseRunner& phases) { forward_on(a, phases); });
+}
+
+static void backward(const BackwardArgs& a) {
+  in_team(a.nthreads, [&](PhaseRunner& phases) { backward_on(a, phases); });
+}
+
+static void forward_pair(const ForwardArgs& a0, const ForwardArgs& a1, int nthreads) {
+  in_two_teams(nthreads, [&](PhaseRunner& p) { forward_on(a0, p); }, [&](PhaseRunner& p) { forward_on(a1, p); });
+}
+
+static void backward_pair(const BackwardArgs& a0, const BackwardArgs& a1, int nthreads) {
+  in_two_teams(nthreads, [&](PhaseRunner& p) { backward_on(a0, p); }, [&](PhaseRunner& p) { backward_on(a1, p); });
 }
 
 static long gemm_work_size(int K, int N) { return static_cast<long>(K) * ceil_div(N, GEMM_NV * W) * GEMM_NV * W; }
@@ -107,18 +123,14 @@ static long gemm_work_size(int K, int N) { return static_cast<long>(K) * ceil_di
 static void gemm(int M, int N, int K, const float* A, long lda, const float* B, long b_rs, long b_cs, float* C,
                  long ldc, bool accumulate, float* work, int nthreads) {
   const int npanels = ceil_div(N, GEMM_NV * W);
-  PhaseShared shared;
-#pragma omp parallel num_threads(nthreads)
-  {
-    DenormalGuard denormals;
-    PhaseRunner phases(shared, omp_get_thread_num(), omp_get_num_threads());
+  in_team(nthreads, [&](PhaseRunner& phases) {
     phases.run(npanels, [&](long p) { pack_panels<GEMM_NV>(K, N, B, b_rs, b_cs, work, static_cast<int>(p), static_cast<int>(p) + 1); });
     const Gemm g{M, N, K, A, lda, work, static_cast<long>(K) * GEMM_NV * W, C, ldc, accumulate};
     phases.run(g.tiles(), [&](long t) { g.tile(t); });
-  }
+  });
 }
 
 const IsaKernels& kernels() {
-  static const IsaKernels table{layout, pack, forward, backward, gemm, gemm_work_size};
+  static const IsaKernels table{layout, pack, forward, backward, forward_pair, backward_pair, gemm, gemm_work_size};
   return table;
 }

@@ -8,6 +8,13 @@
 // computed whole by whichever thread claims it, so results do not depend on the schedule.
 #pragma once
 
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_thread_num() { return 0; }
+static inline int omp_get_num_threads() { return 1; }
+#endif
+
 constexpr int kMaxThreads = kMaxKernelThreads;
 
 struct PhaseShared {
@@ -56,3 +63,39 @@ class PhaseRunner {
   long finished_before_ = 0;
   long claimed_before_[kMaxThreads] = {};
 };
+
+// body(phases) on a team of nthreads: one parallel region, denormals flushed inside.
+template <class F>
+static void in_team(int nthreads, F&& body) {
+  PhaseShared shared;
+#pragma omp parallel num_threads(nthreads)
+  {
+    DenormalGuard denormals;
+    PhaseRunner phases(shared, omp_get_thread_num(), omp_get_num_threads());
+    body(phases);
+  }
+}
+
+// Two independent jobs at once (the directions of a bidirectional layer), each on its own half of
+// one team with its own phases: they never wait for each other, and each half keeps its own
+// job's weights in its cores' caches. A team of one runs them one after the other.
+template <class F0, class F1>
+static void in_two_teams(int nthreads, F0&& job0, F1&& job1) {
+  PhaseShared shared[2];
+#pragma omp parallel num_threads(nthreads)
+  {
+    DenormalGuard denormals;
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads(), n0 = (nth + 1) / 2;
+    if (nth == 1) {
+      PhaseRunner p0(shared[0], 0, 1), p1(shared[1], 0, 1);
+      job0(p0);
+      job1(p1);
+    } else if (tid < n0) {
+      PhaseRunner phases(shared[0], tid, n0);
+      job0(phases);
+    } else {
+      PhaseRunner phases(shared[1], tid - n0, nth - n0);
+      job1(phases);
+    }
+  }
+}

@@ -184,16 +184,19 @@ class RNNBase(DropoutRng, Module):
                     else np.zeros(layer_in.shape, np.float32)
                 layer_in = layer_in * mask
             y = np.empty((T, B, D * H), np.float32)
-            caches = []
-            for d in range(D):
-                idx = k * D + d
-                packed = self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], training,
-                                                     "float32" if training else self.inference_weights)
-                cache = self._train_caches[k][d] if training else None
-                _core.layer_forward(packed, layer_in, lens, bool(d), None if h0 is None else h0[idx],
-                                    None if c0 is None else c0[idx], y, d * H, hn[idx],
-                                    None if cn is None else cn[idx], cache)
-                caches.append((packed, cache))
+            caches = [(self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], training,
+                                                   "float32" if training else self.inference_weights),
+                       self._train_caches[k][d] if training else None) for d in range(D)]
+            rows = slice(k * D, (k + 1) * D)  # this layer's entries of h0, c0, hn, cn
+            if D == 2:  # both directions at once, each on half of the threads
+                (p0, cache0), (p1, cache1) = caches
+                _core.layer_forward_pair(p0, p1, layer_in, lens, None if h0 is None else h0[rows],
+                                         None if c0 is None else c0[rows], y, hn[rows],
+                                         None if cn is None else cn[rows], cache0, cache1)
+            else:
+                packed, cache = caches[0]
+                _core.layer_forward(packed, layer_in, lens, False, None if h0 is None else h0[k],
+                                    None if c0 is None else c0[k], y, 0, hn[k], None if cn is None else cn[k], cache)
             saved.append((layer_in, mask, caches))
             layer_in = y
         self._saved = (saved, T, B, unbatched, hx is not None) if training else None
@@ -224,14 +227,18 @@ class RNNBase(DropoutRng, Module):
         for k in reversed(range(self.num_layers)):
             layer_in, mask, caches = saved[k]
             dx = np.empty(layer_in.shape, np.float32)
-            for d, (packed, cache) in enumerate(caches):
-                idx = k * D + d
-                w_ih, w_hh, b_ih, b_hh = self._layer_params[k][d]
-                _core.layer_backward(packed, cache, layer_in, dy, d * H,
-                                     None if dhn is None else dhn[idx], None if dcn is None else dcn[idx],
-                                     dx, d > 0, dh0[idx], None if dc0 is None else dc0[idx],
-                                     w_ih.grad, w_hh.grad, None if b_ih is None else b_ih.grad,
-                                     None if b_hh is None else b_hh.grad)
+            rows = slice(k * D, (k + 1) * D)
+            grads = [tuple(None if p is None else p.grad for p in self._layer_params[k][d]) for d in range(D)]
+            if D == 2:
+                (p0, cache0), (p1, cache1) = caches
+                _core.layer_backward_pair(p0, p1, cache0, cache1, layer_in, dy, None if dhn is None else dhn[rows],
+                                          None if dcn is None else dcn[rows], dx, dh0[rows],
+                                          None if dc0 is None else dc0[rows], grads[0], grads[1])
+            else:
+                (packed, cache), = caches
+                _core.layer_backward(packed, cache, layer_in, dy, 0, None if dhn is None else dhn[k],
+                                     None if dcn is None else dcn[k], dx, False, dh0[k],
+                                     None if dc0 is None else dc0[k], *grads[0])
             if mask is not None:
                 dx *= mask
             dy = dx
