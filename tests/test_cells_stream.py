@@ -132,6 +132,28 @@ def test_stream_state_reset_out_and_unbatched():
         LSTM(3, 4, bidirectional=True).stream()
 
 
+@pytest.mark.parametrize("kind", [LSTM, GRU])
+def test_stream_state_after_odd_and_even_steps(kind):
+    """The state lives in one of two slots that swap every step: reading, writing and resetting it
+    after an odd or even number of steps must all act on the live one."""
+    m = kind(4, 19, num_layers=2).eval()
+    rng = np.random.default_rng(7)
+    x = randn(rng, 9, 3, 4)
+    y, _ = m(x)
+    for split in (1, 4, 5):
+        s = m.stream(batch_size=3)
+        for t in range(split):
+            s.step(x[t])
+        saved = s.state
+        resumed = m.stream(batch_size=3)
+        resumed.state = saved
+        for t in range(split, 9):
+            np.testing.assert_array_equal(resumed.step(x[t]), y[t])
+            np.testing.assert_array_equal(s.step(x[t]), y[t])
+        s.reset()
+        np.testing.assert_array_equal(s.step(x[0]), y[0])
+
+
 def test_streams_of_one_model_in_parallel_threads():
     m = GRU(8, 64, num_layers=2).eval()
     rng = np.random.default_rng(3)

@@ -49,6 +49,7 @@ struct ForwardArgs {
   float* gates;           // training: (T, B, GHp); inference: (chunk, B, GHp)
   int chunk;              // time steps per x-projection chunk (T in training)
   float* hs;              // states, rows of Hp: training (T+1) slots of B rows, inference 2 slots
+  int first_slot;         // inference: the slot (0 or 1) holding the initial state
   float* cs;              // LSTM cell states, same shape as hs
   float* aux;             // GRU training: (T, B, Hp) recurrent part of n
   int nthreads;
@@ -85,7 +86,9 @@ struct IsaKernels {
   void (*pack)(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh,
                const float* b_ih, const float* b_hh, bool with_backward, float* wx, float* wh,
                float* wx_bwd, float* wh_bwd, float* wx_step, float* bx, float* bh);
-  void (*forward)(const ForwardArgs& a);
+  // Layers one after another on one team of nthreads (their own nthreads fields are ignored):
+  // a stack of layers costs one parallel region, not one per layer.
+  void (*forward)(const ForwardArgs* layers, int n, int nthreads);
   void (*backward)(const BackwardArgs& a);
   // Two independent layer directions at once, each on half of a team of nthreads (their
   // own nthreads fields are ignored); the two must not write the same memory.

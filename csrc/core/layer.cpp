@@ -211,7 +211,7 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
                    const float* h0, const float* c0, float* y, long ldy, float* hn, float* cn, TrainCache* cache) {
   ForwardCall c;
   begin_forward(c, w, T, B, x, lengths, reverse, h0, c0, y, ldy, cache);
-  kernels_for(w.isa()).forward(c.a);
+  kernels_for(w.isa()).forward(&c.a, 1, c.a.nthreads);
   end_forward(c, hn, cn, cache);
 }
 

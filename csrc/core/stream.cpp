@@ -1,5 +1,6 @@
 #include "stream.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,7 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     if (k > 0 && w.input_size() != layers_[k - 1]->hidden_size())
       throw std::invalid_argument("layer " + std::to_string(k) + " input size does not match the layer below");
     if (w.cell() != layers_[0]->cell()) throw std::invalid_argument("all layers of a stream must use the same cell");
+    if (w.isa() != layers_[0]->isa()) throw std::invalid_argument("all layers of a stream must use the same ISA");
     const Layout& L = w.layout();
     const size_t slot = static_cast<size_t>(B_) * L.Hp;
     LayerBuffers b;
@@ -22,18 +24,6 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     b.hs = AlignedBuffer(2 * slot, true);
     if (w.cell() == CellKind::lstm) b.cs = AlignedBuffer(2 * slot, true);
     b.y = AlignedBuffer(static_cast<size_t>(B_) * w.hidden_size());
-    buf_.push_back(std::move(b));
-  }
-}
-
-void Stream::step(const float* x, float* out) {
-  const float* in = x;
-  for (size_t k = 0; k < layers_.size(); ++k) {
-    const PackedWeights& w = *layers_[k];
-    LayerBuffers& b = buf_[k];
-    const Layout& L = w.layout();
-    const size_t slot = static_cast<size_t>(B_) * L.Hp;
-    const bool last = k + 1 == layers_.size();
     ForwardArgs a{};
     a.cell = w.cell();
     a.L = L;
@@ -42,20 +32,27 @@ void Stream::step(const float* x, float* out) {
     a.B = B_;
     a.I = w.input_size();
     a.H = w.hidden_size();
-    a.x = in;
+    a.x = k > 0 ? buf_[k - 1].y.data() : nullptr;  // the first layer's input is the caller's
     a.lengths = lengths_.data();
-    a.y = last ? out : b.y.data();
+    a.y = b.y.data();
     a.ldy = w.hidden_size();
     a.gates = b.gates.data();
     a.chunk = 1;
-    a.hs = b.hs.data();  // reads slot 0, writes slot 1
+    a.hs = b.hs.data();
     a.cs = b.cs.data();
-    a.nthreads = threads_for(B_, a.H, L.G);
-    kernels_for(w.isa()).forward(a);
-    std::memcpy(b.hs.data(), b.hs.data() + slot, sizeof(float) * slot);
-    if (b.cs.data()) std::memcpy(b.cs.data(), b.cs.data() + slot, sizeof(float) * slot);
-    in = a.y;
+    nthreads_ = std::max(nthreads_, threads_for(B_, a.H, L.G));
+    buf_.push_back(std::move(b));
+    args_.push_back(a);
   }
+}
+
+void Stream::step(const float* x, float* out) {
+  args_.front().x = x;
+  args_.back().y = out;
+  for (ForwardArgs& a : args_) a.first_slot = slot_;
+  kernels_for(layers_[0]->isa()).forward(args_.data(), static_cast<int>(args_.size()), nthreads_);
+  args_.back().y = buf_.back().y.data();
+  slot_ ^= 1;  // the new state is in the other slot
 }
 
 void Stream::reset() {
@@ -70,8 +67,8 @@ void Stream::get_state(float* h, float* c) const {
     const int H = layers_[k]->hidden_size(), Hp = layers_[k]->layout().Hp;
     for (int b = 0; b < B_; ++b) {
       const size_t dst = (k * B_ + b) * static_cast<size_t>(H), src = static_cast<size_t>(b) * Hp;
-      std::memcpy(h + dst, buf_[k].hs.data() + src, sizeof(float) * H);
-      if (c && buf_[k].cs.data()) std::memcpy(c + dst, buf_[k].cs.data() + src, sizeof(float) * H);
+      std::memcpy(h + dst, state_h(k) + src, sizeof(float) * H);
+      if (c && state_c(k)) std::memcpy(c + dst, state_c(k) + src, sizeof(float) * H);
     }
   }
 }
@@ -81,8 +78,8 @@ void Stream::set_state(const float* h, const float* c) {
     const int H = layers_[k]->hidden_size(), Hp = layers_[k]->layout().Hp;
     for (int b = 0; b < B_; ++b) {
       const size_t src = (k * B_ + b) * static_cast<size_t>(H), dst = static_cast<size_t>(b) * Hp;
-      std::memcpy(buf_[k].hs.data() + dst, h + src, sizeof(float) * H);
-      if (c && buf_[k].cs.data()) std::memcpy(buf_[k].cs.data() + dst, c + src, sizeof(float) * H);
+      std::memcpy(state_h(k) + dst, h + src, sizeof(float) * H);
+      if (c && state_c(k)) std::memcpy(state_c(k) + dst, c + src, sizeof(float) * H);
     }
   }
 }

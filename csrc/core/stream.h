@@ -1,6 +1,7 @@
 // Low-latency inference one time step at a time through a stack of unidirectional layers.
-// Everything is allocated up front: a step allocates nothing and starts no threads beyond the
-// kernels' own parallel region. One Stream per thread of use; the packed weights are shared.
+// Everything is allocated up front: a step allocates nothing, copies no state (each layer's two
+// state slots swap roles every step) and runs the whole stack in one parallel region. One Stream
+// per thread of use; the packed weights are shared.
 #pragma once
 
 #include <memory>
@@ -29,12 +30,18 @@ class Stream {
 
  private:
   struct LayerBuffers {
-    AlignedBuffer gates, hs, cs, y;  // hs/cs: two padded slots; the state lives in slot 0
+    AlignedBuffer gates, hs, cs, y;  // hs/cs: two padded slots; the state lives in slot `slot_`
   };
+  float* state_h(size_t k) const { return buf_[k].hs.data() + slot_ * static_cast<size_t>(B_) * layers_[k]->layout().Hp; }
+  float* state_c(size_t k) const {
+    return buf_[k].cs.data() ? buf_[k].cs.data() + slot_ * static_cast<size_t>(B_) * layers_[k]->layout().Hp : nullptr;
+  }
+
   std::vector<std::shared_ptr<const PackedWeights>> layers_;
   std::vector<LayerBuffers> buf_;
-  std::vector<int> lengths_;  // all ones
-  int B_;
+  std::vector<ForwardArgs> args_;  // per layer, filled once; a step sets x, y and the slot
+  std::vector<int> lengths_;       // all ones
+  int B_, slot_ = 0, nthreads_ = 1;
 };
 
 }  // namespace rnnfast

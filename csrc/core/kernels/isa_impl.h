@@ -102,8 +102,10 @@ static void backward_on(const BackwardArgs& a, PhaseRunner& phases) {
   }
 }
 
-static void forward(const ForwardArgs& a) {
-  in_team(a.nthreads, [&](PhaseRunner& phases) { forward_on(a, phases); });
+static void forward(const ForwardArgs* layers, int n, int nthreads) {
+  in_team(nthreads, [&](PhaseRunner& phases) {
+    for (int k = 0; k < n; ++k) forward_on(layers[k], phases);
+  });
 }
 
 static void backward(const BackwardArgs& a) {

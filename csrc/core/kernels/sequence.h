@@ -33,8 +33,8 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
   const long x_step_panel = static_cast<long>(I) * NV * W;
   const bool fused = T == 1 && wx_step;
   auto time_of = [&](int s) { return a.reverse ? T - 1 - s : s; };
-  auto prev_slot = [&](int s) { return a.training ? (a.reverse ? T - s : s) : (s & 1); };
-  auto out_slot = [&](int s) { return a.training ? (a.reverse ? T - 1 - s : s + 1) : ((s + 1) & 1); };
+  auto prev_slot = [&](int s) { return a.training ? (a.reverse ? T - s : s) : ((s + a.first_slot) & 1); };
+  auto out_slot = [&](int s) { return a.training ? (a.reverse ? T - 1 - s : s + 1) : ((s + 1 + a.first_slot) & 1); };
 
   for (int s0 = 0; s0 < T; s0 += a.chunk) {
     const int s1 = s0 + a.chunk < T ? s0 + a.chunk : T;
