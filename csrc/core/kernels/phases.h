@@ -64,10 +64,17 @@ class PhaseRunner {
   long claimed_before_[kMaxThreads] = {};
 };
 
-// body(phases) on a team of nthreads: one parallel region, denormals flushed inside.
+// body(phases) on a team of nthreads: one parallel region, denormals flushed inside. A team of
+// one runs on the calling thread: libgomp allocates and frees a team even for one thread.
 template <class F>
 static void in_team(int nthreads, F&& body) {
   PhaseShared shared;
+  if (nthreads <= 1) {
+    DenormalGuard denormals;
+    PhaseRunner phases(shared, 0, 1);
+    body(phases);
+    return;
+  }
 #pragma omp parallel num_threads(nthreads)
   {
     DenormalGuard denormals;
