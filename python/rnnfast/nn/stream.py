@@ -20,6 +20,10 @@ class Stream:
     then reads half the bytes but widens every weight it loads, so it pays off when the weights
     do not fit in the cores' L2 caches. Measured here (2 threads, B=1): LSTM H=512 150 -> 79 us
     per step; LSTM H=256 unchanged (17 us); GRU/RNN H=256 and LSTM H=128 ~15% slower. Opt-in.
+
+    A step runs every layer in one parallel region and copies no state; each layer's tile
+    projects its own block of the input (weights packed for single steps), so a layer costs
+    one wait between the threads.
     """
 
     def __init__(self, model, batch_size: int = 1, weights: str = "float32"):
