@@ -85,9 +85,14 @@ static void in_team(int nthreads, F&& body) {
 
 // Two independent jobs at once (the directions of a bidirectional layer), each on its own half of
 // one team with its own phases: they never wait for each other, and each half keeps its own
-// job's weights in its cores' caches. A team of one runs them one after the other.
+// job's weights in its cores' caches. One thread runs them one after the other.
 template <class F0, class F1>
 static void in_two_teams(int nthreads, F0&& job0, F1&& job1) {
+  if (nthreads <= 1) {
+    in_team(1, job0);
+    in_team(1, job1);
+    return;
+  }
   PhaseShared shared[2];
 #pragma omp parallel num_threads(nthreads)
   {
