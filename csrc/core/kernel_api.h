@@ -73,7 +73,6 @@ struct BackwardArgs {
   float* dgh;             // GRU: gradient of the recurrent pre-activations (T, B, GHp); else == gates
   const float *hs, *cs, *aux;  // from forward
   float *dh_pass, *dc;    // (B, Hp) each; in: gradients of h_n and c_n (padded)
-  float* xt;              // scratch (max(I, H), kBackwardPackRows) for the weight-gradient GEMMs
   float* wgrad;           // scratch (max(I, H), GHp)
   float* bpack;           // scratch kGemmKC x (GHp rounded to NR)
   float* colsum;          // scratch (GHp rounded to NR): bias-gradient sums

@@ -270,7 +270,6 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   const size_t panels_width = static_cast<size_t>((L.GHp + L.NR - 1) / L.NR) * L.NR;
   ensure_size(cache.dh_pass, static_cast<size_t>(B) * Hp);
   ensure_size(cache.dc, static_cast<size_t>(B) * Hp);
-  ensure_size(cache.xt, static_cast<size_t>(std::max(I, H)) * kBackwardPackRows);
   ensure_size(cache.wgrad, static_cast<size_t>(std::max(I, H)) * L.GHp);
   ensure_size(cache.bpack, kBackwardPackRows * panels_width);
   ensure_size(cache.colsum, panels_width);
@@ -278,7 +277,6 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   a.dc = cache.dc.data();
   load_state(dhn, B, H, Hp, a.dh_pass);
   load_state(lstm ? dcn : nullptr, B, H, Hp, a.dc);
-  a.xt = cache.xt.data();
   a.wgrad = cache.wgrad.data();
   a.bpack = cache.bpack.data();
   a.colsum = cache.colsum.data();

@@ -72,7 +72,7 @@ struct TrainCache {
   bool consumed = true;  // no forward to differentiate yet
   std::vector<int> lengths;
   AlignedBuffer gates, hs, cs, aux;                        // forward activations
-  AlignedBuffer dgh, dh_pass, dc, xt, wgrad, bpack, colsum;  // backward scratch
+  AlignedBuffer dgh, dh_pass, dc, wgrad, bpack, colsum;  // backward scratch
   AlignedBuffer dx_other;  // the reverse direction's dx in layer_backward_pair
 };
 

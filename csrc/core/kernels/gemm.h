@@ -7,11 +7,13 @@
 // cached by the caller; large right-hand sides are packed per K-block inside gemm().
 #pragma once
 
-// acc[m][v] += sum_k A[m][k] * Bp[k][v*W..]. The sums live in a local array for the whole loop:
-// through the reference the compiler would have to assume acc aliases A or B and store it back
-// every step. BT is float, or uint16_t for bfloat16 weights (widened on load).
+// acc[m][v] += sum_k A[m][k] * Bp[k][v*W..], with A[m][k] at A[m*lda + k*ks] (ks = 1: rows of
+// A in memory; lda = 1: A stored transposed, which the weight gradients read in place). The sums
+// live in a local array for the whole loop: through the reference the compiler would have to
+// assume acc aliases A or B and store it back every step. BT is float, or uint16_t for bfloat16
+// weights (widened on load).
 template <int MR, int NV, class BT = float>
-static inline void microkernel(int K, const float* A, long lda, const BT* Bp, vf (&acc)[MR][NV]) {
+static inline void microkernel(int K, const float* A, long lda, const BT* Bp, vf (&acc)[MR][NV], long ks = 1) {
   vf c[MR][NV];
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)
@@ -24,7 +26,7 @@ static inline void microkernel(int K, const float* A, long lda, const BT* Bp, vf
     for (int v = 0; v < NV; ++v) bv[v] = load_b(b + v * W);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
-      const float a = A[m * lda + k];
+      const float a = A[m * lda + k * ks];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) c[m][v] += bv[v] * a;
     }
@@ -38,14 +40,15 @@ static inline void microkernel(int K, const float* A, long lda, const BT* Bp, vf
 // The same kernel for mr <= MR rows (row tails): every row count gets its own instantiation, so
 // tails also keep their accumulators in registers.
 template <int MR, int NV, class BT = float>
-static inline void microkernel_rows(int mr, int K, const float* A, long lda, const BT* Bp, vf (&acc)[MR][NV]) {
+static inline void microkernel_rows(int mr, int K, const float* A, long lda, const BT* Bp, vf (&acc)[MR][NV],
+                                    long ks = 1) {
   if constexpr (MR == 1) {
-    microkernel<1, NV, BT>(K, A, lda, Bp, acc);
+    microkernel<1, NV, BT>(K, A, lda, Bp, acc, ks);
   } else {
     if (mr == MR)
-      microkernel<MR, NV, BT>(K, A, lda, Bp, acc);
+      microkernel<MR, NV, BT>(K, A, lda, Bp, acc, ks);
     else
-      microkernel_rows<MR - 1, NV, BT>(mr, K, A, lda, Bp, reinterpret_cast<vf(&)[MR - 1][NV]>(acc));
+      microkernel_rows<MR - 1, NV, BT>(mr, K, A, lda, Bp, reinterpret_cast<vf(&)[MR - 1][NV]>(acc), ks);
   }
 }
 
@@ -100,6 +103,7 @@ struct GemmT {
   float* C;
   long ldc;
   bool accumulate;
+  long a_ks = 1;  // A(m, k) at A[m*lda + k*a_ks]
 
   static constexpr int NR = GEMM_NV * W, MC = kGemmMC / GEMM_MR * GEMM_MR;
   long tiles() const { return static_cast<long>(ceil_div(M, MC)) * ceil_div(N, NR); }
@@ -116,7 +120,8 @@ struct GemmT {
         vf acc[GEMM_MR][GEMM_NV];
         for (int m = 0; m < GEMM_MR; ++m)
           for (int v = 0; v < GEMM_NV; ++v) acc[m][v] = splat(0.0f);
-        microkernel_rows<GEMM_MR, GEMM_NV, BT>(mr, kc, A + static_cast<long>(m0) * lda + k0, lda, panel, acc);
+        microkernel_rows<GEMM_MR, GEMM_NV, BT>(mr, kc, A + static_cast<long>(m0) * lda + k0 * a_ks, lda, panel, acc,
+                                               a_ks);
         store_tile<GEMM_MR, GEMM_NV>(acc, mr, ncols, C + static_cast<long>(m0) * ldc + p * NR, ldc,
                                      accumulate || k0 > 0);
       }

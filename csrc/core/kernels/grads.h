@@ -2,17 +2,6 @@
 // over all T*B rows in a fixed order, split across threads by output element only.
 #pragma once
 
-// dst (C x R) = src (R x C, row stride lds) transposed, columns [c_lo, c_hi) only.
-static void transpose_cols(int R, const float* src, long lds, float* dst, int c_lo, int c_hi) {
-  constexpr int BS = 32;
-  for (int r0 = 0; r0 < R; r0 += BS)
-    for (int c0 = c_lo; c0 < c_hi; c0 += BS) {
-      const int r1 = r0 + BS < R ? r0 + BS : R, c1 = c0 + BS < c_hi ? c0 + BS : c_hi;
-      for (int r = r0; r < r1; ++r)
-        for (int c = c0; c < c1; ++c) dst[static_cast<long>(c) * R + r] = src[r * lds + c];
-    }
-}
-
 // PyTorch row (gate g, unit j) of internal gate column c, or -1 for a padding column.
 static inline int torch_row(int c, int G, int NB, int H) {
   const int jb = c / (G * NB), rem = c % (G * NB), g = rem / NB, j = jb * NB + rem % NB;
@@ -43,30 +32,24 @@ static void pack_rows_sum(int K, int N, const float* src, long ld, float* dst, i
 }
 
 // gw (G*H x M, PyTorch layout) += dGᵀ X for X (TB x M, row stride ldx), computed as
-// wgrad (M x GHp) = Xᵀ dG, one block of kGemmKC rows of X and dG at a time: the block of X is
-// transposed into a compact (M x kc) buffer so the GEMM reads short rows, and the block of dG is
-// packed into panels. gb (G*H, may be null) += the column sums of dG, taken while packing (each
-// panel's sums run over the blocks in order, whoever packs them: a fixed order).
+// wgrad (M x GHp) = Xᵀ dG, one block of kGemmKC rows of X and dG at a time: the GEMM reads Xᵀ in
+// place (row stride 1, k stride ldx) and the block of dG is packed into panels. gb (G*H, may be
+// null) += the column sums of dG, taken while packing (each panel's sums run over the blocks in
+// order, whoever packs them: a fixed order).
 static void weight_grad(PhaseRunner& phases, int M, const BackwardArgs& a, const float* dG, const float* X, long ldx,
                         float* gw, long ldgw, float* gb) {
   const int TB = a.T * a.B, GHp = a.L.GHp, NR = a.L.NR, npanels = ceil_div(GHp, NR);
-  constexpr int kCols = 64;  // columns of X per transpose tile
-  const int ntr = ceil_div(M, kCols);
   float* colsum = gb ? a.colsum : nullptr;
   for (int k0 = 0; k0 < TB; k0 += kGemmKC) {
     const int kc = TB - k0 < kGemmKC ? TB - k0 : kGemmKC;
-    phases.run(ntr + npanels, [&](long t) {
-      if (t < ntr) {
-        const int c0 = static_cast<int>(t) * kCols;
-        transpose_cols(kc, X + static_cast<long>(k0) * ldx, ldx, a.xt, c0, c0 + kCols < M ? c0 + kCols : M);
-      } else {
-        const int p = static_cast<int>(t - ntr);
-        if (colsum && k0 == 0)
-          for (int c = p * NR; c < (p + 1) * NR; ++c) colsum[c] = 0.0f;
-        pack_rows_sum<GEMM_NV>(kc, GHp, dG + static_cast<long>(k0) * GHp, GHp, a.bpack, p, p + 1, colsum);
-      }
+    phases.run(npanels, [&](long t) {
+      const int p = static_cast<int>(t);
+      if (colsum && k0 == 0)
+        for (int c = p * NR; c < (p + 1) * NR; ++c) colsum[c] = 0.0f;
+      pack_rows_sum<GEMM_NV>(kc, GHp, dG + static_cast<long>(k0) * GHp, GHp, a.bpack, p, p + 1, colsum);
     });
-    const Gemm g{M, GHp, kc, a.xt, kc, a.bpack, static_cast<long>(kc) * NR, a.wgrad, GHp, k0 > 0};
+    const Gemm g{M, GHp, kc, X + static_cast<long>(k0) * ldx, 1, a.bpack, static_cast<long>(kc) * NR, a.wgrad, GHp,
+                 k0 > 0, ldx};
     phases.run(g.tiles(), [&](long t) { g.tile(t); });
   }
   constexpr int kScatter = 64;  // gate columns per scatter tile
