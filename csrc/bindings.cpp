@@ -57,6 +57,12 @@ T* optional_out(py::handle obj, const char* name, const std::vector<long>& shape
   return arr.mutable_data();
 }
 
+// Direction d's (B, H) block of an optional (2, B, H) array of a bidirectional pair (s = B*H).
+template <class T>
+T* direction_rows(T* p, long s, int d) {
+  return p ? p + d * s : nullptr;
+}
+
 CellKind cell_from_name(const std::string& name) {
   if (name == "lstm") return CellKind::lstm;
   if (name == "gru") return CellKind::gru;
@@ -311,13 +317,11 @@ PYBIND11_MODULE(_core, m) {
           if (w0.cell() == CellKind::lstm && !cn) throw py::value_error("cn: required for an LSTM");
           if (w0.cell() != w1.cell()) throw py::value_error("packed: both directions must use the same cell");
           const long s = B * H;
-          auto at = [&](const float* p, int d) { return p ? p + d * s : nullptr; };
-          auto at_out = [&](float* p, int d) { return p ? p + d * s : nullptr; };
-          const DirectionForward d0{&w0, at(h0, 0), at(c0, 0), y.mutable_data(), hn.mutable_data(), at_out(cn, 0),
-                                    cache0.get()};
-          const DirectionForward d1{&w1, at(h0, 1), at(c0, 1), y.mutable_data() + H, hn.mutable_data() + s,
-                                    at_out(cn, 1), cache1.get()};
-          run_released([&] { layer_forward_pair(d0, d1, T, B, xa.data(), lens, 2 * H); });
+          DirectionForward d[2];
+          for (int k = 0; k < 2; ++k)
+            d[k] = {k ? &w1 : &w0, direction_rows(h0, s, k), direction_rows(c0, s, k), y.mutable_data() + k * H,
+                    direction_rows(hn.mutable_data(), s, k), direction_rows(cn, s, k), (k ? cache1 : cache0).get()};
+          run_released([&] { layer_forward_pair(d[0], d[1], T, B, xa.data(), lens, 2 * H); });
         },
         py::arg("packed0"), py::arg("packed1"), py::arg("x"), py::arg("lengths"), py::arg("h0"), py::arg("c0"),
         py::arg("y"), py::arg("hn"), py::arg("cn"), py::arg("cache0"), py::arg("cache1"),
@@ -349,13 +353,12 @@ PYBIND11_MODULE(_core, m) {
             g[d][3] = optional_out<float>(gd[3], "grad_b_hh", {G * H}, keep);
           }
           const long s = B * H;
-          auto at = [&](const float* p, int d) { return p ? p + d * s : nullptr; };
-          auto at_out = [&](float* p, int d) { return p ? p + d * s : nullptr; };
-          const DirectionBackward d0{&w0, &cache0, dy.data(), at(dhn, 0), at(dcn, 0), dh0.mutable_data(),
-                                     at_out(dc0, 0), g[0][0], g[0][1], g[0][2], g[0][3]};
-          const DirectionBackward d1{&w1, &cache1, dy.data() + H, at(dhn, 1), at(dcn, 1), dh0.mutable_data() + s,
-                                     at_out(dc0, 1), g[1][0], g[1][1], g[1][2], g[1][3]};
-          run_released([&] { layer_backward_pair(d0, d1, x.data(), 2 * H, dx.mutable_data()); });
+          DirectionBackward d[2];
+          for (int k = 0; k < 2; ++k)
+            d[k] = {k ? &w1 : &w0, k ? &cache1 : &cache0, dy.data() + k * H, direction_rows(dhn, s, k),
+                    direction_rows(dcn, s, k), direction_rows(dh0.mutable_data(), s, k), direction_rows(dc0, s, k),
+                    g[k][0], g[k][1], g[k][2], g[k][3]};
+          run_released([&] { layer_backward_pair(d[0], d[1], x.data(), 2 * H, dx.mutable_data()); });
         },
         py::arg("packed0"), py::arg("packed1"), py::arg("cache0"), py::arg("cache1"), py::arg("x"), py::arg("dy"),
         py::arg("dhn"), py::arg("dcn"), py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("grads0"),

@@ -125,6 +125,24 @@ std::vector<int> checked_lengths(const int* lengths, int T, int B) {
 
 }  // namespace
 
+ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, const int* lengths, float* y,
+                         long ldy) {
+  ForwardArgs a{};
+  a.cell = w.cell();
+  a.L = w.layout();
+  a.w = w.view();
+  a.T = T;
+  a.B = B;
+  a.I = w.input_size();
+  a.H = w.hidden_size();
+  a.x = x;
+  a.lengths = lengths;
+  a.y = y;
+  a.ldy = ldy;
+  a.nthreads = threads_for(B, a.H, a.L.G);
+  return a;
+}
+
 namespace {
 
 // One direction's forward: its kernel arguments and, in inference, its own scratch (inference
@@ -145,20 +163,9 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   c.lens = checked_lengths(lengths, T, B);
 
   ForwardArgs& a = c.a;
-  a.cell = w.cell();
-  a.L = L;
-  a.w = w.view();
-  a.T = T;
-  a.B = B;
-  a.I = w.input_size();
-  a.H = H;
-  a.x = x;
-  a.lengths = c.lens.data();
+  a = forward_args(w, T, B, x, c.lens.data(), y, ldy);
   a.reverse = reverse;
-  a.y = y;
-  a.ldy = ldy;
   a.training = training;
-  a.nthreads = threads_for(B, H, L.G);
 
   const int slots = training ? T + 1 : 2;
   // Inference projects the input a chunk of steps at a time (~2 MB): memory O(B*H), not O(T*B*H).
@@ -315,6 +322,5 @@ void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d
   const float* other = c1.dx_other.data();
   for (size_t i = 0; i < n; ++i) dx[i] += other[i];
 }
-
 
 }  // namespace rnnfast

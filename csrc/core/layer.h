@@ -115,6 +115,11 @@ struct DirectionBackward {
 void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d1, const float* x, long ldy,
                          float* dx);
 
+// The kernel arguments every forward of w shares (inference, forward in time); the caller adds
+// the state and scratch buffers.
+ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, const int* lengths, float* y,
+                         long ldy);
+
 // Threads worth using for a step of this size (small steps lose more to barriers than they gain).
 int threads_for(int B, int H, int G);
 

@@ -24,23 +24,14 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     b.hs = AlignedBuffer(2 * slot, true);
     if (w.cell() == CellKind::lstm) b.cs = AlignedBuffer(2 * slot, true);
     b.y = AlignedBuffer(static_cast<size_t>(B_) * w.hidden_size());
-    ForwardArgs a{};
-    a.cell = w.cell();
-    a.L = L;
-    a.w = w.view();
-    a.T = 1;
-    a.B = B_;
-    a.I = w.input_size();
-    a.H = w.hidden_size();
-    a.x = k > 0 ? buf_[k - 1].y.data() : nullptr;  // the first layer's input is the caller's
-    a.lengths = lengths_.data();
-    a.y = b.y.data();
-    a.ldy = w.hidden_size();
+    // The first layer's input and the last one's output are the caller's, set by each step.
+    ForwardArgs a = forward_args(w, 1, B_, k > 0 ? buf_[k - 1].y.data() : nullptr, lengths_.data(), b.y.data(),
+                                 w.hidden_size());
     a.gates = b.gates.data();
     a.chunk = 1;
     a.hs = b.hs.data();
     a.cs = b.cs.data();
-    nthreads_ = std::max(nthreads_, threads_for(B_, a.H, L.G));
+    nthreads_ = std::max(nthreads_, a.nthreads);
     buf_.push_back(std::move(b));
     args_.push_back(a);
   }
