@@ -1,6 +1,7 @@
 """Test utilities: ISA paths of this machine, weight transfer to PyTorch, random data."""
 import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -58,3 +59,18 @@ def fail_half_write(monkeypatch, exc=None):
             raise exc
 
     monkeypatch.setattr(os, "fdopen", lambda *a, **k: HalfWriter(real(*a, **k)))
+
+
+def in_threads(fn, n):
+    """[fn(0), ..., fn(n-1)], each computed on its own thread, all running at once."""
+    out = [None] * n
+
+    def run(i):
+        out[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out

@@ -1,13 +1,11 @@
 """RNNCell/LSTMCell/GRUCell against torch's cells, and the streaming step path against whole-sequence forward."""
-import threading
 
 import numpy as np
 import pytest
 
-import rnnfast
 from rnnfast.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from conftest import require_torch
-from helpers import ISAS, randn, using_isa
+from helpers import ISAS, in_threads, randn, using_isa
 
 CELLS = [(RNNCell, dict(nonlinearity="tanh")), (RNNCell, dict(nonlinearity="relu")), (LSTMCell, {}), (GRUCell, {})]
 
@@ -159,18 +157,12 @@ def test_streams_of_one_model_in_parallel_threads():
     rng = np.random.default_rng(3)
     seqs = [randn(rng, 30, 1, 8) for _ in range(6)]
     expected = [m(x)[0] for x in seqs]
-    got = [None] * 6
 
     def run(i):
         s = m.stream()
-        got[i] = np.stack([s.step(seqs[i][t]) for t in range(30)])
+        return np.stack([s.step(seqs[i][t]) for t in range(30)])
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, in_threads(run, 6)):
         np.testing.assert_array_equal(e, g)
 
 

@@ -1,12 +1,11 @@
 """The Python API of RNN/LSTM/GRU: PyTorch conventions, modes, determinism, threads, bad input."""
-import threading
 
 import numpy as np
 import pytest
 
 import rnnfast
 from rnnfast.nn import GRU, LSTM, RNN
-from helpers import randn
+from helpers import in_threads, randn
 
 KINDS = [LSTM, GRU, RNN]
 
@@ -144,19 +143,13 @@ def test_concurrent_eval_calls_from_threads():
     rng = np.random.default_rng(9)
     inputs = [randn(rng, 20, 4, 16) for _ in range(8)]
     expected = [m(x)[0] for x in inputs]
-    got = [None] * len(inputs)
 
     def work(i):
-        for _ in range(3):
-            got[i] = m(inputs[i])[0]
+        return [m(inputs[i])[0] for _ in range(3)]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for e, g in zip(expected, got):
-        np.testing.assert_array_equal(e, g)
+    for e, runs in zip(expected, in_threads(work, len(inputs))):
+        for g in runs:
+            np.testing.assert_array_equal(e, g)
 
 
 def test_dropout_between_layers_is_seeded_and_train_only():
