@@ -190,6 +190,13 @@ def eval_mode(module):
 
 
 # teacher forcing ------------------------------------------------------------------------------
+def special_ids(config: dict, where: str, how_to_attach: str) -> tuple:
+    """(bos_id, eos_id) of a generating model's config, or a ValueError saying how to set them."""
+    if config["bos_id"] is None or config["eos_id"] is None:
+        raise ValueError(f"{where}: no <bos>/<eos> ids: {how_to_attach}, or build the model with bos_id= and eos_id=")
+    return config["bos_id"], config["eos_id"]
+
+
 def shift_for_teacher_forcing(seqs, bos_id: int, eos_id: int, pad_id: int = 0, where: str = "teacher forcing"):
     """From target sequences y (lists of ids) make the decoder input ``<bos> y`` and the target
     ``y <eos>``, padded: returns (inputs (B, T), targets (B, T), lengths (B,)) with T = max len + 1."""

@@ -17,7 +17,7 @@ import numpy as np
 from ..losses import cross_entropy
 from ..nn import Embedding, Linear, Module
 from ._common import (Saveable, check_int, check_lengths, check_max_len, check_prob, eval_mode, length_mask, seeds,
-                      shift_for_teacher_forcing)
+                      shift_for_teacher_forcing, special_ids)
 from .language_model import LanguageModel
 
 __all__ = ["ConditionalGenerator"]
@@ -82,11 +82,7 @@ class ConditionalGenerator(Saveable, Module):
         self._config["bos_id"], self._config["eos_id"] = int(vocab.bos_id), int(vocab.eos_id)
 
     def _specials(self, where):
-        c = self._config
-        if c["bos_id"] is None or c["eos_id"] is None:
-            raise ValueError(f"{where}: no <bos>/<eos> ids: build a vocabulary and attach it with set_vocab(vocab), "
-                             "or build the model with bos_id= and eos_id=")
-        return c["bos_id"], c["eos_id"]
+        return special_ids(self._config, where, "build a vocabulary and attach it with set_vocab(vocab)")
 
     # condition -> initial state -------------------------------------------------------------
     def _check_condition(self, cond, where):

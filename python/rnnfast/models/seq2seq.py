@@ -31,7 +31,8 @@ from ..losses import cross_entropy
 from ..nn import Dropout, Embedding, Linear, Module
 from ..text import pad_sequences
 from ._common import (CELLS, Saveable, check_choice, check_int, check_lengths, check_max_len, check_prob, eval_mode,
-                      length_mask, make_rnn, seeds, shared_cells, shift_for_teacher_forcing)
+                      length_mask, make_rnn, seeds, shared_cells, shift_for_teacher_forcing,
+                      special_ids)
 from .attention import KINDS, Attention
 
 __all__ = ["Seq2Seq"]
@@ -147,11 +148,7 @@ class Seq2Seq(Saveable, Module):
         setattr(self, attr, vocab)
 
     def _specials(self, where):
-        c = self._config
-        if c["bos_id"] is None or c["eos_id"] is None:
-            raise ValueError(f"{where}: no <bos>/<eos> ids: train a vocabulary and attach it with "
-                             "set_vocabs(src, tgt), or build the model with bos_id= and eos_id=")
-        return c["bos_id"], c["eos_id"]
+        return special_ids(self._config, where, "train a vocabulary and attach it with set_vocabs(src, tgt)")
 
     # random state (saved by checkpoints) --------------------------------------------------
     def get_rng_state(self) -> dict:
