@@ -23,6 +23,13 @@ def shared_weights(cell: str, hidden_size: int, seed: int = 0):
         return numpy_weights(cell, hidden_size, seed=seed), "numpy"
 
 
+def loaded_model(cell: str, spec: Spec, weights, training: bool):
+    """The benchmarked layer (input size = hidden size) with the shared weights, in train or eval mode."""
+    model = make_model(cell, spec.H, spec.H)
+    model.load_state_dict(weights)
+    return model.train(training)
+
+
 def set_threads(n: int) -> None:
     import rnnfast
 
@@ -40,9 +47,7 @@ class InferenceCase:
 
     def __init__(self, cell, spec: Spec, weights, data, threads):
         self.cell = cell
-        self.model = make_model(cell, spec.H, spec.H)
-        self.model.load_state_dict(weights)
-        self.model.eval()
+        self.model = loaded_model(cell, spec, weights, training=False)
         self.x = data["x"]
 
     def run(self):
@@ -57,9 +62,7 @@ class StreamCase:
     engine = "rnnfast"
 
     def __init__(self, cell, spec: Spec, weights, data, threads):
-        self.model = make_model(cell, spec.H, spec.H)
-        self.model.load_state_dict(weights)
-        self.model.eval()
+        self.model = loaded_model(cell, spec, weights, training=False)
         self.stream = self.model.stream(batch_size=spec.B)
         self.xs = [np.ascontiguousarray(data["x"][t]) for t in range(spec.T)]
         self.out = np.empty((spec.B, spec.H), np.float32)  # step(x, out=) is the allocation-free path
@@ -85,9 +88,7 @@ class TrainCase:
     engine = "rnnfast"
 
     def __init__(self, cell, spec: Spec, weights, data, threads):
-        self.model = make_model(cell, spec.H, spec.H)
-        self.model.load_state_dict(weights)
-        self.model.train()
+        self.model = loaded_model(cell, spec, weights, training=True)
         self.x, self.g = data["x"], data["g"]
 
     def run(self):
