@@ -58,17 +58,17 @@ def test_weights_changed_in_eval_are_seen():
 def test_eval_mode_keeps_nothing_and_backward_raises(kind):
     m = kind(4, 5).eval()
     y, _ = m(randn(np.random.default_rng(2), 3, 2, 4))
-    with pytest.raises(ValueError, match="eval mode"):
+    with pytest.raises(RuntimeError, match="eval mode"):
         m.backward(np.ones_like(y))
 
 
 def test_backward_before_forward_and_twice():
     m = GRU(4, 5)
-    with pytest.raises(ValueError, match="backward"):
+    with pytest.raises(RuntimeError, match="backward"):
         m.backward(np.zeros((3, 2, 5), np.float32))
     y, _ = m(randn(np.random.default_rng(3), 3, 2, 4))
     m.backward(np.ones_like(y))
-    with pytest.raises(ValueError, match="once per forward"):
+    with pytest.raises(RuntimeError, match="once per forward"):
         m.backward(np.ones_like(y))
 
 

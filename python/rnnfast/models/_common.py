@@ -164,15 +164,19 @@ class InputEncoder(Module):
             raise ValueError(f"{self.where}: x: empty batch (0 sequences)")
         return x.shape[0], x.shape[1]
 
-    def forward(self, x):
+    def _forward(self, x):
         if self.embedding is not None:
-            return self.drop(self.embedding(np.asarray(x)))
-        return self.drop(np.asarray(x, dtype=np.float32))
+            x, c_emb = self.embedding.forward_ctx(np.asarray(x))
+        else:
+            x, c_emb = np.asarray(x, dtype=np.float32), None
+        out, c_drop = self.drop.forward_ctx(x)
+        return out, ((c_emb, c_drop) if self.saving() else None)
 
-    def backward(self, grad):
-        g = self.drop.backward(grad)
+    def _backward(self, ctx, grad):
+        c_emb, c_drop = ctx.saved
+        g = self.drop.backward_ctx(c_drop, grad)
         if self.embedding is not None:
-            self.embedding.backward(g)
+            self.embedding.backward_ctx(c_emb, g)
             return None
         return g
 

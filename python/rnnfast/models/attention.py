@@ -7,9 +7,9 @@ context = sum_j weights_j s_j.
 
 Usage: ``memory = attn.encode(keys, lengths)`` projects the encoder outputs once (shared by every
 decoder step); ``attn.forward(query, memory)`` attends for queries (B, Tq, Hq) (Tq = 1 for one
-decoding step). In training each forward pushes what its backward needs and ``backward`` pops
-the newest, like the cells; the gradients w.r.t. the keys accumulate in the memory and
-``backward_memory(memory)`` returns them (and finishes the key projection's gradients).
+decoding step). Training forwards keep their contexts like every module (rnnfast.nn.module);
+the gradients w.r.t. the keys accumulate in the memory, which is the encoder forward's own
+value, and ``backward_memory(memory)`` returns them (and finishes the key projection's gradients).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from ..nn import Module, Parameter
+from ..nn.module import accumulating
 from ._common import check_choice, check_int
 
 __all__ = ["Attention", "Memory"]
@@ -64,11 +65,14 @@ class Attention(Module):
         else:
             self.attention_size = None
             self.weight = Parameter(rng.uniform(-1, 1, (query_size, key_size)) / math.sqrt(key_size))
-        self._stack = []
+
+    max_pending = 100_000  # a decoder loop keeps one pending forward per step
 
     # memory ----------------------------------------------------------------------------
     def encode(self, keys, lengths=None) -> Memory:
         k = np.asarray(keys, dtype=np.float32) if np.asarray(keys).dtype != np.float64 else np.asarray(keys)
+        if isinstance(keys, np.ndarray) and np.may_share_memory(k, keys):
+            k = k.copy()  # the memory's backward reads the keys: the caller may edit theirs
         if k.ndim != 3 or k.shape[2] != self.key_size:
             raise ValueError(f"Attention.encode: keys: expected shape (B, Ts, {self.key_size}), got {k.shape}")
         B, Ts, _ = k.shape
@@ -91,13 +95,13 @@ class Attention(Module):
         if memory.grad_proj is not None:
             gp = memory.grad_proj.reshape(-1, memory.grad_proj.shape[-1])
             k2 = memory.keys.reshape(-1, self.key_size)
-            if self.kind == "additive":
-                self.key_proj.grad += (gp.T @ k2).astype(np.float32)
-                self.key_bias.grad += gp.sum(axis=0).astype(np.float32)
-                g = g + (gp @ self.key_proj.data).reshape(g.shape)
-            else:
-                self.weight.grad += (gp.T @ k2).astype(np.float32)
-                g = g + (gp @ self.weight.data).reshape(g.shape)
+            with accumulating(*self.parameters()):
+                if self.kind == "additive":
+                    self.key_proj.grad += (gp.T @ k2).astype(np.float32)
+                    self.key_bias.grad += gp.sum(axis=0).astype(np.float32)
+                else:
+                    self.weight.grad += (gp.T @ k2).astype(np.float32)
+            g = g + (gp @ (self.key_proj.data if self.kind == "additive" else self.weight.data)).reshape(g.shape)
         memory.grad_keys = memory.grad_proj = None
         return g
 
@@ -105,6 +109,9 @@ class Attention(Module):
     def forward(self, query, memory: Memory, keep: bool | None = None):
         """``query`` (B, Tq, Hq) -> ``(context (B, Tq, Hk), weights (B, Tq, Ts))``. ``keep``
         (default: training mode) saves what backward needs."""
+        return super().forward(query, memory, keep)
+
+    def _forward(self, query, memory: Memory, keep: bool | None = None):
         q = np.asarray(query)
         if q.ndim != 3 or q.shape[2] != self.query_size or q.shape[0] != memory.keys.shape[0]:
             raise ValueError(f"Attention.forward: query: expected shape ({memory.keys.shape[0]}, Tq, "
@@ -121,26 +128,30 @@ class Attention(Module):
         w = np.exp(scores)
         w /= w.sum(axis=2, keepdims=True)
         ctx = w @ memory.keys
-        if self.training if keep is None else keep:
-            self._stack.append((q, u, w, memory))
-        return ctx, w
+        saving = self.saving() if keep is None else keep
+        if saving and isinstance(query, np.ndarray) and np.may_share_memory(q, query):
+            q = q.copy()  # backward reads the query: the caller may edit theirs in between
+        return (ctx, w), ((q, u, w, memory) if saving else None)
 
     def backward(self, grad_context, grad_weights=None):
         """Gradient of the query of the newest pending forward; key gradients go to its memory."""
-        if not self._stack:
-            raise ValueError("Attention.backward: no pending training forward")
-        q, u, w, mem = self._stack.pop()
+        return super().backward(grad_context, grad_weights)
+
+    def _backward(self, ctx, grad_context, grad_weights=None):
+        q, u, w, mem = ctx.saved
         gc = np.asarray(grad_context)
         gw = w.dtype.type(0) if grad_weights is None else np.asarray(grad_weights)
         gw = gw + gc @ mem.keys.transpose(0, 2, 1)                  # (B, Tq, Ts)
         gk = w.transpose(0, 2, 1) @ gc                                 # via the values
         gs = w * (gw - (gw * w).sum(axis=2, keepdims=True))           # softmax backward; 0 on padding
         if self.kind == "additive":
-            self.v.grad += np.einsum("btsa,bts->a", u, gs).astype(np.float32)
             gpre = gs[..., None] * self.v.data * (1.0 - u * u)         # (B, Tq, Ts, A)
             gqp = gpre.sum(axis=2)
             gproj = gpre.sum(axis=1)
-            self.query_proj.grad += (gqp.reshape(-1, gqp.shape[-1]).T @ q.reshape(-1, q.shape[-1])).astype(np.float32)
+            with accumulating(self.v, self.query_proj):
+                self.v.grad += np.einsum("btsa,bts->a", u, gs).astype(np.float32)
+                self.query_proj.grad += (gqp.reshape(-1, gqp.shape[-1]).T @ q.reshape(-1, q.shape[-1])).astype(
+                    np.float32)
             gq = gqp @ self.query_proj.data
         else:
             gq = gs @ mem.proj
@@ -148,10 +159,6 @@ class Attention(Module):
         mem.grad_keys = gk if mem.grad_keys is None else mem.grad_keys + gk
         mem.grad_proj = gproj if mem.grad_proj is None else mem.grad_proj + gproj
         return gq
-
-    def train(self, mode: bool = True):
-        self._stack.clear()
-        return super().train(mode)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, query_size={self.query_size}, key_size={self.key_size}"

@@ -60,7 +60,6 @@ class SequenceClassifier(Saveable, Module):
         self.drop = Dropout(c["dropout"], seed=s[2])
         D = 2 if c["bidirectional"] else 1
         self.head = Linear(D * c["hidden_size"], c["num_outputs"], seed=s[3])
-        self._saved = None
 
     # configuration ------------------------------------------------------------------------
     @property
@@ -80,18 +79,22 @@ class SequenceClassifier(Saveable, Module):
     def forward(self, x, lengths=None):
         """``x``: ids (B, T) or features (B, T, F); ``lengths`` (B,) for ragged batches.
         Returns (B, num_outputs) float32: logits for classification, values for regression."""
+        return super().forward(x, lengths)
+
+    def _forward(self, x, lengths=None):
         w = "SequenceClassifier.forward"
         B, T = self.encoder_input.shape_of(x)
         lens = check_lengths(lengths, B, T, w)
         check_max_len(T, lens, self._config["max_len"], w)
-        inp = self.encoder_input(x)
-        out, state = self.rnn(inp, None, lens)
+        inp, c_in = self.encoder_input.forward_ctx(x)
+        (out, state), c_rnn = self.rnn.forward_ctx(inp, None, lens)
         h_n = state[0] if isinstance(state, tuple) else state
         mask = length_mask(lens, T)
         pooled, argmax = self._pool(out, h_n, lens, mask)
-        y = self.head(self.drop(pooled))
-        self._saved = (lens, mask, argmax, out.shape) if self.training else None
-        return y
+        dropped, c_drop = self.drop.forward_ctx(pooled)
+        y, c_head = self.head.forward_ctx(dropped)
+        saved = (lens, mask, argmax, out.shape, c_in, c_rnn, c_drop, c_head) if self.saving() else None
+        return y, saved
 
     def _pool(self, out, h_n, lens, mask):
         p = self.pooling
@@ -107,12 +110,11 @@ class SequenceClassifier(Saveable, Module):
     def backward(self, grad_output):
         """Accumulates every parameter's gradient; returns the input gradient for numeric input
         (None for token ids)."""
-        if self._saved is None:
-            raise ValueError("SequenceClassifier.backward: call forward in training mode first "
-                             "(one backward per forward)")
-        lens, mask, argmax, out_shape = self._saved
-        self._saved = None
-        g = self.drop.backward(self.head.backward(grad_output))
+        return super().backward(grad_output)
+
+    def _backward(self, ctx, grad_output):
+        lens, mask, argmax, out_shape, c_in, c_rnn, c_drop, c_head = ctx.saved
+        g = self.drop.backward_ctx(c_drop, self.head.backward_ctx(c_head, grad_output))
         B, T, F = out_shape
         grad_state = None
         g_out = np.zeros(out_shape, np.float32)
@@ -127,8 +129,8 @@ class SequenceClassifier(Saveable, Module):
             g_out *= mask[:, :, None]
         else:
             np.put_along_axis(g_out, argmax[:, None, :], g[:, None, :].astype(np.float32), axis=1)
-        g_in = self.rnn.backward(g_out, grad_state)
-        return self.encoder_input.backward(g_in)
+        g_in = self.rnn.backward_ctx(c_rnn, g_out, grad_state)
+        return self.encoder_input.backward_ctx(c_in, g_in)
 
     # loss and prediction -----------------------------------------------------------------
     def loss(self, output, target):

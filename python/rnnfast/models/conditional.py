@@ -65,7 +65,6 @@ class ConditionalGenerator(Saveable, Module):
         else:
             self.condition = Linear(condition_size, state_size, seed=s[1])
         self.vocab = None
-        self._init = None
 
     @property
     def config(self) -> dict:
@@ -104,18 +103,25 @@ class ConditionalGenerator(Saveable, Module):
 
     def initial_state(self, cond):
         """The recurrent state a condition starts from: (L, B, H), or (h, c) for an LSTM."""
-        z = np.tanh(self.condition(cond))  # (B, S)
-        self._init = z if self.training else None
+        return self._initial_state(cond)[0]
+
+    def _initial_state(self, cond):
+        """(state, z, context of the condition layer)."""
+        a, c_cond = self.condition.forward_ctx(cond)
+        z = np.tanh(a)  # (B, S)
         L, H = self._config["num_layers"], self._config["hidden_size"]
         B = z.shape[0]
         if self._lstm:
             zz = z.reshape(B, 2, L, H)
-            return tuple(np.ascontiguousarray(zz[:, i].transpose(1, 0, 2)) for i in (0, 1))
-        return np.ascontiguousarray(z.reshape(B, L, H).transpose(1, 0, 2))
+            return tuple(np.ascontiguousarray(zz[:, i].transpose(1, 0, 2)) for i in (0, 1)), z, c_cond
+        return np.ascontiguousarray(z.reshape(B, L, H).transpose(1, 0, 2)), z, c_cond
 
     # forward / backward ---------------------------------------------------------------------
     def forward(self, cond, ids, lengths=None):
         """Teacher-forced logits (B, T, V) for decoder inputs ``ids`` (<bos> y ...) given ``cond``."""
+        return super().forward(cond, ids, lengths)
+
+    def _forward(self, cond, ids, lengths=None):
         where = "ConditionalGenerator.forward"
         cond = self._check_condition(cond, where)
         ids = np.asarray(ids)
@@ -123,22 +129,24 @@ class ConditionalGenerator(Saveable, Module):
             raise ValueError(f"{where}: ids: expected integer ids ({cond.shape[0]}, T), got {ids.dtype} {ids.shape}")
         lens = check_lengths(lengths, ids.shape[0], ids.shape[1], where)
         check_max_len(ids.shape[1], lens, self._config["max_len"], where, "ids")
-        logits, _ = self.lm(ids, self.initial_state(cond), lens)
-        return logits
+        state, z, c_cond = self._initial_state(cond)
+        (logits, _), c_lm = self.lm.forward_ctx(ids, state, lens)
+        return logits, ((z, c_cond, c_lm) if self.saving() else None)
 
     def backward(self, grad_logits):
         """Accumulates the gradients; returns the gradient of feature conditions (None for class ids)."""
-        if self._init is None:
-            raise ValueError("ConditionalGenerator.backward: call forward in training mode first")
-        z, self._init = self._init, None
-        self.lm.backward(grad_logits)
-        gs = self.lm.grad_state
+        return super().backward(grad_logits)
+
+    def _backward(self, ctx, grad_logits):
+        z, c_cond, c_lm = ctx.saved
+        self.lm.backward_ctx(c_lm, grad_logits)
+        gs = c_lm.grad_hx
         B = z.shape[0]
         if self._lstm:
             gz = np.stack([gs[0].transpose(1, 0, 2), gs[1].transpose(1, 0, 2)], axis=1).reshape(B, -1)
         else:
             gz = gs.transpose(1, 0, 2).reshape(B, -1)
-        return self.condition.backward(gz * (1.0 - z * z))
+        return self.condition.backward_ctx(c_cond, gz * (1.0 - z * z))
 
     # batches and loss -----------------------------------------------------------------------
     def make_batch(self, conds, seqs) -> dict:

@@ -103,6 +103,9 @@ class LanguageModel(DropoutRng, Module):
         ``state`` is the previous call's ``new_state`` (or None for zeros); ``lengths`` (B,)
         marks ragged batches as in the recurrent layers.
         """
+        return super().forward(ids, state, lengths)
+
+    def _forward(self, ids, state=None, lengths=None):
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"LanguageModel.forward: ids: expected shape (B, T), got {ids.shape}")
@@ -110,17 +113,24 @@ class LanguageModel(DropoutRng, Module):
             s_rnn, s_out = self._dropout_rng.integers(2**63, size=2)
             self.rnn.seed_dropout(int(s_rnn))
             self.drop.reseed(int(s_out))
-        x = self.embedding(ids)
-        out, new_state = self.rnn(x, state, lengths)
-        return self.decoder(self.drop(out)), new_state
+        x, c_emb = self.embedding.forward_ctx(ids)
+        (out, new_state), c_rnn = self.rnn.forward_ctx(x, state, lengths)
+        dropped, c_drop = self.drop.forward_ctx(out)
+        logits, c_dec = self.decoder.forward_ctx(dropped)
+        return (logits, new_state), ((c_emb, c_rnn, c_drop, c_dec) if self.saving() else None)
 
     def backward(self, grad_logits, grad_state=None):
         """Accumulates every parameter's gradient. Returns None (ids have no gradient); the
         gradient of the initial state is :attr:`grad_state` afterwards."""
-        g = self.decoder.backward(grad_logits)
-        g = self.drop.backward(g)
-        g = self.rnn.backward(g, grad_state)
-        self.embedding.backward(g)
+        return super().backward(grad_logits, grad_state)
+
+    def _backward(self, ctx, grad_logits, grad_state=None):
+        c_emb, c_rnn, c_drop, c_dec = ctx.saved
+        g = self.decoder.backward_ctx(c_dec, grad_logits)
+        g = self.drop.backward_ctx(c_drop, g)
+        g = self.rnn.backward_ctx(c_rnn, g, grad_state)
+        ctx.grad_hx = c_rnn.grad_hx
+        self.embedding.backward_ctx(c_emb, g)
         return None
 
     @property

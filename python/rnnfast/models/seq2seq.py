@@ -111,7 +111,6 @@ class Seq2Seq(Saveable, Module):
         self._rng = np.random.default_rng(s[12])  # scheduled sampling coins, step-mode dropout masks
         self.src_vocab = None
         self.tgt_vocab = None
-        self._saved = None
         self.last_decoder_inputs = None
 
     # configuration -----------------------------------------------------------------------
@@ -187,58 +186,71 @@ class Seq2Seq(Saveable, Module):
         return ids, lens
 
     def _encode(self, src, src_lengths, where):
+        """(memory, initial decoder state, lengths, context for _encoder_backward)."""
         c = self._config
         src, lens = self._check_ids(src, "src", c["src_vocab_size"], c["max_src_len"], src_lengths, where)
-        enc_out, state = self.encoder(self.drop_src(self.src_embed(src)), None, lens)
+        x, c_emb = self.src_embed.forward_ctx(src)
+        x, c_drop = self.drop_src.forward_ctx(x)
+        (enc_out, state), c_enc = self.encoder.forward_ctx(x, None, lens)
         lstm = c["cell"] == "lstm"
         h, cc = state if lstm else (state, None)
+        bridge = None
         if self.encoder.bidirectional:
             L, B, H = c["num_layers"], h.shape[1], c["hidden_size"]
 
             def join(x):  # (L*2, B, H) -> (L, B, 2H): forward then backward per layer
                 return x.reshape(L, 2, B, H).transpose(0, 2, 1, 3).reshape(L, B, 2 * H)
-            h = np.tanh(self.bridge_h(join(h)))
-            cc = np.tanh(self.bridge_c(join(cc))) if lstm else None
-            self._bridge_out = (h, cc)
+            a, c_bh = self.bridge_h.forward_ctx(join(h))
+            h = np.tanh(a)
+            c_bc = None
+            if lstm:
+                a, c_bc = self.bridge_c.forward_ctx(join(cc))
+                cc = np.tanh(a)
+            bridge = (h, cc, c_bh, c_bc)
         memory = self.attention.encode(enc_out, lens) if self.attention is not None else None
-        return memory, ((h, cc) if lstm else h), lens
+        return memory, ((h, cc) if lstm else h), lens, (c_emb, c_drop, c_enc, bridge, src.shape[1])
 
-    def _encoder_backward(self, memory, grad_init):
+    def _encoder_backward(self, memory, grad_init, enc_ctx):
+        c_emb, c_drop, c_enc, bridge, T = enc_ctx
         lstm = self._config["cell"] == "lstm"
         gh, gc = grad_init if lstm else (grad_init, None)
-        if self.encoder.bidirectional:
+        if bridge is not None:
             L, B, H = gh.shape
-            h, cc = self._bridge_out
+            h, cc, c_bh, c_bc = bridge
 
             def split(g):  # inverse of join
                 return np.ascontiguousarray(g.reshape(L, B, 2, H).transpose(0, 2, 1, 3).reshape(2 * L, B, H))
-            gh = split(self.bridge_h.backward(gh * (1.0 - h * h)))
-            gc = split(self.bridge_c.backward(gc * (1.0 - cc * cc))) if lstm else None
+            gh = split(self.bridge_h.backward_ctx(c_bh, gh * (1.0 - h * h)))
+            gc = split(self.bridge_c.backward_ctx(c_bc, gc * (1.0 - cc * cc))) if lstm else None
         B = gh.shape[1]
-        T = self._saved_src_shape[1]
         g_out = self.attention.backward_memory(memory) if memory is not None else \
             np.zeros((B, T, self.encoder.num_directions * self.encoder.hidden_size), np.float32)
-        g = self.encoder.backward(g_out.astype(np.float32), (gh, gc) if lstm else gh)
-        self.src_embed.backward(self.drop_src.backward(g))
+        g = self.encoder.backward_ctx(c_enc, g_out.astype(np.float32), (gh, gc) if lstm else gh)
+        self.src_embed.backward_ctx(c_emb, self.drop_src.backward_ctx(c_drop, g))
 
     # decoder output layer -------------------------------------------------------------------
     def _head(self, dec_out, memory):
-        """Decoder outputs (B, T, H) -> logits (B, T, V); caches for backward in training."""
+        """Decoder outputs (B, T, H) -> (logits (B, T, V), context for _head_backward)."""
+        c_attn = c_comb = comb = None
         if self.attention is not None:
-            ctx, _ = self.attention(dec_out, memory)
-            comb = np.tanh(self.combine(np.concatenate([ctx, dec_out], axis=2)))
-            self._comb = comb
+            (ctx, _), c_attn = self.attention.forward_ctx(dec_out, memory)
+            a, c_comb = self.combine.forward_ctx(np.concatenate([ctx, dec_out], axis=2))
+            comb = np.tanh(a)
+            x = comb
         else:
-            comb = dec_out
-        return self.out(self.drop_out(comb))
+            x = dec_out
+        x, c_drop = self.drop_out.forward_ctx(x)
+        logits, c_out = self.out.forward_ctx(x)
+        return logits, (c_attn, comb, c_comb, c_drop, c_out)
 
-    def _head_backward(self, grad_logits):
-        g = self.drop_out.backward(self.out.backward(grad_logits))
+    def _head_backward(self, grad_logits, head_ctx):
+        c_attn, comb, c_comb, c_drop, c_out = head_ctx
+        g = self.drop_out.backward_ctx(c_drop, self.out.backward_ctx(c_out, grad_logits))
         if self.attention is None:
             return g
-        g = self.combine.backward(g * (1.0 - self._comb * self._comb))
+        g = self.combine.backward_ctx(c_comb, g * (1.0 - comb * comb))
         K = self.attention.key_size
-        return g[:, :, K:] + self.attention.backward(g[:, :, :K])
+        return g[:, :, K:] + self.attention.backward_ctx(c_attn, g[:, :, :K])
 
     def _step_logits(self, h, memory):
         """Logits (B, V) of one decoding step from the top decoder output h (B, H), with no caches;
@@ -257,6 +269,9 @@ class Seq2Seq(Saveable, Module):
     # forward / backward ---------------------------------------------------------------------
     def forward(self, src, tgt_in, src_lengths=None, tgt_lengths=None):
         """Teacher-forced logits (B, T_tgt, V) for decoder inputs ``tgt_in`` (<bos> y ...)."""
+        return super().forward(src, tgt_in, src_lengths, tgt_lengths)
+
+    def _forward(self, src, tgt_in, src_lengths=None, tgt_lengths=None):
         where = "Seq2Seq.forward"
         c = self._config
         tgt_in, tgt_lens = self._check_ids(tgt_in, "tgt_in", c["tgt_vocab_size"], c["max_tgt_len"], tgt_lengths,
@@ -264,31 +279,27 @@ class Seq2Seq(Saveable, Module):
         if np.asarray(src).shape[:1] != tgt_in.shape[:1]:
             raise ValueError(f"{where}: src and tgt_in: expected the same batch size, got {np.shape(src)[0]} and "
                              f"{tgt_in.shape[0]}")
-        if self.attention is not None:
-            self.attention._stack.clear()
-        memory, init, _ = self._encode(src, src_lengths, where)
-        self._saved_src_shape = np.shape(src)
-        step_mode = self.training and self.teacher_forcing < 1.0
-        if step_mode:
-            dec_out = self._decode_steps(tgt_in, init, memory)
+        memory, init, _, enc_ctx = self._encode(src, src_lengths, where)
+        if self.saving() and self.teacher_forcing < 1.0:
+            dec_out, dec_ctx = self._decode_steps(tgt_in, init, memory)
         else:
-            dec_out, _ = self.decoder(self.drop_tgt(self.tgt_embed(tgt_in)), init, tgt_lens)
+            x, c_emb = self.tgt_embed.forward_ctx(tgt_in)
+            x, c_drop = self.drop_tgt.forward_ctx(x)
+            (dec_out, _), c_dec = self.decoder.forward_ctx(x, init, tgt_lens)
+            dec_ctx = ("sequence", c_emb, c_drop, c_dec)
             self.last_decoder_inputs = tgt_in
-        logits = self._head(dec_out, memory)
-        self._saved = (memory, step_mode) if self.training else None
-        return logits
+        logits, head_ctx = self._head(dec_out, memory)
+        return logits, ((memory, enc_ctx, dec_ctx, head_ctx) if self.saving() else None)
 
     def _decode_steps(self, tgt_in, init, memory):
         """Scheduled sampling: the decoder step by step through the shared cells."""
         c = self._config
         B, T = tgt_in.shape
-        L, H, E = c["num_layers"], c["hidden_size"], c["embedding_dim"]
+        L, H = c["num_layers"], c["hidden_size"]
         lstm = c["cell"] == "lstm"
         cells = self._cells
         for cell in cells:
-            cell.train(True)  # clears activations of any forward that was never differentiated
-        emb = self.tgt_embed.weight.data
-        emb_mask = self.drop_tgt(np.ones((B, T, E), np.float32))  # this forward's embedding dropout mask
+            cell.train(True)
         p = self.decoder.dropout
         layer_masks = None
         if p > 0 and L > 1:  # the decoder layer's between-layer dropout, one mask per step and layer
@@ -298,60 +309,62 @@ class Seq2Seq(Saveable, Module):
         used = tgt_in.copy()
         states = [None if init is None else ((init[0][k], init[1][k]) if lstm else init[k]) for k in range(L)]
         dec_out = np.empty((B, T, H), np.float32)
+        steps = []  # per step: (embedding ctx, dropout ctx, one ctx per layer)
         for t in range(T):
-            x = emb[used[:, t]] * emb_mask[:, t]
+            x, c_emb = self.tgt_embed.forward_ctx(used[:, t])
+            x, c_drop = self.drop_tgt.forward_ctx(x)
+            c_cells = []
             for k in range(L):
                 if k > 0 and layer_masks is not None:
                     x = x * layer_masks[t, k - 1]
-                states[k] = cells[k](x, states[k])
+                states[k], c_k = cells[k].forward_ctx(x, states[k])
+                c_cells.append(c_k)
                 x = states[k][0] if lstm else states[k]
+            steps.append((c_emb, c_drop, c_cells))
             dec_out[:, t] = x
             if t + 1 < T:
                 pred = self._step_logits(x, memory).argmax(axis=1)
                 used[:, t + 1] = np.where(teacher[:, t + 1], tgt_in[:, t + 1], pred)
-        self.tgt_embed(used)  # the same lookup once more so Embedding.backward knows the ids fed
-        self._step_state = (layer_masks, T)
         self.last_decoder_inputs = used
-        return dec_out
+        return dec_out, ("steps", steps, layer_masks)
 
     def backward(self, grad_logits):
         """Accumulates every parameter's gradient (returns None: the inputs are ids)."""
-        if self._saved is None:
-            raise ValueError("Seq2Seq.backward: call forward in training mode first (one backward per forward)")
-        memory, step_mode = self._saved
-        self._saved = None
-        g_dec = self._head_backward(np.asarray(grad_logits, np.float32))
-        if step_mode:
-            grad_init, g_emb = self._steps_backward(g_dec)
+        return super().backward(grad_logits)
+
+    def _backward(self, ctx, grad_logits):
+        memory, enc_ctx, dec_ctx, head_ctx = ctx.saved
+        g_dec = self._head_backward(np.asarray(grad_logits, np.float32), head_ctx)
+        if dec_ctx[0] == "steps":
+            grad_init = self._steps_backward(g_dec, dec_ctx[1], dec_ctx[2])
         else:
-            g_emb = self.decoder.backward(g_dec)
-            grad_init = self.decoder.grad_hx
-        self.tgt_embed.backward(self.drop_tgt.backward(g_emb))
-        self._encoder_backward(memory, grad_init)
+            _, c_emb, c_drop, c_dec = dec_ctx
+            g_emb = self.decoder.backward_ctx(c_dec, g_dec)
+            grad_init = c_dec.grad_hx
+            self.tgt_embed.backward_ctx(c_emb, self.drop_tgt.backward_ctx(c_drop, g_emb))
+        self._encoder_backward(memory, grad_init, enc_ctx)
         return None
 
-    def _steps_backward(self, g_dec):
-        c = self._config
-        L, E = c["num_layers"], c["embedding_dim"]
-        lstm = c["cell"] == "lstm"
-        layer_masks, T = self._step_state
-        B, _, H = g_dec.shape
+    def _steps_backward(self, g_dec, steps, layer_masks):
+        """Back through the decoder steps, newest first; returns the initial state's gradient."""
+        L = self._config["num_layers"]
+        lstm = self._config["cell"] == "lstm"
+        B, T, H = g_dec.shape
         dh = [np.zeros((B, H), np.float32) for _ in range(L)]
         dc = [np.zeros((B, H), np.float32) for _ in range(L)] if lstm else [None] * L
-        g_emb = np.empty((B, T, E), np.float32)
-        for t in range(T - 1, -1, -1):  # newest first: each cell pops its latest step
+        for t in range(T - 1, -1, -1):
+            c_emb, c_drop, c_cells = steps[t]
             g = g_dec[:, t]
             for k in range(L - 1, -1, -1):
-                g = self._cells[k].backward(dh[k] + g, dc[k])
+                g = self._cells[k].backward_ctx(c_cells[k], dh[k] + g, dc[k])
                 if lstm:
-                    dh[k], dc[k] = self._cells[k].grad_hx
+                    dh[k], dc[k] = c_cells[k].grad_hx
                 else:
-                    dh[k] = self._cells[k].grad_hx
+                    dh[k] = c_cells[k].grad_hx
                 if k > 0 and layer_masks is not None:
                     g = g * layer_masks[t, k - 1]
-            g_emb[:, t] = g
-        grad_init = (np.stack(dh), np.stack(dc)) if lstm else np.stack(dh)
-        return grad_init, g_emb
+            self.tgt_embed.backward_ctx(c_emb, self.drop_tgt.backward_ctx(c_drop, g))
+        return (np.stack(dh), np.stack(dc)) if lstm else np.stack(dh)
 
     # loss ------------------------------------------------------------------------------
     def loss(self, logits, tgt_out, tgt_lengths=None):
@@ -380,7 +393,7 @@ class Seq2Seq(Saveable, Module):
     # decoding -------------------------------------------------------------------------
     def _decode_setup(self, src, src_lengths, max_len, where):
         bos, eos = self._specials(where)
-        memory, init, lens = self._encode(src, src_lengths, where)
+        memory, init, lens, _ = self._encode(src, src_lengths, where)
         if max_len is None:
             max_len = self._config["max_tgt_len"] or int(2 * lens.max() + 10)
         max_len = check_int(max_len, "max_len", 1, where)

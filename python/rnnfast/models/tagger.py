@@ -71,17 +71,27 @@ class SequenceTagger(Saveable, Module):
     # forward / backward --------------------------------------------------------------------
     def forward(self, x, lengths=None):
         """Emission scores (B, T, num_tags) float32 for ids (B, T) or features (B, T, F)."""
+        return super().forward(x, lengths)
+
+    def _forward(self, x, lengths=None):
         w = "SequenceTagger.forward"
         B, T = self.encoder_input.shape_of(x)
         lens = check_lengths(lengths, B, T, w)
         check_max_len(T, lens, self._config["max_len"], w)
-        out, _ = self.rnn(self.encoder_input(x), None, lens)
-        return self.emit(self.drop(out))
+        inp, c_in = self.encoder_input.forward_ctx(x)
+        (out, _), c_rnn = self.rnn.forward_ctx(inp, None, lens)
+        dropped, c_drop = self.drop.forward_ctx(out)
+        em, c_emit = self.emit.forward_ctx(dropped)
+        return em, ((c_in, c_rnn, c_drop, c_emit) if self.saving() else None)
 
     def backward(self, grad_emissions):
         """Accumulates the gradients; returns the input gradient (None for token ids)."""
-        g = self.drop.backward(self.emit.backward(grad_emissions))
-        return self.encoder_input.backward(self.rnn.backward(g))
+        return super().backward(grad_emissions)
+
+    def _backward(self, ctx, grad_emissions):
+        c_in, c_rnn, c_drop, c_emit = ctx.saved
+        g = self.drop.backward_ctx(c_drop, self.emit.backward_ctx(c_emit, grad_emissions))
+        return self.encoder_input.backward_ctx(c_in, self.rnn.backward_ctx(c_rnn, g))
 
     # loss and decoding -----------------------------------------------------------------
     def loss(self, emissions, tags, lengths=None):

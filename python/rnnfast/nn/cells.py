@@ -1,8 +1,8 @@
 """RNNCell, LSTMCell and GRUCell: one time step, PyTorch's conventions, on the C++ kernels.
 
-A cell may run many steps before their backward calls (a decoder loop): each training
-forward pushes what its backward needs and each backward pops the latest, so backward calls
-come in reverse order of the forwards, as back-propagation through time does.
+A cell may run many steps before their backward calls (a decoder loop): pending forwards form
+a stack (per thread) and each backward takes the newest, so backward calls come in reverse
+order of the forwards, as back-propagation through time does (module.py has the policy).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _core
 from ._checks import as_float_array, check_positive_int
-from .module import Module, Parameter
+from .module import Module, Parameter, accumulating
 from .recurrent import _GATES, _PackCache
 
 
@@ -33,9 +33,14 @@ class _CellBase(Module):
             self.bias_hh = Parameter(rng.uniform(-bound, bound, gates))
         else:
             self.bias_ih = self.bias_hh = None
-        self._pack = _PackCache()
-        self._pending = []
+        self._rebuild()
         self.grad_hx = None
+
+    max_pending = 100_000  # a decoder loop keeps one pending forward per step
+    _transient = ("_pack",)
+
+    def _rebuild(self) -> None:
+        self._pack = _PackCache()
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
@@ -48,6 +53,11 @@ class _CellBase(Module):
         return np.ascontiguousarray(as_float_array(value, name, shape=shape)).reshape(batch, self.hidden_size)
 
     def forward(self, x, hx=None):
+        """One step: ``x`` (B, input_size) or unbatched (input_size,), ``hx`` the state (zeros when
+        None; an LSTMCell takes ``(h, c)``). Returns h' (or ``(h', c')``) of shape (B, hidden_size)."""
+        return super().forward(x, hx)
+
+    def _forward(self, x, hx=None):
         x = as_float_array(x, "input")
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size or x.size == 0:
             raise ValueError(f"input: expected shape (B, {self.input_size}) or ({self.input_size},), got {x.shape}")
@@ -62,25 +72,28 @@ class _CellBase(Module):
                 h0, c0 = self._state(hx[0], "hx[0]", B, unbatched), self._state(hx[1], "hx[1]", B, unbatched)
             else:
                 h0 = self._state(hx, "hx", B, unbatched)
+        training = self.saving()
         xt = np.ascontiguousarray(x.reshape(1, B, self.input_size))
-        packed = self._pack.get(self.cell, self._params(), self.training, step=not self.training)
+        if training and np.may_share_memory(xt, x):
+            xt = xt.copy()  # backward reads the input: the caller may edit theirs in between
+        packed = self._pack.get(self.cell, self._params(), training, step=not training)
         y = np.empty((1, B, self.hidden_size), np.float32)
         h = np.empty((B, self.hidden_size), np.float32)
         c = np.empty_like(h) if lstm else None
-        cache = _core.TrainCache() if self.training else None
+        cache = _core.TrainCache() if training else None
         _core.layer_forward(packed, xt, None, False, h0, c0, y, 0, h, c, cache)
-        if self.training:
-            self._pending.append((packed, cache, xt, unbatched))
         if unbatched:
             h = h[0]
             c = None if c is None else c[0]
-        return (h, c) if lstm else h
+        return ((h, c) if lstm else h), ((packed, cache, xt, unbatched) if training else None)
 
     def backward(self, grad_h, grad_c=None):
-        """Gradient of the input of the latest pending forward; sets ``grad_hx``."""
-        if not self._pending:
-            raise ValueError("backward: no pending training forward (each forward in train mode allows one backward)")
-        packed, cache, xt, unbatched = self._pending[-1]
+        """Gradient of the input of this thread's newest pending step; sets ``grad_hx`` (the
+        gradient of the step's initial state). ``grad_h`` may be None (zeros)."""
+        return super().backward(grad_h, grad_c)
+
+    def _backward(self, ctx, grad_h, grad_c=None):
+        packed, cache, xt, unbatched = ctx.saved
         B, H = xt.shape[1], self.hidden_size
         shape = (H,) if unbatched else (B, H)
         dy = np.zeros((1, B, H), np.float32) if grad_h is None else \
@@ -91,23 +104,19 @@ class _CellBase(Module):
             if not lstm:
                 raise TypeError("grad_c: only an LSTMCell has a cell state")
             dcn = np.ascontiguousarray(as_float_array(grad_c, "grad_c", shape=shape)).reshape(B, H)
-        self._pending.pop()
         dx = np.empty(xt.shape, np.float32)
         dh0 = np.empty((B, H), np.float32)
         dc0 = np.empty_like(dh0) if lstm else None
         b_ih, b_hh = self.bias_ih, self.bias_hh
-        _core.layer_backward(packed, cache, xt, dy, 0, None, dcn, dx, False, dh0, dc0, self.weight_ih.grad,
-                             self.weight_hh.grad, None if b_ih is None else b_ih.grad,
-                             None if b_hh is None else b_hh.grad)
+        with accumulating(*self._params()):
+            _core.layer_backward(packed, cache, xt, dy, 0, None, dcn, dx, False, dh0, dc0, self.weight_ih.grad,
+                                 self.weight_hh.grad, None if b_ih is None else b_ih.grad,
+                                 None if b_hh is None else b_hh.grad)
         if unbatched:
             dh0 = dh0[0]
             dc0 = None if dc0 is None else dc0[0]
-        self.grad_hx = (dh0, dc0) if lstm else dh0
+        ctx.grad_hx = self.grad_hx = (dh0, dc0) if lstm else dh0
         return dx[0, 0] if unbatched else dx[0]
-
-    def train(self, mode: bool = True):
-        self._pending.clear()  # activations of the other mode are not differentiable any more
-        return super().train(mode)
 
 
 class RNNCell(_CellBase):

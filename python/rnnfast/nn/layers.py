@@ -1,6 +1,6 @@
 """Feed-forward layers with explicit forward/backward: Linear, Embedding, Dropout, LayerNorm, Sequential.
 
-Conventions (DESIGN.md §4): ``forward`` caches what ``backward`` needs (only in training mode),
+Conventions (module.py): a training forward keeps what its backward needs in a context,
 ``backward(grad_output)`` returns the input gradient and accumulates (+=) into ``Parameter.grad``.
 float32 is the fast path; a float64 input is computed in float64 (the gradient checks use that).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _core
-from .module import Module, Parameter
+from .module import Module, Parameter, accumulating
 
 __all__ = ["Linear", "Embedding", "Dropout", "LayerNorm", "Sequential", "WordVectorReport"]
 
@@ -38,11 +38,10 @@ def _positive_int(value, name: str, where: str) -> int:
     return int(value)
 
 
-def _need_cache(cache, where: str):
-    if cache is None:
-        raise RuntimeError(f"{where}: no cached forward pass; call forward() in training mode "
-                           "(train()) before backward()")
-    return cache
+def _private(arr: np.ndarray, given) -> np.ndarray:
+    """``arr`` itself, or a copy when it shares memory with the caller's ``given`` array: what a
+    backward reads must not change when the caller edits their input in place."""
+    return arr.copy() if isinstance(given, np.ndarray) and np.may_share_memory(arr, given) else arr
 
 
 def _check_grad_shape(grad, shape, where: str) -> np.ndarray:
@@ -69,30 +68,35 @@ class Linear(Module):
             self.bias = Parameter(gen.uniform(-bound, bound, (self.out_features,)))
         else:
             self.register_parameter("bias", None)
-        self._x = None
-        self._in_shape = None
 
     def forward(self, x):
-        x = _float_input(x, "Linear.forward", "x")
+        """``x`` (..., in_features) float -> (..., out_features)."""
+        return super().forward(x)
+
+    def _forward(self, given):
+        x = _float_input(given, "Linear.forward", "x")
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear.forward: x: expected shape (..., {self.in_features}), got {x.shape}")
         x2 = x.reshape(-1, self.in_features)
         out = _matmul(x2, self.weight.data, b_transposed=True)
         if self.bias is not None:
             out += self.bias.data
-        self._x = x2 if self.training else None
-        self._in_shape = x.shape
-        return out.reshape(x.shape[:-1] + (self.out_features,))
+        saved = (_private(x2, given), x.shape) if self.saving() else None
+        return out.reshape(x.shape[:-1] + (self.out_features,)), saved
 
     def backward(self, grad_output):
-        x2 = _need_cache(self._x, "Linear.backward")
-        g = _check_grad_shape(grad_output, self._in_shape[:-1] + (self.out_features,), "Linear.backward")
+        """Gradient of the input of this thread's newest pending forward; adds into the grads."""
+        return super().backward(grad_output)
+
+    def _backward(self, ctx, grad_output):
+        x2, in_shape = ctx.saved
+        g = _check_grad_shape(grad_output, in_shape[:-1] + (self.out_features,), "Linear.backward")
         g2 = g.reshape(-1, self.out_features)
-        _matmul(np.ascontiguousarray(g2.T), x2, out=self.weight.grad)
-        if self.bias is not None:
-            self.bias.grad += g2.sum(axis=0)
-        self._x = None  # activations are freed once used, as PyTorch frees its graph
-        return _matmul(g2, self.weight.data).reshape(self._in_shape)
+        with accumulating(self.weight, self.bias):
+            _matmul(np.ascontiguousarray(g2.T), x2, out=self.weight.grad)
+            if self.bias is not None:
+                self.bias.grad += g2.sum(axis=0)
+        return _matmul(g2, self.weight.data).reshape(in_shape)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -146,8 +150,8 @@ class WordVectorReport:
 
 # Gradient scatter for repeated ids. Measured for 64*100 ids x 512 dims: np.add.at 26 ms; the
 # pairwise segmented sum below ~6 ms for any vocabulary size; a one-hot GEMM over the table
-# rows 2.6 ms at 30 rows but 5-12 ms from ~100 rows (it scales with the row count and depends
-# on idle BLAS threads), so the GEMM is used only for small tables.
+# rows 2.6 ms at 30 rows but 5-12 ms from ~100 rows (it scales with the row count), so the GEMM
+# is used only for small tables, and it is the core's GEMM: numpy's BLAS threads would fight ours.
 _ONE_HOT_MAX_ROWS = 64
 
 
@@ -159,7 +163,7 @@ def _scatter_add_rows(table: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> N
     if table.shape[0] <= _ONE_HOT_MAX_ROWS:
         one_hot = np.zeros((table.shape[0], n), dtype=rows.dtype)
         one_hot[ids, np.arange(n)] = 1.0
-        table += one_hot @ rows
+        _matmul(one_hot, rows, out=table)
         return
     # Pairwise segmented sum: sort by id, then repeatedly add neighbours of the same id and
     # halve the segments; ids left alone in their segment are written out with a plain
@@ -238,7 +242,6 @@ class Embedding(Module):
         if self.padding_idx is not None:
             self.weight.data[self.padding_idx] = 0.0
             self.weight.mark_changed()
-        self._ids = None
 
     @staticmethod
     def _check_padding_idx(padding_idx, num_embeddings: int):
@@ -266,6 +269,10 @@ class Embedding(Module):
         return emb
 
     def forward(self, input):
+        """``input`` integer ids of any shape -> float32 vectors ``input.shape + (embedding_dim,)``."""
+        return super().forward(input)
+
+    def _forward(self, input):
         ids = np.asarray(input)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"Embedding.forward: input: expected an integer array of ids, got dtype {ids.dtype}")
@@ -275,26 +282,27 @@ class Embedding(Module):
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"Embedding.forward: input: expected ids in [0, {self.num_embeddings}), got {bad}")
         out = np.take(self.weight.data, ids, axis=0)
-        self._ids = ids.copy() if self.training and not self.freeze else None
-        return out
+        return out, (((None if self.freeze else ids.copy()),) if self.saving() else None)
 
     def backward(self, grad_output):
         """Accumulates the weight gradient; returns None (ids have no gradient)."""
-        if self.freeze:
-            self._ids = None
+        return super().backward(grad_output)
+
+    def _backward(self, ctx, grad_output):
+        ids, = ctx.saved
+        if ids is None:  # frozen: nothing to accumulate
             return None
-        ids = _need_cache(self._ids, "Embedding.backward")
         g = _check_grad_shape(grad_output, ids.shape + (self.embedding_dim,), "Embedding.backward")
         grad = self.weight.grad
         g2 = g.reshape(-1, self.embedding_dim)
         if g2.dtype != grad.dtype:
             g2 = g2.astype(grad.dtype)
         pad = self.padding_idx
-        saved = grad[pad].copy() if pad is not None else None
-        _scatter_add_rows(grad, ids.reshape(-1), g2)
-        if pad is not None:
-            grad[pad] = saved  # the padding row never receives gradient
-        self._ids = None
+        with accumulating(self.weight):
+            kept = grad[pad].copy() if pad is not None else None
+            _scatter_add_rows(grad, ids.reshape(-1), g2)
+            if pad is not None:
+                grad[pad] = kept  # the padding row never receives gradient
         return None
 
     def load_word_vectors(self, path, vocab, *, encoding: str = "utf-8") -> WordVectorReport:
@@ -381,8 +389,6 @@ class Dropout(Module):
             raise ValueError(f"Dropout: p: expected a probability in [0, 1], got {p}")
         self.p = float(p)
         self._rng = np.random.default_rng(seed)
-        self._mask = None
-        self._shape = None
 
     def reseed(self, seed) -> None:
         self._rng = np.random.default_rng(seed)
@@ -394,28 +400,33 @@ class Dropout(Module):
         self._rng.bit_generator.state = state
 
     def forward(self, x):
+        """``x`` float array of any shape -> the same shape (identity in eval mode)."""
+        return super().forward(x)
+
+    def _forward(self, x):
         x = _float_input(x, "Dropout.forward", "x")
-        self._shape = x.shape
         if not self.training or self.p == 0.0:
-            self._mask = "identity"
-            return x
-        if self.p == 1.0:
-            self._mask = np.zeros(x.shape, dtype=np.float32)
+            mask, out = None, x
+        elif self.p == 1.0:
+            mask = np.zeros(x.shape, dtype=np.float32)
+            out = x * mask
         else:
             mask = self._rng.random(x.shape, dtype=np.float32)
             np.greater_equal(mask, np.float32(self.p), out=mask, casting="unsafe")
             mask *= np.float32(1.0 / (1.0 - self.p))
-            self._mask = mask
-        return x * self._mask
+            out = x * mask
+        return out, ((mask, x.shape) if self.saving() else None)
 
     def backward(self, grad_output):
-        if self._mask is None and not self.training:
-            self._mask = "identity"  # eval-mode dropout is the identity, no forward state needed
-        mask = _need_cache(self._mask, "Dropout.backward")
-        g = _check_grad_shape(grad_output, self._shape if self._shape is not None else np.shape(grad_output),
-                              "Dropout.backward")
-        self._mask = None
-        return g if isinstance(mask, str) else g * mask
+        """Gradient of the input; in eval mode (the identity) it needs no forward."""
+        if not self.training and not self.pending():
+            return _float_input(grad_output, "Dropout.backward", "grad_output")
+        return super().backward(grad_output)
+
+    def _backward(self, ctx, grad_output):
+        mask, shape = ctx.saved
+        g = _check_grad_shape(grad_output, shape, "Dropout.backward")
+        return g if mask is None else g * mask
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -444,9 +455,12 @@ class LayerNorm(Module):
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
-        self._cache = None
 
     def forward(self, x):
+        """``x`` float (..., *normalized_shape) -> the same shape."""
+        return super().forward(x)
+
+    def _forward(self, x):
         x = _float_input(x, "LayerNorm.forward", "x")
         k = len(self.normalized_shape)
         if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim < k:
@@ -463,23 +477,26 @@ class LayerNorm(Module):
             if self.bias is not None:
                 out += self.bias.data.reshape(-1)
         else:
-            out = xhat.copy() if self.training else xhat
-        self._cache = (xhat, rstd, x.shape) if self.training else None
-        return out.reshape(x.shape)
+            out = xhat.copy() if self.saving() else xhat  # xhat is kept for backward: not the caller's
+        return out.reshape(x.shape), ((xhat, rstd, x.shape) if self.saving() else None)
 
     def backward(self, grad_output):
-        xhat, rstd, shape = _need_cache(self._cache, "LayerNorm.backward")
+        """Gradient of the input of this thread's newest pending forward; adds into the grads."""
+        return super().backward(grad_output)
+
+    def _backward(self, ctx, grad_output):
+        xhat, rstd, shape = ctx.saved
         g = _check_grad_shape(grad_output, shape, "LayerNorm.backward").reshape(xhat.shape)
         if self.weight is not None:
-            self.weight.grad += np.sum(g * xhat, axis=0).reshape(self.normalized_shape)
-            if self.bias is not None:
-                self.bias.grad += g.sum(axis=0).reshape(self.normalized_shape)
+            with accumulating(self.weight, self.bias):
+                self.weight.grad += np.sum(g * xhat, axis=0).reshape(self.normalized_shape)
+                if self.bias is not None:
+                    self.bias.grad += g.sum(axis=0).reshape(self.normalized_shape)
             g = g * self.weight.data.reshape(-1)
         # d/dx of (x - mean) * rstd, the two mean terms projected out
         gx = g - g.mean(axis=1, keepdims=True)
         gx -= xhat * np.mean(g * xhat, axis=1, keepdims=True)
         gx *= rstd
-        self._cache = None
         return gx.reshape(shape)
 
     def extra_repr(self) -> str:
@@ -520,16 +537,30 @@ class Sequential(Module):
         return items[idx][1]
 
     def forward(self, x):
+        """Each module in order."""
+        return super().forward(x)
+
+    def _forward(self, x):
+        if not self.saving():
+            for m in self._modules.values():
+                x = m(x)
+            return x, None
+        ctxs = []
         for m in self._modules.values():
-            x = m(x)
-        return x
+            x, ctx = m.forward_ctx(x)
+            ctxs.append(ctx)
+        return x, ctxs
 
     def backward(self, grad_output):
+        """Each module's backward in reverse order."""
+        return super().backward(grad_output)
+
+    def _backward(self, ctx, grad_output):
         g = grad_output
         mods = list(self._modules.items())
         for pos in range(len(mods) - 1, -1, -1):
             name, m = mods[pos]
-            g = m.backward(g)
+            g = m.backward_ctx(ctx.saved[pos], g)
             if g is None and pos > 0:
                 raise RuntimeError(f"Sequential.backward: module {name!r} ({type(m).__name__}) returns no input "
                                    "gradient, so it can only be the first module")

@@ -1,16 +1,30 @@
-"""Module and Parameter: the explicit forward/backward building blocks (DESIGN.md §4).
+"""Module and Parameter: the explicit forward/backward building blocks.
 
-There is no autograd tape. A module caches in ``forward`` what its ``backward`` needs;
-``backward(grad_out)`` returns the gradient of the input and accumulates (+=) into each
-parameter's ``.grad``.
+There is no autograd tape. A training forward produces a :class:`Context` holding exactly what
+its backward needs (copies of any input it keeps, so editing an input array afterwards changes
+nothing); ``backward`` consumes it, returns the gradient of the input and accumulates (+=) into
+each parameter's ``.grad``. Two ways to hold the contexts, one policy:
+
+* explicit: ``out, ctx = m.forward_ctx(x)`` ... ``m.backward_ctx(ctx, grad)`` (any order, any
+  thread, each context once);
+* sugar: ``out = m(x)`` ... ``m.backward(grad)``: pending forwards form a stack per module and per
+  thread, and ``backward`` takes the newest (so backward calls come in reverse order of the
+  forwards, as back-propagation through time and decoder loops need).
+
+A backward that has no forward to pair with raises; so does a context given to another module or
+used twice. Gradients accumulate under each parameter's lock, so one module may train from
+several threads at once. ``with no_grad():`` (or ``eval()``) runs forwards that keep nothing.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+import warnings
+import weakref
 from collections import OrderedDict
 from typing import Iterator
 
 import numpy as np
-
 
 class Parameter:
     """A float32 array with its gradient.
@@ -21,13 +35,22 @@ class Parameter:
     itself must call ``mark_changed()``.
     """
 
-    __slots__ = ("_data", "grad", "version", "requires_grad")
+    __slots__ = ("_data", "grad", "version", "requires_grad", "_lock")
 
     def __init__(self, data, requires_grad: bool = True):
         self._data = _as_float32(data, "data")
         self.grad = np.zeros_like(self._data)
         self.version = 0
         self.requires_grad = bool(requires_grad)  # False: frozen, optimizers leave it alone
+        self._lock = threading.Lock()  # held while a backward adds into .grad
+
+    def __getstate__(self):  # locks do not pickle; a copy gets its own
+        return {"data": self._data, "grad": self.grad, "version": self.version, "requires_grad": self.requires_grad}
+
+    def __setstate__(self, state):
+        self._data, self.grad = state["data"], state["grad"]
+        self.version, self.requires_grad = state["version"], state["requires_grad"]
+        self._lock = threading.Lock()
 
     @property
     def data(self) -> np.ndarray:
@@ -65,6 +88,67 @@ def _as_float32(value, name: str) -> np.ndarray:
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
     return np.array(arr, dtype=np.float32, order="C")  # always a private copy
+
+
+@contextlib.contextmanager
+def accumulating(*params):
+    """Hold the locks of ``params`` (None entries skipped) while adding into their ``.grad``.
+    Locks are taken in one global order, so two threads never deadlock."""
+    locks = sorted({id(p): p._lock for p in params if p is not None}.items())
+    for _, lock in locks:
+        lock.acquire()
+    try:
+        yield
+    finally:
+        for _, lock in reversed(locks):
+            lock.release()
+
+
+# saved-for-backward state -------------------------------------------------------------------
+class Context:
+    """What one training forward of ``module`` saved for its backward. Used once.
+
+    ``saved`` is the module's own record; modules that compute more than the input gradient
+    leave it here too (e.g. ``grad_hx`` of the recurrent layers)."""
+
+    __slots__ = ("module", "saved", "used", "grad_hx", "__weakref__")
+
+    def __init__(self, module, saved):
+        self.module, self.saved, self.used, self.grad_hx = module, saved, False, None
+
+    def __repr__(self) -> str:
+        return f"Context({type(self.module).__name__}, {'used' if self.used else 'pending'})"
+
+
+_OWN_STATE = object()  # the context of a module that keeps its state itself (forward/backward only)
+_local = threading.local()  # per thread: no_grad depth and each module's pending contexts
+
+
+def grad_enabled() -> bool:
+    return getattr(_local, "no_grad", 0) == 0
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Forwards in this block (this thread) keep nothing for backward, even in training mode."""
+    _local.no_grad = getattr(_local, "no_grad", 0) + 1
+    try:
+        yield
+    finally:
+        _local.no_grad -= 1
+
+
+def _pending(module, create: bool = True):
+    stacks = getattr(_local, "stacks", None)
+    if stacks is None:
+        if not create:
+            return None
+        stacks = _local.stacks = weakref.WeakKeyDictionary()
+    stack = stacks.get(module)
+    if stack is None and create:
+        stack = stacks[module] = []
+    return stack
+
 
 
 class Module:
@@ -163,6 +247,12 @@ class Module:
 
     # modes and gradients --------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
+        """Set training mode here and in every child. Changing the mode drops this thread's
+        pending forwards of the module (their backward would mix the two modes)."""
+        if bool(mode) != self.training:
+            stack = _pending(self, create=False)
+            if stack:
+                stack.clear()
         object.__setattr__(self, "training", bool(mode))
         for child in self._modules.values():
             child.train(mode)  # through the child's own train(), which may do more (cells drop pending steps)
@@ -176,14 +266,112 @@ class Module:
             p.zero_grad()
 
     # computation ----------------------------------------------------------------------
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__}.forward")
+    # A module implements _forward(*args) -> (output, saved) and _backward(ctx, *grads); saved
+    # is None when the forward keeps nothing (see saving()). The four public methods below are
+    # the one policy of the module docstring, shared by every module.
+    max_pending = 64  # more pending forwards than this (one module, one thread) warns: a leak
 
-    def backward(self, grad_output):
-        raise NotImplementedError(f"{type(self).__name__}.backward")
+    def saving(self) -> bool:
+        """Whether a forward now keeps what backward needs (training mode, outside no_grad)."""
+        return self.training and grad_enabled()
+
+    def forward(self, *args, **kwargs):
+        out, saved = self._forward(*args, **kwargs)
+        if saved is not None:
+            stack = _pending(self)
+            stack.append(Context(self, saved))
+            if len(stack) == self.max_pending + 1:
+                warnings.warn(f"{type(self).__name__}: {len(stack)} training forwards are waiting for their "
+                              "backward in this thread; run evaluation under eval() or rnnfast.nn.no_grad(), or "
+                              "call clear_pending()", RuntimeWarning, stacklevel=2)
+        return out
+
+    def backward(self, *grads, **kwargs):
+        """Backward of this thread's newest pending forward of this module."""
+        stack = _pending(self, create=False)
+        if not stack:
+            why = ("the module is in eval mode, which keeps no activations: call train() for training" if not self.training else
+                   "call forward in training mode first (outside no_grad); backward runs once per forward, "
+                   "and pending forwards belong to the thread that ran them")
+            raise RuntimeError(f"{type(self).__name__}.backward: no pending forward to differentiate ({why})")
+        ctx = stack.pop()
+        ctx.used = True
+        try:
+            return self._backward(ctx, *grads, **kwargs)
+        except (TypeError, ValueError):
+            # A refused gradient (wrong shape or type) leaves the forward pending, so the caller can
+            # retry: every module checks its arguments before it adds into any gradient, and the
+            # parts of a composite that did run refuse their used contexts.
+            ctx.used = False
+            stack.append(ctx)
+            raise
+
+    def forward_ctx(self, *args, **kwargs):
+        """``(output, ctx)``: a forward whose context the caller keeps (None when not saving)."""
+        if type(self)._forward is Module._forward:  # a module written with forward/backward only
+            out = self.forward(*args, **kwargs)
+            return out, (Context(self, _OWN_STATE) if self.saving() else None)
+        out, saved = self._forward(*args, **kwargs)
+        return out, (None if saved is None else Context(self, saved))
+
+    def backward_ctx(self, ctx, *grads, **kwargs):
+        """Backward of the forward that produced ``ctx`` (from :meth:`forward_ctx`)."""
+        if not isinstance(ctx, Context):
+            raise TypeError(f"{type(self).__name__}.backward_ctx: ctx: expected the Context of a training "
+                             f"forward_ctx, got {type(ctx).__name__} (eval mode and no_grad keep none)")
+        if ctx.module is not self:
+            raise ValueError(f"{type(self).__name__}.backward_ctx: ctx: belongs to a "
+                             f"{type(ctx.module).__name__}, not to this module")
+        if ctx.used:
+            raise RuntimeError(f"{type(self).__name__}.backward_ctx: ctx: already used (backward runs once per "
+                               "forward)")
+        ctx.used = True
+        if ctx.saved is _OWN_STATE:
+            return self.backward(*grads, **kwargs)
+        try:
+            return self._backward(ctx, *grads, **kwargs)
+        except (TypeError, ValueError):
+            ctx.used = False  # as in backward: a refused gradient leaves the context usable
+            raise
+
+    def pending(self) -> int:
+        """How many forwards of this module wait for their backward in this thread."""
+        stack = _pending(self, create=False)
+        return len(stack) if stack else 0
+
+    def clear_pending(self) -> None:
+        """Drop this thread's pending forwards of this module and its children."""
+        for m in self.modules():
+            stack = _pending(m, create=False)
+            if stack:
+                stack.clear()
+
+    def _forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__}._forward")
+
+    def _backward(self, ctx, *grads, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__}._backward")
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
+
+    # copies -----------------------------------------------------------------------------
+    def __getstate__(self):
+        """Pickle and deepcopy: parameters, children and settings; no pending contexts or caches
+        (attributes listed in ``_transient`` are rebuilt by ``_rebuild`` on load)."""
+        state = self.__dict__.copy()
+        for name in self._transient:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._rebuild()
+
+    _transient: tuple = ()
+
+    def _rebuild(self) -> None:
+        pass
 
     def extra_repr(self) -> str:
         return ""

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _core
 from ._checks import as_float_array, as_lengths, check_positive_int
-from .module import DropoutRng, Module, Parameter
+from .module import DropoutRng, Module, Parameter, accumulating
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
@@ -59,13 +59,9 @@ class RNNBase(DropoutRng, Module):
         gates = _GATES[cell] * hidden_size
         bound = 1.0 / math.sqrt(hidden_size)
         self._layer_params = []  # [layer][direction] -> (w_ih, w_hh, b_ih, b_hh)
-        self._pack_caches = []
-        # [layer][direction] -> activations of the pending training forward; reused every step so
-        # their memory stays mapped (one pending forward per module, as backward expects)
-        self._train_caches = [[_core.TrainCache() for _ in range(self.num_directions)] for _ in range(self.num_layers)]
         for k in range(self.num_layers):
             layer_in = input_size if k == 0 else hidden_size * self.num_directions
-            per_dir, per_cache = [], []
+            per_dir = []
             for d in range(self.num_directions):
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 shapes = [(f"weight_ih{sfx}", (gates, layer_in)), (f"weight_hh{sfx}", (gates, hidden_size))]
@@ -75,12 +71,28 @@ class RNNBase(DropoutRng, Module):
                     setattr(self, name, Parameter(rng.uniform(-bound, bound, shape)))
                 params = [getattr(self, name) for name, _ in shapes] + [None] * (4 - len(shapes))
                 per_dir.append(tuple(params))
-                per_cache.append(_PackCache())
             self._layer_params.append(per_dir)
-            self._pack_caches.append(per_cache)
-        self._saved = None
+        self._rebuild()
         self.grad_hx = None
         self.inference_weights = "float32"
+
+    _transient = ("_pack_caches", "_free_caches")
+
+    def _rebuild(self) -> None:
+        self._pack_caches = [[_PackCache() for _ in range(self.num_directions)] for _ in range(self.num_layers)]
+        # Activation buffers of finished backwards, reused by the next training forward so their
+        # memory stays mapped (page faults were ~4% of a step). Each pending forward owns its own.
+        self._free_caches = []
+
+    def _take_caches(self):
+        try:
+            return self._free_caches.pop()  # list.pop is atomic: threads never share a set
+        except IndexError:
+            return [[_core.TrainCache() for _ in range(self.num_directions)] for _ in range(self.num_layers)]
+
+    def _give_back(self, caches) -> None:
+        if len(self._free_caches) < 2:
+            self._free_caches.append(caches)
 
     def set_inference_weights(self, weights: str) -> "RNNBase":
         """Weight format of eval-mode forwards: 'float32' (default, PyTorch parity) or 'bfloat16'
@@ -161,7 +173,24 @@ class RNNBase(DropoutRng, Module):
 
     # forward / backward ----------------------------------------------------------------
     def forward(self, x, hx=None, lengths=None):
-        """Run the whole sequence. Returns (output, h_n) or, for an LSTM, (output, (h_n, c_n))."""
+        """Run the whole sequence.
+
+        Parameters
+        ----------
+        x : float array (T, B, input_size), (B, T, input_size) with ``batch_first``, or (T, input_size)
+            unbatched. Other float dtypes and non-contiguous arrays are converted.
+        hx : initial state (num_layers * num_directions, B, hidden_size) (an LSTM takes ``(h_0, c_0)``),
+            zeros when None.
+        lengths : int array (B,), each in [1, T]: packed-sequence semantics without sorting.
+
+        Returns
+        -------
+        ``(output, h_n)`` or, for an LSTM, ``(output, (h_n, c_n))``; output is (T, B, D * hidden_size)
+        in the input's layout.
+        """
+        return super().forward(x, hx, lengths)
+
+    def _forward(self, x, hx=None, lengths=None):
         xt, unbatched = self._to_time_major(x, "x")
         T, B, I = xt.shape
         if T == 0 or B == 0:
@@ -170,7 +199,10 @@ class RNNBase(DropoutRng, Module):
             raise ValueError(f"x: expected {self.input_size} input features, got {I}")
         lens = None if lengths is None else as_lengths(lengths, B, T)
         h0, c0 = self._parse_state(hx, None if unbatched else B)
-        training = self.training
+        training = self.saving()
+        if training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
+            xt = xt.copy()  # backward reads the input: the caller may edit theirs in between
+        train_caches = self._take_caches() if training else None
         D, H = self.num_directions, self.hidden_size
         hn = np.empty((self.num_layers * D, B, H), np.float32)
         cn = np.empty_like(hn) if self._is_lstm else None
@@ -186,7 +218,7 @@ class RNNBase(DropoutRng, Module):
             y = np.empty((T, B, D * H), np.float32)
             caches = [(self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], training,
                                                    "float32" if training else self.inference_weights),
-                       self._train_caches[k][d] if training else None) for d in range(D)]
+                       train_caches[k][d] if training else None) for d in range(D)]
             rows = slice(k * D, (k + 1) * D)  # this layer's entries of h0, c0, hn, cn
             if D == 2:  # both directions at once, each on half of the threads
                 (p0, cache0), (p1, cache1) = caches
@@ -199,54 +231,62 @@ class RNNBase(DropoutRng, Module):
                                     None if c0 is None else c0[k], y, 0, hn[k], None if cn is None else cn[k], cache)
             saved.append((layer_in, mask, caches))
             layer_in = y
-        self._saved = (saved, T, B, unbatched, hx is not None) if training else None
         out = self._from_time_major(layer_in, unbatched)
         if unbatched:
             hn = hn[:, 0, :]
             cn = None if cn is None else cn[:, 0, :]
-        return (out, (hn, cn)) if self._is_lstm else (out, hn)
+        result = (out, (hn, cn)) if self._is_lstm else (out, hn)
+        return result, ((saved, T, B, unbatched, train_caches) if training else None)
 
     def backward(self, grad_output, grad_state=None):
-        """Gradient of the input; accumulates every parameter's .grad; sets ``grad_hx``.
+        """Gradient of the input of this thread's newest pending forward.
 
-        ``grad_state`` is the gradient of h_n (an LSTM takes ``(grad_h_n, grad_c_n)``, either None).
+        Accumulates every parameter's ``.grad`` and sets ``grad_hx`` (the initial state's
+        gradient; also on the context with ``backward_ctx``). ``grad_output`` has the output's
+        shape; ``grad_state`` is the gradient of h_n (an LSTM takes ``(grad_h_n, grad_c_n)``,
+        either may be None).
         """
-        if self._saved is None:
-            why = "the module is in eval mode, which keeps no activations" if not self.training else \
-                "call forward in training mode first; backward runs once per forward"
-            raise ValueError(f"backward: nothing to differentiate ({why})")
-        saved, T, B, unbatched, _ = self._saved
+        return super().backward(grad_output, grad_state)
+
+    def _backward(self, ctx, grad_output, grad_state=None):
+        saved, T, B, unbatched, train_caches = ctx.saved
         D, H = self.num_directions, self.hidden_size
         out_shape = (T, D * H) if unbatched else ((B, T, D * H) if self.batch_first else (T, B, D * H))
         g = as_float_array(grad_output, "grad_output", shape=out_shape)
         dy, _ = self._to_time_major(g, "grad_output")
         dhn, dcn = self._parse_grad_state(grad_state, None if unbatched else B)
-        self._saved = None  # the kernels consume the activations
         dh0 = np.empty((self.num_layers * D, B, H), np.float32)
         dc0 = np.empty_like(dh0) if self._is_lstm else None
         for k in reversed(range(self.num_layers)):
             layer_in, mask, caches = saved[k]
             dx = np.empty(layer_in.shape, np.float32)
-            rows = slice(k * D, (k + 1) * D)
             grads = [tuple(None if p is None else p.grad for p in self._layer_params[k][d]) for d in range(D)]
-            if D == 2:
-                (p0, cache0), (p1, cache1) = caches
-                _core.layer_backward_pair(p0, p1, cache0, cache1, layer_in, dy, None if dhn is None else dhn[rows],
-                                          None if dcn is None else dcn[rows], dx, dh0[rows],
-                                          None if dc0 is None else dc0[rows], grads[0], grads[1])
-            else:
-                (packed, cache), = caches
-                _core.layer_backward(packed, cache, layer_in, dy, 0, None if dhn is None else dhn[k],
-                                     None if dcn is None else dcn[k], dx, False, dh0[k],
-                                     None if dc0 is None else dc0[k], *grads[0])
+            with accumulating(*(p for d in range(D) for p in self._layer_params[k][d])):
+                self._layer_backward(caches, layer_in, dy, dhn, dcn, dx, dh0, dc0, grads, k)
             if mask is not None:
                 dx *= mask
             dy = dx
+        self._give_back(train_caches)
         if unbatched:
             dh0 = dh0[:, 0, :]
             dc0 = None if dc0 is None else dc0[:, 0, :]
-        self.grad_hx = (dh0, dc0) if self._is_lstm else dh0
+        ctx.grad_hx = self.grad_hx = (dh0, dc0) if self._is_lstm else dh0
         return self._from_time_major(dy, unbatched)
+
+    def _layer_backward(self, caches, layer_in, dy, dhn, dcn, dx, dh0, dc0, grads, k):
+        """One layer's kernels: writes dx, dh0/dc0 rows of layer k, adds into grads."""
+        D = self.num_directions
+        rows = slice(k * D, (k + 1) * D)
+        if D == 2:
+            (p0, cache0), (p1, cache1) = caches
+            _core.layer_backward_pair(p0, p1, cache0, cache1, layer_in, dy, None if dhn is None else dhn[rows],
+                                      None if dcn is None else dcn[rows], dx, dh0[rows],
+                                      None if dc0 is None else dc0[rows], grads[0], grads[1])
+        else:
+            (packed, cache), = caches
+            _core.layer_backward(packed, cache, layer_in, dy, 0, None if dhn is None else dhn[k],
+                                 None if dcn is None else dcn[k], dx, False, dh0[k],
+                                 None if dc0 is None else dc0[k], *grads[0])
 
     def _parse_grad_state(self, grad_state, batch):
         if grad_state is None:
