@@ -32,7 +32,7 @@ py::array_t<T, py::array::c_style> checked(py::handle obj, const char* name, con
                                            bool writable = false) {
   if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + ": expected a numpy array");
   py::array arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()) || !(arr.flags() & py::array::c_style))
+  if (!arr.dtype().equal(py::dtype::of<T>()) || !(arr.flags() & py::array::c_style))
     throw py::type_error(std::string(name) + ": expected a C-contiguous " + std::string(py::str(py::dtype::of<T>())) +
                          " array, got dtype " + std::string(py::str(arr.dtype())));
   std::vector<long> got(arr.shape(), arr.shape() + arr.ndim());
@@ -448,14 +448,14 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("reference_forward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse, py::handle w_ih,
                                 py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0, py::handle c0) {
-    if (x.dtype().is(py::dtype::of<double>()))
+    if (x.dtype().equal(py::dtype::of<double>()))
       return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
     return reference_forward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
   }, "Scalar reference forward (float32 or float64): returns (y, h_n, c_n).");
   m.def("reference_backward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse,
                                  py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
                                  py::handle c0, py::handle dy, py::handle dhn, py::handle dcn) {
-    if (x.dtype().is(py::dtype::of<double>()))
+    if (x.dtype().equal(py::dtype::of<double>()))
       return reference_backward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
     return reference_backward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
   }, "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients.");
