@@ -221,15 +221,15 @@ def test_bad_grad_output_keeps_forward_usable():
     m.backward(np.zeros_like(y))  # the forward's activations were not consumed by the failures
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(input_size=0, hidden_size=3), ["input_size", ">= 1", "0"]),
-    (dict(input_size=2, hidden_size=-1), ["hidden_size", ">= 1"]),
-    (dict(input_size=2, hidden_size=3, num_layers=1.5), ["num_layers"]),
-    (dict(input_size=2, hidden_size=3, dropout=1.5), ["dropout", "[0, 1]", "1.5"]),
-    (dict(input_size=2, hidden_size=3, nonlinearity="sigmoid"), ["nonlinearity", "'tanh' or 'relu'"]),
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(input_size=0, hidden_size=3), ValueError, ["input_size", ">= 1", "0"]),
+    (dict(input_size=2, hidden_size=-1), ValueError, ["hidden_size", ">= 1"]),
+    (dict(input_size=2, hidden_size=3, num_layers=1.5), TypeError, ["num_layers", "float"]),  # as torch
+    (dict(input_size=2, hidden_size=3, dropout=1.5), ValueError, ["dropout", "[0, 1]", "1.5"]),
+    (dict(input_size=2, hidden_size=3, nonlinearity="sigmoid"), ValueError, ["nonlinearity", "'tanh' or 'relu'"]),
 ])
-def test_bad_constructor_arguments(kwargs, words):
-    with pytest.raises(ValueError) as info:
+def test_bad_constructor_arguments(kwargs, error, words):
+    with pytest.raises(error) as info:
         RNN(**kwargs)
     for w in words:
         assert w in str(info.value)

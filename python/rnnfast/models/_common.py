@@ -9,21 +9,13 @@ import numbers
 import numpy as np
 
 from ..nn import GRU, LSTM, RNN, Dropout, Embedding, GRUCell, LSTMCell, Module, RNNCell
+from ..nn._checks import check_int  # noqa: F401  (the models' integer check, re-exported)
+from ..text import length_mask  # noqa: F401
 
 CELLS = ("rnn", "rnn_tanh", "rnn_relu", "lstm", "gru")
 
 
 # argument checks ------------------------------------------------------------------------------
-def check_int(value, name: str, minimum: int, where: str, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: {name}: expected an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where}: {name}: expected an int >= {minimum}, got {value}")
-    return int(value)
-
-
 def check_prob(value, name: str, where: str, hi_open: bool = True) -> float:
     ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) \
         and 0.0 <= value and (value < 1.0 if hi_open else value <= 1.0)
@@ -108,10 +100,6 @@ def check_max_len(steps: int, lengths: np.ndarray, max_len, where: str, what: st
         i = int(np.argmax(lengths))
         raise ValueError(f"{where}: {what}: sequence {i} has {int(lengths[i])} steps, longer than the model's "
                          f"declared max_len={max_len}")
-
-
-def length_mask(lengths: np.ndarray, steps: int) -> np.ndarray:
-    return np.arange(steps)[None, :] < lengths[:, None]
 
 
 class InputEncoder(Module):

@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from ..nn._checks import check_int
 from ..nn import GRU, LSTM, RNN, Dropout, Embedding, Linear, Module
 from ..nn.module import DropoutRng
 
@@ -21,11 +22,7 @@ _CELLS = ("rnn", "rnn_tanh", "rnn_relu", "lstm", "gru")
 
 
 def _int(value, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"LanguageModel: {name}: expected an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"LanguageModel: {name}: expected an int >= {minimum}, got {value}")
-    return int(value)
+    return check_int(value, name, minimum, "LanguageModel")
 
 
 class LanguageModel(DropoutRng, Module):

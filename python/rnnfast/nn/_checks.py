@@ -6,9 +6,16 @@ import numbers
 import numpy as np
 
 
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+def check_int(value, name: str, minimum: int = 1, where: str | None = None, allow_none: bool = False):
+    """The one integer check of the layers and models: TypeError for a non-integer (bools are not
+    integers), ValueError below ``minimum``; ``where`` prefixes the message."""
+    if value is None and allow_none:
+        return None
+    at = f"{where}: " if where else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{at}{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{at}{name}: expected an int >= {minimum}, got {value}")
     return int(value)
 
 

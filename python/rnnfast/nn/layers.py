@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _core
+from ._checks import check_int
 from .module import Module, Parameter, accumulating
 
 __all__ = ["Linear", "Embedding", "Dropout", "LayerNorm", "Sequential", "WordVectorReport"]
@@ -28,14 +29,6 @@ def _float_input(x, where: str, name: str = "input") -> np.ndarray:
     if arr.dtype != np.float64 and arr.dtype != np.float32:
         arr = arr.astype(np.float32)
     return arr
-
-
-def _positive_int(value, name: str, where: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{where}: {name}: expected an int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{where}: {name}: expected a positive int, got {value}")
-    return int(value)
 
 
 def _private(arr: np.ndarray, given) -> np.ndarray:
@@ -59,8 +52,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, seed=None):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features", "Linear")
-        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        self.in_features = check_int(in_features, "in_features", 1, "Linear")
+        self.out_features = check_int(out_features, "out_features", 1, "Linear")
         gen = np.random.default_rng(seed)  # like the recurrent layers: an int, a Generator or None
         bound = 1.0 / math.sqrt(self.in_features)  # PyTorch's kaiming_uniform(a=sqrt(5)) bound
         self.weight = Parameter(gen.uniform(-bound, bound, (self.out_features, self.in_features)))
@@ -233,8 +226,8 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  *, freeze: bool = False, seed=None):
         super().__init__()
-        self.num_embeddings = _positive_int(num_embeddings, "num_embeddings", "Embedding")
-        self.embedding_dim = _positive_int(embedding_dim, "embedding_dim", "Embedding")
+        self.num_embeddings = check_int(num_embeddings, "num_embeddings", 1, "Embedding")
+        self.embedding_dim = check_int(embedding_dim, "embedding_dim", 1, "Embedding")
         self.padding_idx = self._check_padding_idx(padding_idx, self.num_embeddings)
         self.freeze = bool(freeze)
         self.weight = Parameter(np.random.default_rng(seed).standard_normal((self.num_embeddings, self.embedding_dim)),
@@ -441,7 +434,7 @@ class LayerNorm(Module):
         shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
         if not shape:
             raise ValueError("LayerNorm: normalized_shape: expected at least one dimension, got ()")
-        self.normalized_shape = tuple(_positive_int(d, "normalized_shape", "LayerNorm") for d in shape)
+        self.normalized_shape = tuple(check_int(d, "normalized_shape", 1, "LayerNorm") for d in shape)
         if not float(eps) > 0:
             raise ValueError(f"LayerNorm: eps: expected a positive float, got {eps}")
         self.eps = float(eps)

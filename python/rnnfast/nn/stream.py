@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ._checks import as_float_array, check_positive_int
+from ._checks import as_float_array, check_int
 
 
 class Stream:
@@ -29,7 +29,7 @@ class Stream:
     def __init__(self, model, batch_size: int = 1, weights: str = "float32"):
         if model.bidirectional:
             raise ValueError("stream: a bidirectional model needs the whole sequence; use forward() instead")
-        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.batch_size = check_int(batch_size, "batch_size")
         if weights not in ("float32", "bfloat16"):
             raise ValueError(f"weights: expected 'float32' or 'bfloat16', got {weights!r}")
         self.weights = weights
