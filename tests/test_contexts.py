@@ -234,3 +234,17 @@ def test_modules_and_models_copy_with_identical_outputs(index, how):
     np.testing.assert_array_equal(_run(c.eval()), want)
     p0 = next(iter(c.parameters()))
     assert p0.data is not next(iter(m.parameters())).data  # a real copy, not shared weights
+
+
+def test_no_grad_in_training_mode_still_draws_dropout():
+    m = nn.LSTM(5, 6, num_layers=2, dropout=0.5, seed=0)
+    x = randn(RNG, 4, 3, 5)
+    m.seed_dropout(3)
+    kept = m(x)[0]
+    m.clear_pending()
+    m.seed_dropout(3)
+    with nn.no_grad():
+        probe = m(x)[0]
+    assert m.pending() == 0
+    np.testing.assert_array_equal(probe, kept)  # same masks: no_grad keeps training behaviour
+    assert not np.array_equal(m.eval()(x)[0], kept)

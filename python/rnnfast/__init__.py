@@ -13,6 +13,7 @@ if "OMP_WAIT_POLICY" not in _os.environ:
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from . import nn
+from .nn import no_grad
 
 __version__ = "0.1.0"
 
@@ -32,4 +33,4 @@ def set_isa(name: str) -> None:
     _core.set_isa(name)
 
 
-__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn"]
+__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn", "no_grad"]

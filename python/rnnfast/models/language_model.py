@@ -109,7 +109,7 @@ class LanguageModel(DropoutRng, Module):
         if self.training and self._config["dropout"] > 0.0:
             s_rnn, s_out = self._dropout_rng.integers(2**63, size=2)
             self.rnn.seed_dropout(int(s_rnn))
-            self.drop.reseed(int(s_out))
+            self.drop.seed_dropout(int(s_out))
         x, c_emb = self.embedding.forward_ctx(ids)
         (out, new_state), c_rnn = self.rnn.forward_ctx(x, state, lengths)
         dropped, c_drop = self.drop.forward_ctx(out)

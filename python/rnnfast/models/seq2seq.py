@@ -28,7 +28,8 @@ import numbers
 import numpy as np
 
 from ..losses import cross_entropy
-from ..nn import Dropout, Embedding, Linear, Module
+from ..nn import Dropout, Embedding, Linear, Module, no_grad
+from ..nn.module import DropoutRng
 from ..text import pad_sequences
 from ._common import (CELLS, Saveable, check_choice, check_int, check_lengths, check_max_len, check_prob, eval_mode,
                       length_mask, make_rnn, seeds, shared_cells, shift_for_teacher_forcing,
@@ -44,7 +45,7 @@ def _log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-class Seq2Seq(Saveable, Module):
+class Seq2Seq(Saveable, DropoutRng, Module):
     """Encoder-decoder over token ids; see the module docstring.
 
     ``attention``: None, 'additive' or 'multiplicative'. ``teacher_forcing``: the probability of
@@ -108,7 +109,7 @@ class Seq2Seq(Saveable, Module):
         self.drop_out = Dropout(p, seed=s[10])
         self.out = Linear(H, Vt, seed=s[11])
         object.__setattr__(self, "_cells", shared_cells(self.decoder))  # not submodules: no duplicate names
-        self._rng = np.random.default_rng(s[12])  # scheduled sampling coins, step-mode dropout masks
+        self._dropout_rng = np.random.default_rng(s[12])  # scheduled sampling coins, step-mode dropout masks
         self.src_vocab = None
         self.tgt_vocab = None
         self.last_decoder_inputs = None
@@ -148,13 +149,6 @@ class Seq2Seq(Saveable, Module):
 
     def _specials(self, where):
         return special_ids(self._config, where, "train a vocabulary and attach it with set_vocabs(src, tgt)")
-
-    # random state (saved by checkpoints) --------------------------------------------------
-    def get_rng_state(self) -> dict:
-        return self._rng.bit_generator.state
-
-    def set_rng_state(self, state: dict) -> None:
-        self._rng.bit_generator.state = state
 
     # batches -------------------------------------------------------------------------------
     def make_batch(self, src_seqs, tgt_seqs) -> dict:
@@ -255,11 +249,11 @@ class Seq2Seq(Saveable, Module):
     def _step_logits(self, h, memory):
         """Logits (B, V) of one decoding step from the top decoder output h (B, H), with no caches;
         <pad> and <bos> masked out (never produced)."""
-        if self.attention is not None:
-            ctx, _ = self.attention(h[:, None, :], memory, keep=False)
-            x = np.concatenate([ctx[:, 0], h], axis=1)
-            h = np.tanh(x @ self.combine.weight.data.T + self.combine.bias.data)
-        z = h @ self.out.weight.data.T + self.out.bias.data
+        with no_grad():
+            if self.attention is not None:
+                ctx, _ = self.attention(h[:, None, :], memory)
+                h = np.tanh(self.combine(np.concatenate([ctx[:, 0], h], axis=1)))
+            z = self.out(h)
         c = self._config
         z[:, c["pad_id"]] = -np.inf
         if c["bos_id"] is not None:
@@ -280,7 +274,7 @@ class Seq2Seq(Saveable, Module):
             raise ValueError(f"{where}: src and tgt_in: expected the same batch size, got {np.shape(src)[0]} and "
                              f"{tgt_in.shape[0]}")
         memory, init, _, enc_ctx = self._encode(src, src_lengths, where)
-        if self.saving() and self.teacher_forcing < 1.0:
+        if self.training and self.teacher_forcing < 1.0:  # scheduled sampling, with or without no_grad
             dec_out, dec_ctx = self._decode_steps(tgt_in, init, memory)
         else:
             x, c_emb = self.tgt_embed.forward_ctx(tgt_in)
@@ -303,9 +297,9 @@ class Seq2Seq(Saveable, Module):
         p = self.decoder.dropout
         layer_masks = None
         if p > 0 and L > 1:  # the decoder layer's between-layer dropout, one mask per step and layer
-            keep = self._rng.random((T, L - 1, B, H)) >= p
+            keep = self._dropout_rng.random((T, L - 1, B, H)) >= p
             layer_masks = keep.astype(np.float32) / np.float32(1.0 - p)
-        teacher = self._rng.random((B, T)) < self.teacher_forcing
+        teacher = self._dropout_rng.random((B, T)) < self.teacher_forcing
         used = tgt_in.copy()
         states = [None if init is None else ((init[0][k], init[1][k]) if lstm else init[k]) for k in range(L)]
         dec_out = np.empty((B, T, H), np.float32)

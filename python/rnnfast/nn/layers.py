@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _core
 from ._checks import check_int
-from .module import Module, Parameter, accumulating
+from .module import DropoutRng, Module, Parameter, accumulating
 
 __all__ = ["Linear", "Embedding", "Dropout", "LayerNorm", "Sequential", "WordVectorReport"]
 
@@ -367,11 +367,12 @@ class Embedding(Module):
 
 
 # Dropout ------------------------------------------------------------------------------------------
-class Dropout(Module):
+class Dropout(DropoutRng, Module):
     """Inverted dropout: in training zero each element with probability p, scale the rest by 1/(1-p).
 
     Identity in eval mode. The mask comes from its own numpy Generator (``seed``), so a run is
-    reproducible; ``reseed`` and ``get_rng_state``/``set_rng_state`` support resuming exactly.
+    reproducible; ``seed_dropout`` and ``get_rng_state``/``set_rng_state`` (the one dropout-RNG API
+    of every module that draws masks) support resuming exactly.
     """
 
     def __init__(self, p: float = 0.5, seed=None):
@@ -381,16 +382,7 @@ class Dropout(Module):
         if not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"Dropout: p: expected a probability in [0, 1], got {p}")
         self.p = float(p)
-        self._rng = np.random.default_rng(seed)
-
-    def reseed(self, seed) -> None:
-        self._rng = np.random.default_rng(seed)
-
-    def get_rng_state(self) -> dict:
-        return self._rng.bit_generator.state
-
-    def set_rng_state(self, state: dict) -> None:
-        self._rng.bit_generator.state = state
+        self._dropout_rng = np.random.default_rng(seed)
 
     def forward(self, x):
         """``x`` float array of any shape -> the same shape (identity in eval mode)."""
@@ -404,7 +396,7 @@ class Dropout(Module):
             mask = np.zeros(x.shape, dtype=np.float32)
             out = x * mask
         else:
-            mask = self._rng.random(x.shape, dtype=np.float32)
+            mask = self._dropout_rng.random(x.shape, dtype=np.float32)
             np.greater_equal(mask, np.float32(self.p), out=mask, casting="unsafe")
             mask *= np.float32(1.0 / (1.0 - self.p))
             out = x * mask

@@ -199,10 +199,10 @@ class RNNBase(DropoutRng, Module):
             raise ValueError(f"x: expected {self.input_size} input features, got {I}")
         lens = None if lengths is None else as_lengths(lengths, B, T)
         h0, c0 = self._parse_state(hx, None if unbatched else B)
-        training = self.saving()
-        if training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
+        saving = self.saving()  # training mode draws dropout masks even under no_grad; saving keeps state
+        if saving and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
             xt = xt.copy()  # backward reads the input: the caller may edit theirs in between
-        train_caches = self._take_caches() if training else None
+        train_caches = self._take_caches() if saving else None
         D, H = self.num_directions, self.hidden_size
         hn = np.empty((self.num_layers * D, B, H), np.float32)
         cn = np.empty_like(hn) if self._is_lstm else None
@@ -210,15 +210,15 @@ class RNNBase(DropoutRng, Module):
         layer_in = xt
         for k in range(self.num_layers):
             mask = None
-            if k > 0 and training and self.dropout > 0.0:
+            if k > 0 and self.training and self.dropout > 0.0:
                 mask = (self._dropout_rng.random(layer_in.shape, dtype=np.float32) >= self.dropout)
                 mask = mask.astype(np.float32) * np.float32(1.0 / (1.0 - self.dropout)) if self.dropout < 1.0 \
                     else np.zeros(layer_in.shape, np.float32)
                 layer_in = layer_in * mask
             y = np.empty((T, B, D * H), np.float32)
-            caches = [(self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], training,
-                                                   "float32" if training else self.inference_weights),
-                       train_caches[k][d] if training else None) for d in range(D)]
+            caches = [(self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], saving,
+                                                   "float32" if self.training else self.inference_weights),
+                       train_caches[k][d] if saving else None) for d in range(D)]
             rows = slice(k * D, (k + 1) * D)  # this layer's entries of h0, c0, hn, cn
             if D == 2:  # both directions at once, each on half of the threads
                 (p0, cache0), (p1, cache1) = caches
@@ -236,7 +236,7 @@ class RNNBase(DropoutRng, Module):
             hn = hn[:, 0, :]
             cn = None if cn is None else cn[:, 0, :]
         result = (out, (hn, cn)) if self._is_lstm else (out, hn)
-        return result, ((saved, T, B, unbatched, train_caches) if training else None)
+        return result, ((saved, T, B, unbatched, train_caches) if saving else None)
 
     def backward(self, grad_output, grad_state=None):
         """Gradient of the input of this thread's newest pending forward.
