@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-import weakref
 from collections import OrderedDict
 from typing import Iterator
 
@@ -90,17 +89,23 @@ def _as_float32(value, name: str) -> np.ndarray:
     return np.array(arr, dtype=np.float32, order="C")  # always a private copy
 
 
-@contextlib.contextmanager
-def accumulating(*params):
-    """Hold the locks of ``params`` (None entries skipped) while adding into their ``.grad``.
-    Locks are taken in one global order, so two threads never deadlock."""
-    locks = sorted({id(p): p._lock for p in params if p is not None}.items())
-    for _, lock in locks:
-        lock.acquire()
-    try:
-        yield
-    finally:
-        for _, lock in reversed(locks):
+class accumulating:
+    """``with accumulating(*params):`` holds the locks of ``params`` (None entries skipped) while
+    adding into their ``.grad``. Locks are taken in one global order, so two threads never
+    deadlock. (A class, not a generator: this runs on every backward.)"""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self, *params):
+        locks = {id(p._lock): p._lock for p in params if p is not None}
+        self._locks = [locks[k] for k in sorted(locks)] if len(locks) > 1 else list(locks.values())
+
+    def __enter__(self):
+        for lock in self._locks:
+            lock.acquire()
+
+    def __exit__(self, *exc_info):
+        for lock in reversed(self._locks):
             lock.release()
 
 
@@ -121,7 +126,7 @@ class Context:
 
 
 _OWN_STATE = object()  # the context of a module that keeps its state itself (forward/backward only)
-_local = threading.local()  # per thread: no_grad depth and each module's pending contexts
+_local = threading.local()  # per thread: the no_grad depth
 
 
 def grad_enabled() -> bool:
@@ -139,16 +144,11 @@ def no_grad():
 
 
 def _pending(module, create: bool = True):
-    stacks = getattr(_local, "stacks", None)
-    if stacks is None:
-        if not create:
-            return None
-        stacks = _local.stacks = weakref.WeakKeyDictionary()
-    stack = stacks.get(module)
+    """This thread's stack of pending contexts of ``module`` (a list), or None."""
+    stack = module._threads.__dict__.get("pending")
     if stack is None and create:
-        stack = stacks[module] = []
+        stack = module._threads.pending = []
     return stack
-
 
 
 class Module:
@@ -158,6 +158,7 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_threads", threading.local())  # per thread: pending contexts
 
     # registration -------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -360,12 +361,13 @@ class Module:
         """Pickle and deepcopy: parameters, children and settings; no pending contexts or caches
         (attributes listed in ``_transient`` are rebuilt by ``_rebuild`` on load)."""
         state = self.__dict__.copy()
-        for name in self._transient:
+        for name in ("_threads",) + self._transient:
             state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        object.__setattr__(self, "_threads", threading.local())
         self._rebuild()
 
     _transient: tuple = ()
