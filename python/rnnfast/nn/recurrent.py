@@ -306,7 +306,52 @@ class RNNBase(DropoutRng, Module):
 
 
 class RNN(RNNBase):
-    """Elman RNN: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh), act = tanh or relu (as torch.nn.RNN)."""
+    """Elman RNN, as ``torch.nn.RNN``: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step of the input (I).
+    hidden_size : int
+        Features of the hidden state (H).
+    num_layers : int, default 1
+        Stacked layers; layer k > 0 reads layer k-1's output.
+    nonlinearity : {'tanh', 'relu'}, default 'tanh'
+        The activation ``act``.
+    bias : bool, default True
+        Whether the layers have ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default False
+        Input and output are (B, T, F) instead of (T, B, F); states stay (L*D, B, H).
+    dropout : float, default 0.0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+        Each layer also runs backwards in time; outputs concatenate both directions (2H).
+    seed : int, numpy Generator or None, keyword-only
+        Seeds the initialisation (uniform in +-1/sqrt(H), as PyTorch) and the dropout masks.
+
+    Attributes
+    ----------
+    weight_ih_l{k}[_reverse] : Parameter (G*H, I or D*H)
+    weight_hh_l{k}[_reverse] : Parameter (G*H, H)
+    bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse] : Parameter (G*H,)
+        PyTorch's names, shapes and gate order (G = 1); ``state_dict()`` moves both ways.
+    grad_hx : the initial state's gradient after ``backward``.
+
+    Notes
+    -----
+    ``forward(x, hx=None, lengths=None)`` runs the whole sequence in one C++ call per layer and
+    direction; ``backward(grad_output, grad_state=None)`` returns the input gradient and adds into
+    every ``Parameter.grad`` (see ``rnnfast.nn.module`` for how forwards and backwards pair, also
+    across threads). ``stream()`` steps one token at a time; ``eval()`` keeps no activations.
+
+    Examples
+    --------
+    >>> import numpy as np, rnnfast
+    >>> m = rnnfast.nn.RNN(8, 16, num_layers=2, batch_first=True)
+    >>> y, h_n = m(np.zeros((4, 10, 8), np.float32))
+    >>> y.shape
+    (4, 10, 16)
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, seed=None):
@@ -318,7 +363,50 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """Long short-term memory (as torch.nn.LSTM): returns (output, (h_n, c_n))."""
+    """Long short-term memory, as ``torch.nn.LSTM``: returns ``(output, (h_n, c_n))``.
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step of the input (I).
+    hidden_size : int
+        Features of the hidden state (H).
+    num_layers : int, default 1
+        Stacked layers; layer k > 0 reads layer k-1's output.
+    bias : bool, default True
+        Whether the layers have ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default False
+        Input and output are (B, T, F) instead of (T, B, F); states stay (L*D, B, H).
+    dropout : float, default 0.0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+        Each layer also runs backwards in time; outputs concatenate both directions (2H).
+    seed : int, numpy Generator or None, keyword-only
+        Seeds the initialisation (uniform in +-1/sqrt(H), as PyTorch) and the dropout masks.
+
+    Attributes
+    ----------
+    weight_ih_l{k}[_reverse] : Parameter (G*H, I or D*H)
+    weight_hh_l{k}[_reverse] : Parameter (G*H, H)
+    bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse] : Parameter (G*H,)
+        PyTorch's names, shapes and gate order (G = 4: input, forget, cell, output); ``state_dict()`` moves both ways.
+    grad_hx : the initial state's gradient after ``backward``.
+
+    Notes
+    -----
+    ``forward(x, hx=None, lengths=None)`` runs the whole sequence in one C++ call per layer and
+    direction; ``backward(grad_output, grad_state=None)`` returns the input gradient and adds into
+    every ``Parameter.grad`` (see ``rnnfast.nn.module`` for how forwards and backwards pair, also
+    across threads). ``stream()`` steps one token at a time; ``eval()`` keeps no activations.
+
+    Examples
+    --------
+    >>> import numpy as np, rnnfast
+    >>> m = rnnfast.nn.LSTM(8, 16, num_layers=2, batch_first=True)
+    >>> y, (h_n, c_n) = m(np.zeros((4, 10, 8), np.float32))
+    >>> y.shape
+    (4, 10, 16)
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, seed=None):
@@ -327,7 +415,51 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """Gated recurrent unit (as torch.nn.GRU, reset gate applied after the recurrent product)."""
+    """Gated recurrent unit, as ``torch.nn.GRU``: the reset gate multiplies the recurrent
+    product (W_hn h + b_hn), the form PyTorch and cuDNN use.
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step of the input (I).
+    hidden_size : int
+        Features of the hidden state (H).
+    num_layers : int, default 1
+        Stacked layers; layer k > 0 reads layer k-1's output.
+    bias : bool, default True
+        Whether the layers have ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default False
+        Input and output are (B, T, F) instead of (T, B, F); states stay (L*D, B, H).
+    dropout : float, default 0.0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+        Each layer also runs backwards in time; outputs concatenate both directions (2H).
+    seed : int, numpy Generator or None, keyword-only
+        Seeds the initialisation (uniform in +-1/sqrt(H), as PyTorch) and the dropout masks.
+
+    Attributes
+    ----------
+    weight_ih_l{k}[_reverse] : Parameter (G*H, I or D*H)
+    weight_hh_l{k}[_reverse] : Parameter (G*H, H)
+    bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse] : Parameter (G*H,)
+        PyTorch's names, shapes and gate order (G = 3: reset, update, new); ``state_dict()`` moves both ways.
+    grad_hx : the initial state's gradient after ``backward``.
+
+    Notes
+    -----
+    ``forward(x, hx=None, lengths=None)`` runs the whole sequence in one C++ call per layer and
+    direction; ``backward(grad_output, grad_state=None)`` returns the input gradient and adds into
+    every ``Parameter.grad`` (see ``rnnfast.nn.module`` for how forwards and backwards pair, also
+    across threads). ``stream()`` steps one token at a time; ``eval()`` keeps no activations.
+
+    Examples
+    --------
+    >>> import numpy as np, rnnfast
+    >>> m = rnnfast.nn.GRU(8, 16, num_layers=2, batch_first=True)
+    >>> y, h_n = m(np.zeros((4, 10, 8), np.float32))
+    >>> y.shape
+    (4, 10, 16)
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, seed=None):
