@@ -581,8 +581,9 @@ _CHUNK = 1 << 15  # 128 KB of float32: the squares stay in cache
 
 
 def _sum_of_squares(g: np.ndarray) -> float:
-    """sum(g * g), pairwise-summed per chunk. Not np.dot: BLAS would wake its own thread pool in
-    the middle of a training step, where it fights the kernels' threads for the cores."""
+    """sum(g * g), pairwise-summed per chunk. Not np.dot: for large gradients (numpy's OpenBLAS
+    0.3.31 threads a 20M-element dot, not a 1M one) BLAS wakes its own thread pool in the middle of
+    a training step, where it fights the kernels' threads for the cores."""
     buf = np.empty(min(g.size, _CHUNK), g.dtype)
     total = 0.0
     for i in range(0, g.size, _CHUNK):
