@@ -577,32 +577,16 @@ def clip_grad_norm(params, max_norm: float, norm_type: float = 2.0, error_if_non
     return total
 
 
-_CHUNK = 1 << 15  # 128 KB of float32: the squares stay in cache
-
-
-def _sum_of_squares(g: np.ndarray) -> float:
-    """sum(g * g), pairwise-summed per chunk. Not np.dot: for large gradients (numpy's OpenBLAS
-    0.3.31 threads a 20M-element dot, not a 1M one) BLAS wakes its own thread pool in the middle of
-    a training step, where it fights the kernels' threads for the cores."""
-    buf = np.empty(min(g.size, _CHUNK), g.dtype)
-    total = 0.0
-    for i in range(0, g.size, _CHUNK):
-        part = g[i:i + _CHUNK]
-        sq = np.square(part, out=buf[:part.size])
-        total += float(sq.sum(dtype=np.float64))
-    return total
-
-
 def _global_norm(grads, norm_type: float) -> float:
     if norm_type == math.inf:
         return max((float(np.max(np.abs(g))) for g in grads if g.size), default=0.0)
     if norm_type == 2.0:
         with np.errstate(over="ignore"):  # an overflow is detected and redone below
-            total = sum(_sum_of_squares(g) for g in grads)
+            total = sum(float(np.dot(g, g)) for g in grads)  # BLAS dot: no temporary
         if math.isinf(total) and all(np.isfinite(g).all() for g in grads):
             # the squares overflowed float32 although every gradient is finite: rescale
             scale = max(float(np.max(np.abs(g))) for g in grads if g.size)
-            total = sum(_sum_of_squares(g / scale) for g in grads) * scale * scale
+            total = sum(float(np.dot(g / scale, g / scale)) for g in grads) * scale * scale
         return math.sqrt(total)
     total = sum(float(np.sum(np.abs(g, dtype=np.float64) ** norm_type)) for g in grads)
     return total ** (1.0 / norm_type)
