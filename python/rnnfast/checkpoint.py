@@ -15,7 +15,7 @@ content itself. So a truncated file, a flipped byte or a mismatched model is rep
 Saving is atomic (``rnnfast._atomic``): an interrupted save leaves the previous file intact.
 Loading validates everything (format, version, checksums, keys, shapes, optimizer type, schedule,
 RNG kind) before changing any object, and rolls back if applying still fails: never half-loaded.
-safetensors is an optional dependency: ``pip install safetensors`` (or ``rnnfast[checkpoint]``).
+safetensors is a dependency of rnnfast, imported on first use.
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def _safetensors_numpy():
     try:
         import safetensors.numpy as stn
     except ImportError:
-        raise ImportError("rnnfast checkpoints need the safetensors package: pip install safetensors "
-                          "(or pip install 'rnnfast[checkpoint]')") from None
+        raise ImportError("rnnfast checkpoints need the safetensors package, a dependency of rnnfast that is "
+                          "missing from this environment: pip install safetensors") from None
     return stn
 
 
