@@ -1,5 +1,6 @@
 """`rnnfast charlm`: a tiny end-to-end train + sample, exact resume, and every user-error path."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ from rnnfast.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = ["--model", "lstm", "--layers", "1", "--hidden", "16", "--embedding", "8", "--seq-len", "8",
         "--batch-size", "4", "--val-frac", "0.1", "--sample-len", "0", "--log-interval", "100"]
+TINY_HELD_OUT = [a for a in TINY if a not in ("--val-frac", "0.1")]  # validation from --valid FILE
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +188,130 @@ def test_default_corpus_is_the_standard_library():
     assert text == again  # deterministic
     assert 200_000 <= len(text) < 2_000_000
     assert "standard library" in source and "def " in text and "import " in text
+
+
+def _named(d):
+    return sorted(n for n in os.listdir(d) if n.startswith("step"))
+
+
+def test_keep_retains_the_most_recent_named_checkpoints_across_a_resume(corpus, tmp_path, capsys):
+    rc, out, err = _run(capsys, ["train", str(corpus), *TINY, "--steps", "10", "--eval-interval", "2", "--keep", "2",
+                                 "--checkpoint-dir", str(tmp_path)])
+    assert rc == 0, err
+    assert [n[:10] for n in _named(tmp_path)] == ["step000008", "step000010"]
+    assert {"best.ckpt", "last.ckpt"} <= set(os.listdir(tmp_path))
+    assert "the 2 most recent step*.ckpt" in out
+    rc, _, err = _run(capsys, ["train", "--resume", str(tmp_path / "last.ckpt"), "--steps", "14", "--keep", "1"])
+    assert rc == 0, err
+    assert [n[:10] for n in _named(tmp_path)] == ["step000014"]  # the first run's files are pruned too
+    rc, _, err = _run(capsys, ["train", str(corpus), *TINY, "--steps", "4", "--eval-interval", "2", "--keep", "0",
+                               "--checkpoint-dir", str(tmp_path / "zero")])
+    assert rc == 0, err
+    assert sorted(os.listdir(tmp_path / "zero")) == ["best.ckpt", "last.ckpt"]
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    d = tmp_path_factory.mktemp("held_out")
+    valid, test = d / "valid.py", d / "test.py"
+    valid.write_text("".join(f"def g{i}(x):\n    return x * {i} + {i % 5}\n\n" for i in range(60, 75)), encoding="utf-8")
+    test.write_text("".join(f"def h{i}(x):\n    return x + {i}\n\n" for i in range(75, 95)), encoding="utf-8")
+    return valid, test
+
+
+def test_valid_and_test_files_and_eval_agree(corpus, held_out, tmp_path, capsys):
+    valid, test = held_out
+    rc, out, err = _run(capsys, ["train", str(corpus), *TINY_HELD_OUT, "--steps", "6", "--eval-interval", "3",
+                                 "--valid", str(valid), "--test", str(test), "--checkpoint-dir", str(tmp_path)])
+    assert rc == 0, err
+    assert f"validation {len(valid.read_text())} characters ({valid})" in out
+    last = load_checkpoint(tmp_path / "last.ckpt")
+    assert last.extra["hparams"]["val_frac"] is None
+    val_loss = [h["val_loss"] for h in last.extra["trainer"]["history"] if h["kind"] == "eval"][-1]
+    test_line = [line for line in out.splitlines() if line.startswith(f"test {test}: ")]
+    assert len(test_line) == 1 and "with best.ckpt (step " in test_line[0], out
+
+    # `charlm eval` scores exactly as training validated: the same number for the same weights and text
+    rc, ev, err = _run(capsys, ["eval", str(tmp_path / "last.ckpt"), str(valid)])
+    assert rc == 0, err
+    assert ev.startswith(f"{valid}: {charlm._loss_text(val_loss)} over ")
+    rc, ev, err = _run(capsys, ["eval", str(tmp_path / "best.ckpt"), str(test), "--threads", "1"])
+    assert rc == 0, err
+    bits = float(ev.split(": ", 1)[1].split(" bits/char")[0])
+    assert test_line[0].startswith(f"test {test}: {bits:.4f} bits/char (")
+    nats = float(ev.split("(", 1)[1].split(" nats/char")[0])
+    assert abs(bits - nats / np.log(2)) < 1e-3 and 0 < bits < 8
+
+    # a resumed run keeps its --valid file (and refuses another one)
+    rc, out, err = _run(capsys, ["train", "--resume", str(tmp_path / "last.ckpt"), "--steps", "8"])
+    assert rc == 0, err
+    assert f"({os.path.abspath(valid)})" in out
+    rc, _, err = _run(capsys, ["train", "--resume", str(tmp_path / "last.ckpt"), "--valid", str(test)])
+    _one_line_error(rc, err, "--valid", "differs")
+
+
+def test_eval_and_held_out_errors_print_one_line(corpus, trained, held_out, tmp_path, capsys):
+    valid, _ = held_out
+    ckpt = str(trained / "best.ckpt")
+    cases = [
+        (["eval", ckpt, str(tmp_path / "missing.txt")], ["missing.txt", "no such file"]),
+        (["eval", ckpt, _write(tmp_path / "short.txt", b"def f")], ["too short", "--seq-len 8"]),
+        (["eval", ckpt, _write(tmp_path / "greek.txt", "def \u03b1(x): pass\n".encode() * 20)],
+         ["U+03B1", "vocabulary lacks"]),
+        (["eval", ckpt], ["FILE"]),
+        (["eval", str(tmp_path / "nope.ckpt"), str(valid)], ["no such"]),
+        (["train", str(corpus), *TINY, "--valid", str(valid), "--val-frac", "0.2"], ["exclude each other"]),
+        (["train", str(corpus), *TINY, "--test", _write(tmp_path / "t.txt", b"x")], ["--test", "too short"]),
+        (["train", str(corpus), *TINY, "--keep", "-1"], ["--keep must be at least 0"]),
+        (["train", "--resume", str(trained / "last.ckpt"), "--valid", str(valid)], ["drop --valid"]),
+    ]
+    for argv, needles in cases:
+        rc, out, err = _run(capsys, argv)
+        _one_line_error(rc, err, *needles)
+
+
+def test_failed_runs_leave_no_empty_checkpoint_directory(corpus, tmp_path, capsys, monkeypatch):
+    ckdir = tmp_path / "new" / "charlm_checkpoints"
+    rc, _, err = _run(capsys, ["train", str(corpus), *TINY, "--steps", "40", "--eval-interval", "100",
+                               "--optimizer", "sgd", "--lr", "1e30", "--grad-clip", "0", "--checkpoint-dir", str(ckdir)])
+    assert rc == 1 and "diverged" in err
+    assert not (tmp_path / "new").exists()  # nothing was saved, so neither directory stays
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # as if it were not installed
+    rc, _, err = _run(capsys, ["train", str(corpus), *TINY, "--steps", "2", "--checkpoint-dir", str(ckdir)])
+    _one_line_error(rc, err, "safetensors")
+    assert not (tmp_path / "new").exists()
+
+
+def _cli_env():
+    return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
+        p for p in [os.path.dirname(os.path.dirname(charlm.__file__)), os.environ.get("PYTHONPATH", "")] if p))
+
+
+def test_ctrl_c_saves_and_the_run_resumes_exactly(corpus, tmp_path, capsys):
+    opts = ["train", str(corpus), *TINY, "--dropout", "0.2", "--eval-interval", "1000", "--log-interval", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "rnnfast.cli", "charlm", *opts, "--steps", "100000000",
+                             "--checkpoint-dir", str(tmp_path / "a")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env())
+    try:
+        for line in proc.stdout:  # wait until training is under way, then press Ctrl-C
+            if line.startswith("step 5 |"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().split("\n")) == 1, err
+    last = tmp_path / "a" / "last.ckpt"
+    assert f"saved {last}" in err and f"--resume {last}" in err
+    step = load_checkpoint(last).step
+    assert step >= 5 and f"interrupted after step {step};" in err
+
+    # resuming the interrupted run ends exactly where an uninterrupted one does
+    rc, _, err = _run(capsys, ["train", "--resume", str(last), "--steps", str(step + 3)])
+    assert rc == 0, err
+    assert charlm.main(opts + ["--steps", str(step + 3), "--checkpoint-dir", str(tmp_path / "b")]) == 0
+    a, b = load_checkpoint(last), load_checkpoint(tmp_path / "b" / "last.ckpt")
+    assert a.step == b.step == step + 3
+    for k in a.model_state:
+        np.testing.assert_array_equal(a.model_state[k], b.model_state[k])

@@ -1,6 +1,7 @@
 """Trainer: early stopping, divergence guard, checkpoints, exact resume, history, budgets."""
 import math
 import os
+import signal
 import time
 
 import numpy as np
@@ -12,7 +13,7 @@ from rnnfast.losses import cross_entropy, mse_loss
 from rnnfast.models import LanguageModel
 from rnnfast.nn import Linear
 from rnnfast.optim import SGD, Adam, StepLR
-from rnnfast.train import Trainer, TrainingDiverged
+from rnnfast.train import Trainer, TrainingDiverged, TrainingInterrupted
 
 
 # a tiny regression task ------------------------------------------------------------------------
@@ -271,3 +272,43 @@ def test_log_lines_without_a_progress_bar():
     assert any(line.startswith("step 2 |") and "tok/s" in line and "grad norm" in line for line in lines)
     assert any(line.startswith("eval step 4") and "val_loss 0.5000" in line for line in lines)
     assert math.isfinite(float(lines[0].split("loss ")[1].split()[0]))
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path):
+    kw = dict(grad_clip=1.0, eval_every=100, **_quiet())
+    model, opt, sched, data, step, ev = _lm_setup(0, "stream")
+    straight = Trainer(model, opt, step, data, eval_fn=ev, scheduler=sched, max_steps=9, **kw)
+    straight.fit()
+
+    def press_ctrl_c_in_step_5(model, batch, state):
+        out = step(model, batch, state)
+        if trainer.step == 4:  # step 5 is under way: it must still complete
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+    model, opt, sched, data, step, ev = _lm_setup(0, "stream")
+    trainer = Trainer(model, opt, press_ctrl_c_in_step_5, data, eval_fn=ev, scheduler=sched, max_steps=9,
+                      checkpoint_dir=tmp_path, **kw)
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit()
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert info.value.step == trainer.step == 5 and info.value.path == str(tmp_path / "last.ckpt")
+    assert trainer.stop_reason == "interrupted" and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert load_checkpoint(tmp_path / "last.ckpt").step == 5
+
+    model, opt, sched, data, step, ev = _lm_setup(99, "stream")
+    resumed = Trainer(model, opt, step, data, eval_fn=ev, scheduler=sched, max_steps=9, checkpoint_dir=tmp_path, **kw)
+    resumed.resume(tmp_path / "last.ckpt")
+    resumed.fit()
+    assert _same(_snapshot(straight.model), _snapshot(resumed.model))
+
+
+def test_keep_checkpoints_deletes_the_oldest_named_copies(tmp_path):
+    X, y = _regression()
+    model = Linear(3, 1, seed=0)
+    trainer = Trainer(model, SGD(model, lr=0.01), _mse_step, [(X, y)], eval_fn=lambda m: 1.0, max_steps=6,
+                      eval_every=1, checkpoint_dir=tmp_path, checkpoint_name="s{step}.ckpt", keep_checkpoints=2,
+                      **_quiet())
+    trainer.fit()
+    assert sorted(os.listdir(tmp_path)) == ["best.ckpt", "last.ckpt", "s5.ckpt", "s6.ckpt"]
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        Trainer(model, SGD(model, lr=0.01), _mse_step, [(X, y)], max_steps=1, keep_checkpoints=-1)

@@ -2,6 +2,9 @@
 
     rnnfast charlm train [FILE ...]        # no FILE: the Python standard library's own source
     rnnfast charlm sample CHECKPOINT
+    rnnfast charlm eval CHECKPOINT FILE    # bits (and nats) per character on a text file
+
+Ctrl-C during training saves ``last.ckpt`` (and says where); ``--resume`` continues from it.
 
 User errors print one line ``rnnfast charlm: error: ...`` and exit with status 2, with no
 traceback, and leave existing checkpoints untouched (nothing is written before the checks pass).
@@ -24,7 +27,7 @@ DEFAULT_CORPUS_CHARS = 4_000_000
 
 # Training defaults (tuned so `rnnfast charlm train --time-budget 60` on 2 cores visibly learns).
 DEFAULTS = dict(model="lstm", layers=2, hidden=256, embedding=64, seq_len=64, batch_size=32, dropout=0.0,
-                optimizer="adam", lr=2e-3, grad_clip=5.0, val_frac=0.01, eval_interval=200, seed=0)
+                optimizer="adam", lr=2e-3, grad_clip=5.0, val_frac=0.01, eval_interval=200, seed=0, keep=3)
 # Options that define the model and the data stream: a resumed run must keep them.
 RUN_KEYS = ("model", "layers", "hidden", "embedding", "seq_len", "batch_size", "dropout", "optimizer", "lr",
             "grad_clip", "val_frac", "seed")
@@ -48,7 +51,7 @@ def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
-            raise UserError("expected a command: train or sample (see `rnnfast charlm --help`)")
+            raise UserError("expected a command: train, sample or eval (see `rnnfast charlm --help`)")
         return args.func(args)
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
 
 
 def _parser():
-    p = _Parser(prog=PROG, description="Train or sample a character-level language model (like char-rnn).")
+    p = _Parser(prog=PROG, description="Train, sample or score a character-level language model (like char-rnn).")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train on text files (default: the Python standard library's source)",
@@ -80,7 +83,11 @@ def _parser():
     t.add_argument("--grad-clip", type=float,
                    help=f"clip the gradient norm to this; 0 = off (default {d['grad_clip']})")
     t.add_argument("--val-frac", type=float,
-                   help=f"share of the text (its end) used for validation (default {d['val_frac']})")
+                   help=f"share of the text (its end) used for validation (default {d['val_frac']}; not with --valid)")
+    t.add_argument("--valid", metavar="FILE", help="validate on this text file instead of the end of the corpus "
+                                                   "(then the whole corpus is for training)")
+    t.add_argument("--test", metavar="FILE", help="after training, score this text file with the best checkpoint "
+                                                  "(as `rnnfast charlm eval` does)")
     t.add_argument("--eval-interval", type=int,
                    help=f"evaluate and checkpoint every N steps (default {d['eval_interval']})")
     t.add_argument("--steps", type=int, help="stop at this total step count (a resumed run counts its earlier steps)")
@@ -90,7 +97,11 @@ def _parser():
     t.add_argument("--patience", type=int, help="stop after N evaluations without improvement (default: off)")
     t.add_argument("--checkpoint-dir", help="where checkpoints go (default ./charlm_checkpoints, or the resumed "
                                             "checkpoint's directory)")
-    t.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
+    t.add_argument("--keep", type=int, metavar="N",
+                   help=f"keep only the N most recent stepNNNNNN_val*.ckpt files (best.ckpt and last.ckpt are "
+                        f"always kept; 0 = only those two; default {d['keep']})")
+    t.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint (a Ctrl-C'd run "
+                                                    "too: it saved last.ckpt)")
     t.add_argument("--seed", type=int, help=f"random seed (default {d['seed']})")
     t.add_argument("--threads", type=int, help="kernel threads (default: rnnfast's default)")
     t.add_argument("--sample-len", type=int, default=400,
@@ -108,6 +119,15 @@ def _parser():
     s.add_argument("--seed", type=int, help="random seed for reproducible samples")
     s.add_argument("--threads", type=int, help="kernel threads")
     s.set_defaults(func=_cmd_sample)
+
+    e = sub.add_parser("eval", help="bits per character of a checkpoint on a text file",
+                       description="Score text files with a checkpoint: the mean loss per character in bits "
+                                   "and nats, computed as training validates (the checkpoint's --seq-len and "
+                                   "--batch-size, state carried across segments).")
+    e.add_argument("checkpoint", metavar="CHECKPOINT")
+    e.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files, concatenated")
+    e.add_argument("--threads", type=int, help="kernel threads")
+    e.set_defaults(func=_cmd_eval)
     return p
 
 
@@ -182,6 +202,10 @@ def _check_train_args(a):
                     ("--epochs", a.epochs), ("--patience", a.patience), ("--threads", a.threads),
                     ("--log-interval", a.log_interval)):
         _positive(name, v)
+    _positive("--keep", a.keep, 0)
+    if a.valid is not None and a.val_frac is not None:
+        raise UserError("--val-frac and --valid exclude each other: --valid FILE is the validation text, "
+                        "--val-frac splits it off the corpus; give one")
     _positive("--steps", a.steps, 0)
     _positive("--sample-len", a.sample_len, 0)
     if a.dropout is not None and not 0.0 <= a.dropout < 1.0:
@@ -241,6 +265,10 @@ def _threads(n):
 # ----------------------------------------------------------------------------------------
 def _cmd_train(a) -> int:
     _check_train_args(a)
+    try:
+        import safetensors  # noqa: F401  (checkpoints are safetensors files: fail now, not at the first save)
+    except ImportError:
+        raise UserError("checkpoints need the safetensors package (a dependency of rnnfast): pip install safetensors")
     resume_ckpt = _load_charlm_checkpoint(a.resume, "--resume checkpoint") if a.resume else None
     hp = _hyperparameters(a, resume_ckpt)
 
@@ -249,47 +277,63 @@ def _cmd_train(a) -> int:
     if resume_ckpt is not None and not files:
         files = list(resume_ckpt.extra["corpus"]["files"] or [])
     text, source = read_corpus(files) if files else stdlib_corpus()
+    valid_file = _valid_file(a, hp, resume_ckpt)
+    valid_text = read_corpus([valid_file])[0] if valid_file else None
+    test_text = read_corpus([a.test])[0] if a.test else None
     from .text import Vocab
     if resume_ckpt is not None:
         if _fingerprint(text) != resume_ckpt.extra["corpus"]["sha256"]:
             raise UserError(f"the corpus differs from the one the --resume checkpoint was trained on "
                             f"({resume_ckpt.extra['corpus']['source']}); resume on the same text")
+        if valid_text is not None and _fingerprint(valid_text) != resume_ckpt.extra["corpus"].get("valid_sha256"):
+            raise UserError(f"--valid {valid_file}: differs from the validation text the --resume checkpoint used; "
+                            f"resume with the same --valid file")
         vocab = Vocab.from_dict(resume_ckpt.extra["vocab"])
     else:
-        vocab = Vocab.build(text, specials=(), pad_token=None, unk_token=None, bos_token=None, eos_token=None)
+        # the validation and test characters belong to the vocabulary too, so every one can be scored
+        vocab = Vocab.build(text + (valid_text or "") + (test_text or ""), specials=(), pad_token=None,
+                            unk_token=None, bos_token=None, eos_token=None)
     ids = vocab.encode(text)
 
-    train_ids, val_ids = _split(ids, hp)
+    if valid_text is None:
+        train_ids, val_ids = _split(ids, hp)
+    else:
+        train_ids, val_ids = ids, _encode_known(vocab, valid_text, f"--valid {valid_file}")
+    test_ids = _encode_known(vocab, test_text, f"--test {a.test}") if test_text is not None else None
     from .data import LMStream
     B, T = hp["batch_size"], hp["seq_len"]
     if len(train_ids) < B * T + 1:
         raise UserError(f"the corpus is too small: {len(train_ids)} training characters, but --batch-size {B} x "
                         f"--seq-len {T} needs at least {B * T + 1}; give more text or lower --batch-size/--seq-len")
-    val_batch = min(B, (len(val_ids) - 1) // T)
-    if val_batch < 1:
-        raise UserError(f"the validation split is too small: {len(val_ids)} characters (--val-frac "
-                        f"{hp['val_frac']}), but one sequence needs --seq-len {T} + 1; raise --val-frac, "
-                        f"lower --seq-len or give more text")
     train = LMStream(train_ids, B, T)
-    val = LMStream(val_ids, val_batch, T)
+    val = _scoring_stream(val_ids, hp, f"--valid {valid_file}" if valid_file else None)
+    if test_ids is not None:
+        _scoring_stream(test_ids, hp, f"--test {a.test}")  # too short: say so now, not after training
 
     ckpt_dir = a.checkpoint_dir or (os.path.dirname(os.path.abspath(a.resume)) if a.resume else "charlm_checkpoints")
     if os.path.exists(ckpt_dir) and not os.path.isdir(ckpt_dir):
         raise UserError(f"--checkpoint-dir {ckpt_dir}: exists and is not a directory; choose another path")
+    created = _missing_dirs(ckpt_dir)
     try:
         os.makedirs(ckpt_dir, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--checkpoint-dir {ckpt_dir}: cannot create it ({exc.strerror}); choose another path")
-    if not os.access(ckpt_dir, os.W_OK | os.X_OK):
-        raise UserError(f"--checkpoint-dir {ckpt_dir}: not writable; choose another path")
     try:
-        import safetensors  # noqa: F401  (checkpoints are safetensors files: fail now, not at the first save)
-    except ImportError:
-        raise UserError("checkpoints need the safetensors package: pip install safetensors")
+        if not os.access(ckpt_dir, os.W_OK | os.X_OK):
+            raise UserError(f"--checkpoint-dir {ckpt_dir}: not writable; choose another path")
+        return _train(a, hp, resume_ckpt, files, text, source, valid_file, valid_text, vocab, train_ids, train,
+                      val, len(val_ids), test_ids, ckpt_dir)
+    finally:
+        _remove_if_empty(created)  # a run that saved nothing leaves no empty directory behind
+
+
+def _train(a, hp, resume_ckpt, files, text, source, valid_file, valid_text, vocab, train_ids, train, val,
+           n_val, test_ids, ckpt_dir) -> int:
     budget = dict(max_steps=a.steps, time_budget=a.time_budget, epochs=a.epochs)
     if all(v is None for v in budget.values()):
         budget["epochs"] = 50  # char-rnn's max_epochs
     _threads(a.threads)
+    B, T = hp["batch_size"], hp["seq_len"]
 
     from .models import LanguageModel
     model = LanguageModel(len(vocab), hp["embedding"], hp["hidden"], hp["layers"], hp["model"],
@@ -300,8 +344,8 @@ def _cmd_train(a) -> int:
 
     out = sys.stdout
     print(f"corpus: {len(text):,} characters from {source}", file=out)
-    print(f"vocabulary: {len(vocab)} characters; train {len(train_ids):,} / validation {len(val_ids):,} characters",
-          file=out)
+    print(f"vocabulary: {len(vocab)} characters; train {len(train_ids):,} / validation {n_val:,} characters"
+          + (f" ({valid_file})" if valid_file else ""), file=out)
     print(f"model: {hp['model'].upper()} {hp['layers']} x {hp['hidden']}, embedding {hp['embedding']}, "
           f"{n_params:,} parameters; batch {B} x seq {T}; {hp['optimizer']} lr {hp['lr']:g}"
           + (f", dropout {hp['dropout']:g}" if hp["dropout"] else "")
@@ -309,20 +353,22 @@ def _cmd_train(a) -> int:
     print(f"unigram model: validation loss {unigram:.4f} nats ({unigram / math.log(2):.3f} bits/char); losses are "
           f"per character, val_bpc = bits per character", file=out)
 
-    from .train import Trainer, TrainingDiverged
-    # the evaluation interval is not part of the run's identity: a resumed run may change it
+    from .train import Trainer, TrainingDiverged, TrainingInterrupted
+    # the evaluation interval and retention are not part of the run's identity: a resumed run may change them
     eval_interval = a.eval_interval or (resume_ckpt.extra.get("eval_interval") if resume_ckpt else None) \
         or DEFAULTS["eval_interval"]
+    keep = a.keep if a.keep is not None else DEFAULTS["keep"]
+    corpus = {"files": [os.path.abspath(f) for f in files] or None, "source": source,
+              "sha256": _fingerprint(text), "chars": len(text)}
+    if valid_file:
+        corpus.update(valid_file=os.path.abspath(valid_file), valid_sha256=_fingerprint(valid_text))
     extra = {"kind": KIND, "kind_version": KIND_VERSION, "hparams": hp, "config": model.config,
-             "eval_interval": eval_interval,
-             "vocab": vocab.to_dict(), "unigram_val_loss": unigram,
-             "corpus": {"files": [os.path.abspath(f) for f in files] or None, "source": source,
-                        "sha256": _fingerprint(text), "chars": len(text)}}
+             "eval_interval": eval_interval, "vocab": vocab.to_dict(), "unigram_val_loss": unigram, "corpus": corpus}
     trainer = Trainer(
         model, optimizer, _lm_step, train, eval_fn=lambda m: _evaluate(m, val), monitor="val_loss",
         grad_clip=hp["grad_clip"] or None, eval_every=eval_interval,
         patience=a.patience, checkpoint_dir=ckpt_dir, checkpoint_name="step{step:06d}_val{val_loss:.4f}.ckpt",
-        extra=extra, log_every=a.log_interval, **budget)
+        keep_checkpoints=keep, extra=extra, log_every=a.log_interval, **budget)
     if resume_ckpt is not None:
         try:
             trainer.resume(a.resume)
@@ -335,18 +381,90 @@ def _cmd_train(a) -> int:
     except TrainingDiverged as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        last = os.path.join(ckpt_dir, "last.ckpt")
-        hint = f"; resume with --resume {last}" if os.path.exists(last) else ""
-        print(f"{PROG}: interrupted at step {trainer.step}{hint}", file=sys.stderr)
+    except TrainingInterrupted as exc:
+        if exc.path:
+            print(f"{PROG}: interrupted after step {exc.step}; saved {exc.path}; continue with "
+                  f"`rnnfast charlm train --resume {exc.path}`", file=sys.stderr)
+        else:
+            print(f"{PROG}: interrupted before the first training step; nothing to save", file=sys.stderr)
         return 130
 
-    _report(trainer, unigram, ckpt_dir, out)
+    _report(trainer, unigram, ckpt_dir, keep, out)
     if a.sample_len:
         prime = "\n" if "\n" in vocab else vocab.itos[0]
         print(f"sample ({a.sample_len} characters, temperature 0.8, from the last weights):", file=out)
         _stream_sample(model, vocab, prime, a.sample_len, 0.8, None, hp["seed"], out)
+    if test_ids is not None:
+        best = os.path.join(ckpt_dir, "best.ckpt")
+        which = "the last weights"
+        if trainer.best_step is not None and os.path.exists(best):
+            model.load_state_dict(_load_charlm_checkpoint(best).model_state)
+            which = f"best.ckpt (step {trainer.best_step})"
+        model.eval()
+        scored = _evaluate(model, _scoring_stream(test_ids, hp, f"--test {a.test}"))
+        print(f"test {a.test}: {_loss_text(scored['val_loss'])} with {which}", file=out)
     return 0
+
+
+def _valid_file(a, hp, resume_ckpt):
+    """The --valid file, or the resumed run's; None when validation is the end of the corpus."""
+    if resume_ckpt is None:
+        return a.valid
+    stored = resume_ckpt.extra["corpus"].get("valid_file")
+    if hp["val_frac"] is not None and a.valid is not None:
+        raise UserError(f"--valid {a.valid}: the resumed run validates on the last {hp['val_frac']:g} of its "
+                        f"corpus; drop --valid to resume")
+    return a.valid or stored
+
+
+def _encode_known(vocab, text, what):
+    """Ids of ``text``; a character outside the vocabulary is a UserError naming it."""
+    unknown = sorted(set(text) - set(vocab.itos))
+    if unknown:
+        shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:5])
+        raise UserError(f"{what}: contains {len(unknown)} character(s) the model's vocabulary lacks ({shown}); "
+                        f"the vocabulary comes from the run that started training")
+    return vocab.encode(text)
+
+
+def _scoring_stream(ids, hp, what):
+    """Validation-style batches of ``ids``: up to --batch-size streams of --seq-len segments."""
+    from .data import LMStream
+    T = hp["seq_len"]
+    batch = min(hp["batch_size"], (len(ids) - 1) // T)
+    if batch < 1:
+        if what is None:
+            raise UserError(f"the validation split is too small: {len(ids)} characters (--val-frac "
+                            f"{hp['val_frac']}), but one sequence needs --seq-len {T} + 1; raise --val-frac, "
+                            f"lower --seq-len or give more text")
+        raise UserError(f"{what}: too short: {len(ids)} characters, but one sequence needs --seq-len {T} + 1; "
+                        f"give more text")
+    return LMStream(ids, batch, T)
+
+
+def _missing_dirs(path):
+    """The directories ``os.makedirs(path)`` would create, deepest first."""
+    out = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        out.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return out
+
+
+def _remove_if_empty(dirs):
+    for d in dirs:
+        try:
+            os.rmdir(d)  # fails (and stops) on the first directory with something in it
+        except OSError:
+            return
+
+
+def _loss_text(loss):
+    return f"{loss / math.log(2):.4f} bits/char ({loss:.4f} nats/char)"
 
 
 def _hyperparameters(a, resume_ckpt) -> dict:
@@ -355,6 +473,8 @@ def _hyperparameters(a, resume_ckpt) -> dict:
     if resume_ckpt is None:
         hp = dict(DEFAULTS)
         hp.update(given)
+        if a.valid is not None:
+            hp["val_frac"] = None  # validation is the --valid file, not a share of the corpus
         return {k: hp[k] for k in RUN_KEYS}
     hp = dict(resume_ckpt.extra["hparams"])
     for k, v in given.items():
@@ -413,7 +533,7 @@ def _unigram_loss(train_ids, val, vocab_size) -> float:
     return float(-logp[targets].mean())
 
 
-def _report(trainer, unigram, ckpt_dir, out):
+def _report(trainer, unigram, ckpt_dir, keep, out):
     evals = [h for h in trainer.history if h.get("kind") == "eval" and "val_loss" in h]
     ln2 = math.log(2)
     if trainer.train_seconds > 0:
@@ -425,7 +545,8 @@ def _report(trainer, unigram, ckpt_dir, out):
               f"bits/char); unigram model: {unigram:.4f} nats ({unigram / ln2:.3f} bits/char)", file=out)
         if trainer.best_value is not None:
             print(f"best: {trainer.best_value:.4f} nats ({trainer.best_value / ln2:.3f} bits/char) at step "
-                  f"{trainer.best_step}; checkpoints in {ckpt_dir} (best.ckpt, last.ckpt)", file=out)
+                  f"{trainer.best_step}; checkpoints in {ckpt_dir} (best.ckpt, last.ckpt and the {keep} most "
+                  f"recent step*.ckpt)", file=out)
 
 
 # ----------------------------------------------------------------------------------------
@@ -439,15 +560,7 @@ def _cmd_sample(a) -> int:
     if a.top_k is not None and a.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {a.top_k}")
     _positive("--threads", a.threads)
-    ckpt = _load_charlm_checkpoint(a.checkpoint)
-    from .models import LanguageModel
-    from .text import Vocab
-    vocab = Vocab.from_dict(ckpt.extra["vocab"])
-    model = LanguageModel.from_config(ckpt.extra["config"])
-    try:
-        model.load_state_dict(ckpt.model_state)
-    except (KeyError, ValueError) as exc:
-        raise UserError(f"{a.checkpoint}: the weights do not fit the model it describes ({exc}); the file is damaged")
+    _, model, vocab = _load_model(a.checkpoint)
     prime = a.prime if a.prime is not None else ("\n" if "\n" in vocab else vocab.itos[0])
     if prime == "":
         raise UserError("--prime is empty; give at least one character (or leave --prime out)")
@@ -457,6 +570,40 @@ def _cmd_sample(a) -> int:
                             f"use characters the model knows")
     _threads(a.threads)
     _stream_sample(model, vocab, prime, a.length, a.temperature, a.top_k, a.seed, sys.stdout)
+    return 0
+
+
+def _load_model(path):
+    """(checkpoint, LanguageModel with its weights, Vocab) of a charlm checkpoint."""
+    ckpt = _load_charlm_checkpoint(path)
+    from .models import LanguageModel
+    from .text import Vocab
+    vocab = Vocab.from_dict(ckpt.extra["vocab"])
+    model = LanguageModel.from_config(ckpt.extra["config"])
+    try:
+        model.load_state_dict(ckpt.model_state)
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"{path}: the weights do not fit the model it describes ({exc}); the file is damaged")
+    return ckpt, model, vocab
+
+
+# ----------------------------------------------------------------------------------------
+# eval
+# ----------------------------------------------------------------------------------------
+def _cmd_eval(a) -> int:
+    _positive("--threads", a.threads)
+    ckpt, model, vocab = _load_model(a.checkpoint)
+    text, source = read_corpus(a.files)
+    label = a.files[0] if len(a.files) == 1 else source
+    hp = ckpt.extra["hparams"]
+    ids = _encode_known(vocab, text, label)
+    _threads(a.threads)
+    model.eval()
+    stream = _scoring_stream(ids, hp, label)
+    loss = _evaluate(model, stream)["val_loss"]
+    scored = len(stream) * stream.batch_size * stream.seq_len
+    print(f"{label}: {_loss_text(loss)} over {scored:,} of its {len(ids):,} characters "
+          f"({stream.batch_size} streams x {stream.stream_len:,}; checkpoint step {ckpt.step})", file=sys.stdout)
     return 0
 
 

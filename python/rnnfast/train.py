@@ -24,6 +24,10 @@ asked only for the resumed epoch.
 of every pass) and once at the end. Each evaluation writes ``last.ckpt`` (and ``best.ckpt`` when
 the monitored metric improved, plus a named copy when ``checkpoint_name`` is set) into
 ``checkpoint_dir``; ``resume(path)`` continues exactly where that checkpoint stopped.
+
+Ctrl-C (SIGINT) during :meth:`Trainer.fit` in the main thread finishes the step under way, writes
+``last.ckpt`` and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt`` that names the file);
+a second Ctrl-C interrupts at once.
 """
 from __future__ import annotations
 
@@ -31,7 +35,9 @@ import itertools
 import math
 import numbers
 import os
+import signal
 import sys
+import threading
 import time
 from collections import OrderedDict
 
@@ -40,7 +46,7 @@ import numpy as np
 from ._atomic import atomic_write
 from .optim import ReduceLROnPlateau, clip_grad_norm
 
-__all__ = ["Trainer", "TrainingDiverged"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted"]
 
 _TRAINER_STATE_VERSION = 1
 _EPOCH_END = object()
@@ -55,6 +61,43 @@ class TrainingDiverged(RuntimeError):
         super().__init__(message)
         self.step = step
         self.loss = loss
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :meth:`Trainer.fit` between two steps. ``step`` is the number of optimizer steps
+    done; ``path`` is the checkpoint written then (``None`` without ``checkpoint_dir`` or before the
+    first step). ``Trainer.resume(path)`` continues from it."""
+
+    def __init__(self, step: int, path):
+        where = f"; saved {path}" if path else "; nothing saved"
+        super().__init__(f"training interrupted after step {step}{where}")
+        self.step = step
+        self.path = path
+
+
+class _InterruptFlag:
+    """Within ``with``: the first SIGINT only sets ``.set`` (the loop stops at the next step boundary)
+    and puts the previous handler back, so a second Ctrl-C interrupts at once. Installed only from the
+    main thread and over Python's default handler (never over the application's own)."""
+
+    def __init__(self):
+        self.set = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.set = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _check_int(name, value, minimum, allow_none=True):
@@ -91,7 +134,9 @@ class Trainer:
     ``patience``: stop after that many evaluations without an improvement larger than
     ``min_delta``; with ``restore_best`` the model then gets the best evaluated weights back.
     ``explode_factor``: stop when a step's loss exceeds this multiple of the first step's loss
-    (the untrained model's; None disables; NaN/inf always stop). ``extra``: a JSON-able dict stored in
+    (the untrained model's; None disables; NaN/inf always stop). ``keep_checkpoints``: keep only the
+    most recent N named copies (``checkpoint_name``) and delete older ones (``last.ckpt`` and
+    ``best.ckpt`` are always kept; None keeps all). ``extra``: a JSON-able dict stored in
     every checkpoint (vocabulary, config, ...). ``rng``: a numpy Generator the task draws from
     (saved and restored with checkpoints). ``progress``: 'auto' (a tqdm bar when tqdm is
     installed and stderr is a terminal, else log lines), True (tqdm if installed), False.
@@ -103,7 +148,7 @@ class Trainer:
                  grad_clip: float | None = None, epochs: int | None = None, max_steps: int | None = None,
                  time_budget: float | None = None, eval_every: int | None = None, patience: int | None = None,
                  restore_best: bool = True, checkpoint_dir=None, checkpoint_name: str | None = None,
-                 extra: dict | None = None, rng=None, log_every: int = 50, progress="auto", log=None,
+                 keep_checkpoints: int | None = None, extra: dict | None = None, rng=None, log_every: int = 50, progress="auto", log=None,
                  explode_factor: float | None = 10.0, on_eval=None):
         for name, fn in (("model.forward", getattr(model, "forward", None)),
                          ("model.parameters", getattr(model, "parameters", None)),
@@ -150,6 +195,7 @@ class Trainer:
         self.restore_best = bool(restore_best)
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.checkpoint_name = checkpoint_name
+        self.keep_checkpoints = _check_int("keep_checkpoints", keep_checkpoints, 0)
         self.extra = dict(extra) if extra else {}
         self.rng = rng
         self.log_every = _check_int("log_every", log_every, 0, allow_none=False)
@@ -157,8 +203,6 @@ class Trainer:
         self._log = log if log is not None else print
         self.explode_factor = _check_real("explode_factor", explode_factor, minimum=1.0, strict=True)
         self.on_eval = on_eval
-        if self.checkpoint_dir is not None:
-            os.makedirs(self.checkpoint_dir, exist_ok=True)
         # clip and measure what the optimizer updates (any optimizer with step(); rnnfast's have .params)
         self._params = list(getattr(optimizer, "params", None) or model.parameters())
 
@@ -171,6 +215,7 @@ class Trainer:
         self.best_step = None
         self.bad_evals = 0
         self.stop_reason = None
+        self._named: list = []   # named checkpoint files written, oldest first (for keep_checkpoints)
         self.elapsed = 0.0       # wall-clock seconds over all fit() calls, resumed runs included
         self._state = None       # step_fn's carried state
         self._fit_t0 = None
@@ -194,50 +239,74 @@ class Trainer:
 
         Raises :class:`TrainingDiverged` (with the step number) when the loss goes NaN/inf or
         explodes; the model then keeps the weights from before that step and no checkpoint is
-        written.
+        written. Raises :class:`TrainingInterrupted` after Ctrl-C, once ``last.ckpt`` is saved.
         """
         t0 = self._fit_t0 = time.perf_counter()
         self.stop_reason = None
         self.model.train()
         bar = self._make_bar()
         self._bar = bar
-        step_seconds = 0.0
+        interrupted = None
         try:
-            while True:
-                reason = self._budget_reason(t0, step_seconds)
-                if reason:
-                    self.stop_reason = reason
-                    break
-                batch = self._next_batch()
-                if batch is _EPOCH_END:
-                    if self._finish_epoch(t0):
-                        break
-                    continue
-                ts = time.perf_counter()
-                self._train_step(batch)
-                step_seconds = time.perf_counter() - ts
-                self._window[2] += step_seconds
-                self._since_eval[2] += step_seconds
-                self.train_seconds += step_seconds
-                if bar is not None:
-                    bar.update(1)
-                if self.log_every and self.step % self.log_every == 0:
-                    self._log_window(t0)
-                if self.eval_every and self.step % self.eval_every == 0:
-                    if self._eval_point(t0):
-                        break
-            if self.step > 0 and self._last_eval_step != self.step and self.stop_reason != "early_stopping":
-                self._eval_point(t0, final=True)
+            with _InterruptFlag() as ctrl_c:
+                self._run(t0, bar, ctrl_c)
+                if ctrl_c.set:
+                    interrupted = self._save_interrupted()
         finally:
             self.elapsed += time.perf_counter() - t0
             self._fit_t0 = None
             if bar is not None:
                 bar.close()
             self._bar = None
+        if interrupted is not None:
+            self.log(str(interrupted))
+            raise interrupted
         if self.stop_reason == "early_stopping" and self.restore_best:
             self._restore_best()
         self.log(f"stopped: {self._reason_text()} after step {self.step}")
         return self.history
+
+    def _run(self, t0, bar, ctrl_c):
+        """fit()'s loop: steps until a budget, early stopping or Ctrl-C (``ctrl_c.set``) stops it."""
+        step_seconds = 0.0
+        while True:
+            if ctrl_c.set:
+                self.stop_reason = "interrupted"
+                return
+            reason = self._budget_reason(t0, step_seconds)
+            if reason:
+                self.stop_reason = reason
+                break
+            batch = self._next_batch()
+            if batch is _EPOCH_END:
+                if self._finish_epoch(t0):
+                    break
+                continue
+            ts = time.perf_counter()
+            self._train_step(batch)
+            step_seconds = time.perf_counter() - ts
+            self._window[2] += step_seconds
+            self._since_eval[2] += step_seconds
+            self.train_seconds += step_seconds
+            if bar is not None:
+                bar.update(1)
+            if self.log_every and self.step % self.log_every == 0:
+                self._log_window(t0)
+            if self.eval_every and self.step % self.eval_every == 0:
+                if self._eval_point(t0):
+                    break
+        if self.step > 0 and self._last_eval_step != self.step and self.stop_reason != "early_stopping" \
+                and not ctrl_c.set:
+            self._eval_point(t0, final=True)
+
+    def _save_interrupted(self):
+        """After Ctrl-C: write last.ckpt (when there is a directory and something was trained)."""
+        self.stop_reason = "interrupted"
+        path = self._ckpt_path("last.ckpt") if self.step > 0 else None
+        if path is not None:
+            os.makedirs(self.checkpoint_dir, exist_ok=True)
+            self.save(path)
+        return TrainingInterrupted(self.step, path)
 
     def evaluate(self) -> dict:
         """Run ``eval_fn`` in eval mode; returns the metrics as a dict (``{}`` without eval_fn)."""
@@ -303,6 +372,7 @@ class Trainer:
         self._last_eval_step = self.step
         self.tokens_seen = int(st.get("tokens_seen", 0))
         self.train_seconds = float(st.get("train_seconds", 0.0))
+        self._named = [str(n) for n in st.get("named_checkpoints", [])]
         self._window = [0.0, 0, 0.0, 0.0, 0]
         self._since_eval = [0.0, 0, 0.0]
         self._iter = data_iter
@@ -491,9 +561,6 @@ class Trainer:
         """Write last (+ best, + the named copy) atomically; returns the paths written."""
         if self.checkpoint_dir is None:
             return []
-        last = self._ckpt_path("last.ckpt")
-        self.save(last)
-        written = [last]
         targets = []
         if improved:
             targets.append(self._ckpt_path("best.ckpt"))
@@ -505,13 +572,31 @@ class Trainer:
                 raise ValueError(f"Trainer: checkpoint_name: cannot format {self.checkpoint_name!r} with "
                                  f"{sorted(fields)} ({exc!r})") from None
             targets.append(self._ckpt_path(name))
+            if name in self._named:
+                self._named.remove(name)
+            self._named.append(name)  # before saving, so the checkpoint's own list names it
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        last = self._ckpt_path("last.ckpt")
+        self.save(last)
+        written = [last]
         if targets:
             with open(last, "rb") as f:
                 data = f.read()
             for t in targets:  # the same bytes: copy rather than serialise again
                 atomic_write(t, data)
                 written.append(t)
+        self._prune_named()
         return written
+
+    def _prune_named(self):
+        """Past keep_checkpoints, delete the oldest named copies (never last.ckpt or best.ckpt)."""
+        if self.keep_checkpoints is None:
+            return
+        while len(self._named) > self.keep_checkpoints:
+            old = self._named.pop(0)
+            path = self._ckpt_path(old)
+            if old not in ("last.ckpt", "best.ckpt") and os.path.isfile(path):
+                os.remove(path)
 
     def _restore_best(self):
         if self._best_state is None:
@@ -528,6 +613,7 @@ class Trainer:
                 "elapsed": self._elapsed_now(),
                 "first_loss": self._first_loss, "last_metrics": self._last_metrics,
                 "tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds,
+                "named_checkpoints": list(self._named),
                 "state": _pack_state(self._state)}
 
     # ------------------------------------------------------------------------------------
@@ -593,6 +679,7 @@ class Trainer:
     def _reason_text(self):
         return {"max_steps": f"reached max_steps={self.max_steps}", "epochs": f"finished {self.epochs} epoch(s)",
                 "time_budget": f"time budget of {self.time_budget:g}s spent" if self.time_budget else "",
+                "interrupted": "interrupted (Ctrl-C)",
                 "early_stopping": f"no improvement of {self.monitor} in {self.patience} evaluations "
                                   f"(best {self.best_value} at step {self.best_step})"}.get(self.stop_reason,
                                                                                           str(self.stop_reason))
