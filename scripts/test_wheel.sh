@@ -24,6 +24,8 @@ import rnnfast
 
 venv = os.path.realpath(sys.argv[1])
 assert os.path.realpath(rnnfast.__file__).startswith(venv), f"rnnfast imported from {rnnfast.__file__}"
+for typed in ("py.typed", "_core.pyi"):
+    assert os.path.isfile(os.path.join(os.path.dirname(rnnfast.__file__), typed)), f"{typed} is not in the wheel"
 with open("/proc/self/maps") as f:
     libs = {line.split()[-1] for line in f if ".so" in line}
 for lib in libs:

@@ -12,8 +12,6 @@ if "OMP_WAIT_POLICY" not in _os.environ:
 
 from . import _core
 from ._core import get_num_threads, set_num_threads
-from . import nn
-from .nn import no_grad
 
 __version__ = "0.1.0"
 
@@ -31,6 +29,28 @@ def cpu_info() -> dict:
 def set_isa(name: str) -> None:
     """Force the kernels of one instruction set ('generic', 'avx2', 'avx512'), e.g. for tests."""
     _core.set_isa(name)
+
+
+# Submodules load on first use (PEP 562), so `import rnnfast` stays cheap and `rnnfast.optim` works
+# without its own import.
+_SUBMODULES = ("bench", "charlm", "checkpoint", "cli", "data", "experiments", "interop", "losses", "metrics",
+               "models", "nn", "optim", "text", "train")
+_FROM_SUBMODULES = {"no_grad": "nn"}  # names re-exported from a submodule, loaded with it
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")  # also binds it here: later lookups are direct
+    if name in _FROM_SUBMODULES:
+        value = getattr(__getattr__(_FROM_SUBMODULES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_FROM_SUBMODULES))
 
 
 __all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn", "no_grad"]

@@ -1,0 +1,127 @@
+"""Type stubs for rnnfast._core, the C++ kernels (csrc/bindings.cpp).
+
+Arrays are numpy float32 and C-contiguous unless stated (the bindings check dtype, shape and
+layout and raise ValueError/TypeError naming the argument). Shapes: T steps, B batch, I input
+size, H hidden size, G gates (RNN 1, LSTM 4, GRU 3). Arguments typed ``... | None`` accept None.
+Output arguments (``y``, ``hn``, ``dx``, ``grad_*``, ...) are written in place.
+"""
+from typing import Optional, Sequence, Tuple, TypedDict, Union
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+Int32 = npt.NDArray[np.int32]
+Real = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
+Cell = str  # 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru' (checked at run time)
+Isa = str   # 'generic', 'avx2' or 'avx512' (checked at run time)
+
+class CpuInfo(TypedDict):
+    isa: str
+    isas_available: list[str]
+    num_threads: int
+    openmp: bool
+
+def cpu_info() -> CpuInfo:
+    """The instruction set in use, the ones this CPU runs, the thread count, whether OpenMP is built in."""
+def set_isa(name: Isa, /) -> None:
+    """Use this instruction set's kernels (ValueError if unknown or not supported by this CPU)."""
+def get_isa() -> str: ...
+def set_num_threads(n: int, /) -> None:
+    """Kernel threads (n >= 1, else ValueError)."""
+def get_num_threads() -> int: ...
+
+class PackedWeights:
+    """One layer direction's weights packed for the active instruction set."""
+
+    def __init__(self, cell: Cell, w_ih: F32, w_hh: F32, b_ih: Optional[F32], b_hh: Optional[F32],
+                 with_backward: bool = False, weights: str = "float32",
+                 step: bool = False) -> None:
+        """w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H,) or None; weights 'float32' or
+        'bfloat16' (inference only). ``with_backward`` also packs
+        what backward needs; ``step`` packs for one-step forwards (streams, cells)."""
+    @property
+    def weights(self) -> str: ...
+    @property
+    def step(self) -> bool: ...
+    @property
+    def isa(self) -> str: ...
+    @property
+    def cell(self) -> str: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def has_backward(self) -> bool: ...
+
+class TrainCache:
+    """Activations a training forward keeps for its backward (consumed by the backward)."""
+
+    def __init__(self) -> None: ...
+    @property
+    def consumed(self) -> bool: ...
+
+def layer_forward(packed: PackedWeights, x: F32, lengths: Optional[Int32], reverse: bool, h0: Optional[F32],
+                  c0: Optional[F32], y: F32, y_offset: int, hn: F32, cn: Optional[F32],
+                  cache: Optional[TrainCache]) -> None:
+    """One direction of one layer. x (T, B, I); lengths (B,) in [1, T]; h0, c0, hn, cn (B, H) (cn
+    required for an LSTM); writes columns [y_offset, y_offset + H) of y (T, B, ldy). With a cache
+    (train mode) it keeps what layer_backward needs."""
+def layer_backward(packed: PackedWeights, cache: TrainCache, x: F32, dy: F32, dy_offset: int, dhn: Optional[F32],
+                   dcn: Optional[F32], dx: F32, dx_accumulate: bool, dh0: F32, dc0: Optional[F32], grad_w_ih: F32,
+                   grad_w_hh: F32, grad_b_ih: Optional[F32], grad_b_hh: Optional[F32]) -> None:
+    """Backward of layer_forward: dy (T, B, ldy) read from column dy_offset; writes (or with
+    dx_accumulate adds to) dx (T, B, I); writes dh0, dc0 (B, H); adds to the four grad_* arrays."""
+def layer_forward_pair(packed0: PackedWeights, packed1: PackedWeights, x: F32, lengths: Optional[Int32],
+                       h0: Optional[F32], c0: Optional[F32], y: F32, hn: F32, cn: Optional[F32],
+                       cache0: Optional[TrainCache], cache1: Optional[TrainCache]) -> None:
+    """Both directions of a bidirectional layer at once: h0, c0, hn, cn are (2, B, H), y is (T, B, 2H)."""
+def layer_backward_pair(packed0: PackedWeights, packed1: PackedWeights, cache0: TrainCache, cache1: TrainCache,
+                        x: F32, dy: F32, dhn: Optional[F32], dcn: Optional[F32], dx: F32, dh0: F32,
+                        dc0: Optional[F32], grads0: Tuple[F32, F32, Optional[F32], Optional[F32]],
+                        grads1: Tuple[F32, F32, Optional[F32], Optional[F32]]) -> None:
+    """Backward of layer_forward_pair: dx (T, B, I) is written with both directions' sum; grads
+    (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh) per direction are added to."""
+
+class Stream:
+    """Step-by-step inference through a stack of unidirectional layers."""
+
+    def __init__(self, layers: Sequence[PackedWeights], batch_size: int) -> None: ...
+    def step(self, x: npt.ArrayLike, out: Optional[F32] = None) -> F32:
+        """One step: x (B, I), or (I,) when batch_size is 1, any float dtype; returns (B, H) or (H,)
+        (``out`` when given)."""
+    def reset(self) -> None:
+        """Zero the state of every layer."""
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
+    def get_state(self) -> Union[F32, Tuple[F32, F32]]:
+        """h (L, B, H), or (h, c) for an LSTM stack: copies."""
+    def set_state(self, h: F32, c: Optional[F32] = None) -> None:
+        """h and c (L, B, H); c is required for an LSTM stack."""
+
+def gemm(a: F32, b: F32, c: F32, accumulate: bool = False, b_transposed: bool = False) -> None:
+    """c (+)= a @ b (or a @ b.T with b_transposed) with the kernels' packed GEMM; deterministic for any
+    thread count. a (M, K), b (K, N) or (N, K), c (M, N)."""
+def reference_forward(cell: Cell, x: Real, lengths: Int32, reverse: bool, w_ih: Real, w_hh: Real,
+                      b_ih: Optional[Real], b_hh: Optional[Real], h0: Optional[Real], c0: Optional[Real],
+                      /) -> Tuple[Real, Real, Real]:
+    """Scalar reference forward in x's precision (float32 or float64): (y (T, B, H), h_n (B, H), c_n (B, H))."""
+
+class ReferenceGrads(TypedDict):
+    dx: Real
+    dh0: Real
+    dc0: Real
+    w_ih: Real
+    w_hh: Real
+    b_ih: Real
+    b_hh: Real
+
+def reference_backward(cell: Cell, x: Real, lengths: Int32, reverse: bool, w_ih: Real, w_hh: Real,
+                       b_ih: Optional[Real], b_hh: Optional[Real], h0: Optional[Real], c0: Optional[Real],
+                       dy: Real, dhn: Optional[Real], dcn: Optional[Real], /) -> ReferenceGrads:
+    """Scalar reference backward: dx, dh0, dc0 and the parameter gradients."""
