@@ -1,4 +1,4 @@
-// CPU feature detection and the instruction-set choice (DESIGN.md §3.6).
+// CPU feature detection and the instruction-set choice (docs/ARCHITECTURE.md).
 // Compiled without architecture flags so it runs on any x86-64.
 #pragma once
 #include <string>

@@ -1,6 +1,6 @@
 """PyTorch interop: convert torch modules to rnnfast ones and move weights both ways.
 
-rnnfast uses PyTorch's parameter names, shapes and gate orders (DESIGN.md §2), so a state dict
+rnnfast uses PyTorch's parameter names, shapes and gate orders (docs/ARCHITECTURE.md), so a state dict
 moves unchanged. torch is imported only when a function needs it (``to_torch_state_dict``) or is
 handed a torch object (which means torch is already loaded); importing this module never loads it.
 """

@@ -1,4 +1,4 @@
-"""`rnnfast bench`: rnnfast's RNN, LSTM and GRU against PyTorch and ONNX Runtime (DESIGN.md §6).
+"""`rnnfast bench`: rnnfast's RNN, LSTM and GRU against PyTorch and ONNX Runtime (docs/ARCHITECTURE.md).
 
 Same weights and inputs for every engine, a correctness check before timing, interleaved repetitions,
 medians and spreads, GFLOP/s against the measured matmul peak. The peers are imported lazily and are
