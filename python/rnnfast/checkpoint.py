@@ -52,7 +52,26 @@ def _safetensors_numpy():
 
 @dataclass
 class Checkpoint:
-    """What ``load_checkpoint`` read. ``metadata`` is the whole JSON part of the file."""
+    """What :func:`load_checkpoint` or :func:`load_weights` read.
+
+    Attributes
+    ----------
+    path : str
+    step : int
+        The step saved with it.
+    extra : object
+        The caller's JSON-able ``extra`` (numpy arrays come back as arrays).
+    metadata : dict
+        The whole JSON part of the file.
+    model_state : OrderedDict of str to ndarray of float32
+        The weights by parameter name, each with its parameter's shape.
+    optimizer_state, scheduler_state, rng_state : dict or None
+        The saved states (None when not saved).
+    missing_keys, unexpected_keys : list of str
+        Weights the model has and the file lacks, and the reverse (``strict=False`` only).
+    skipped : list of str
+        Parts requested but not restored (``strict=False`` only).
+    """
 
     path: str
     step: int
@@ -69,10 +88,32 @@ class Checkpoint:
 
 # saving ----------------------------------------------------------------------------------------
 def save_checkpoint(path, model, optimizer=None, scheduler=None, step: int = 0, rng=None, extra=None) -> None:
-    """Write ``model``'s weights (and, for resuming, the other objects' state) to ``path`` atomically.
+    """Write ``model``'s weights, and for resuming the other objects' state, to one file.
 
-    ``rng`` is a ``numpy.random.Generator`` (e.g. the one that shuffles the data); the model's own
-    dropout generators are saved too. ``extra`` is any JSON-able value (numpy arrays allowed).
+    The file is safetensors (weights and optimizer arrays) with a JSON header (everything else,
+    and a CRC-32 of every array), written atomically: an interrupted save leaves the previous
+    file intact.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    model : Module
+        Its ``named_parameters()`` (float32 arrays) and its dropout generators are saved.
+    optimizer : Optimizer, optional
+        An ``rnnfast.optim`` optimizer over (some of) the model's parameters.
+    scheduler : object with ``state_dict()``, optional
+        A learning-rate schedule.
+    step : int, default 0
+        Your step counter (>= 0).
+    rng : numpy.random.Generator, optional
+        E.g. the one that shuffles the data.
+    extra : object, optional
+        Any JSON-able value (numpy arrays allowed): vocabulary, configuration, ...
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument of the wrong kind, a negative step, or ``extra`` that is not JSON-able.
     """
     _check_module(model, "save_checkpoint")
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
@@ -108,7 +149,13 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, step: int = 0, 
 
 
 def save_weights(path, model) -> None:
-    """Write only the model's weights (same format; readable by ``load_weights`` and ``load_checkpoint``)."""
+    """Write only the model's weights (same format as :func:`save_checkpoint`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    model : Module
+    """
     save_checkpoint(path, model)
 
 
@@ -132,13 +179,37 @@ def _param_names(optimizer, model) -> list:
 
 # loading ---------------------------------------------------------------------------------------
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, rng=None, strict: bool = True) -> Checkpoint:
-    """Read ``path`` and restore every object given; returns a :class:`Checkpoint` (``.step``, ``.extra``, ...).
+    """Read ``path`` and restore every object given.
 
-    With ``strict`` the file must match exactly: missing or unexpected weights, or a requested part
-    (optimizer, scheduler, rng) absent from the file, raise. Without it, the matching weights are
-    loaded and absent parts are listed in ``.skipped``. Shape, type and corruption errors always raise.
-    Nothing is changed unless everything is valid. As in PyTorch, the optimizer takes the saved
+    Nothing is changed unless everything is valid (format, version, checksums, keys, shapes,
+    optimizer type, schedule, RNG kind). As in PyTorch, the optimizer takes the saved
     hyperparameters (lr, betas, ...), not those it was built with.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save_checkpoint`.
+    model : Module, optional
+        Receives the weights and its dropout generators' states.
+    optimizer : Optimizer, optional
+    scheduler : object with ``load_state_dict()``, optional
+    rng : numpy.random.Generator, optional
+        Receives the saved generator state.
+    strict : bool, default True
+        The file must match exactly: missing or unexpected weights, or a requested part absent
+        from the file, raise. With False the matching weights load and absent parts are listed
+        in ``Checkpoint.skipped``. Shape, type and corruption errors always raise.
+
+    Returns
+    -------
+    Checkpoint
+        ``.step``, ``.extra``, ``.model_state``, ...
+
+    Raises
+    ------
+    FileNotFoundError, PermissionError
+    ValueError
+        A damaged, truncated or foreign file, or one that does not fit the objects given.
     """
     ckpt = _read(path, allow_plain=False)
     plan = []
@@ -156,8 +227,21 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, rng=None, 
 
 
 def load_weights(path, model, strict: bool = True) -> Checkpoint:
-    """Load only the weights into ``model`` (from a checkpoint, or from a plain safetensors file whose
-    tensor names are the model's parameter names, e.g. a PyTorch state dict saved with safetensors)."""
+    """Load only the weights into ``model``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint, or a plain safetensors file whose tensor names are the model's parameter
+        names (e.g. a PyTorch state dict saved with safetensors).
+    model : Module
+    strict : bool, default True
+        Missing or unexpected weights raise; with False the matching ones load.
+
+    Returns
+    -------
+    Checkpoint
+    """
     _check_module(model, "load_weights")
     ckpt = _read(path, allow_plain=True)
     _apply(_plan_model(ckpt, model, strict))

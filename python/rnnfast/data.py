@@ -79,7 +79,20 @@ def _take(idx: np.ndarray, arrays, kind):
 # shuffled mini-batches
 # ----------------------------------------------------------------------------------------
 class Batches:
-    """Re-iterable mini-batches; see :func:`batches`."""
+    """Re-iterable mini-batches, made by :func:`batches`.
+
+    ``len()`` is the number of batches per pass; each ``iter()`` is one pass, with a new
+    permutation when shuffling.
+
+    Parameters
+    ----------
+    n_or_arrays : int, ndarray, or tuple of ndarray
+    batch_size : int
+    shuffle : bool, default True
+    seed : int, numpy.random.Generator or None, default None
+    drop_last : bool, default False
+        As in :func:`batches`.
+    """
 
     def __init__(self, n_or_arrays, batch_size: int, shuffle: bool = True, seed=None, drop_last: bool = False):
         self.n, self._arrays, self._kind = _as_data(n_or_arrays)
@@ -101,9 +114,31 @@ class Batches:
 def batches(n_or_arrays, batch_size: int, shuffle: bool = True, seed=None, drop_last: bool = False) -> Batches:
     """Mini-batches over ``n`` samples, or over the first dimension of one or more arrays.
 
-    ``batches(n, bs)`` yields int64 index arrays; ``batches(X, bs)`` yields slices of ``X``;
-    ``batches((X, y), bs)`` yields ``(X_b, y_b)`` tuples. The last batch may be smaller unless
-    ``drop_last``. Returns a re-iterable with ``len()``; each pass draws a new permutation.
+    Parameters
+    ----------
+    n_or_arrays : int, ndarray, or tuple of ndarray
+        A sample count (batches are int64 index arrays), one array (batches are its rows), or
+        arrays with the same first dimension N (batches are tuples of their rows).
+    batch_size : int
+    shuffle : bool, default True
+        A new permutation every pass (else in order).
+    seed : int, numpy.random.Generator or None, default None
+        Where the randomness comes from (None: fresh entropy).
+    drop_last : bool, default False
+        Drop a last batch smaller than ``batch_size``.
+
+    Returns
+    -------
+    Batches
+        Re-iterable with ``len()``; yields index arrays (B,), array slices (B, ...), or tuples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnfast.data import batches
+    >>> X, y = np.zeros((10, 3), np.float32), np.arange(10)
+    >>> [xb.shape for xb, yb in batches((X, y), 4, seed=0)]
+    [(4, 3), (4, 3), (2, 3)]
     """
     return Batches(n_or_arrays, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
@@ -118,6 +153,19 @@ class BucketBatcher:
     samples, sort each pool by length, split it into batches, and shuffle the batch order
     (so batches are random but each is homogeneous). Without ``shuffle`` the whole set is one
     pool: batches in increasing length, the least padding possible (good for evaluation).
+    Iterating yields int64 index arrays (B,); ``len()`` is the number of batches per pass.
+
+    Parameters
+    ----------
+    lengths : array_like of int, shape (N,)
+        Each sample's length (>= 0).
+    batch_size : int
+    shuffle : bool, default True
+    seed : int, numpy.random.Generator or None, default None
+        Where the randomness comes from (None: fresh entropy).
+    bucket_size_multiplier : int, default 50
+        Pool size in batches.
+    drop_last : bool, default False
     """
 
     def __init__(self, lengths, batch_size: int, shuffle: bool = True, seed=None,
@@ -153,7 +201,19 @@ class BucketBatcher:
 
 
 def padding_fraction(lengths, index_batches) -> float:
-    """Share of the padded (B, max length) cells that are padding, over the given batches."""
+    """Share of the padded (B, max length) cells that are padding, over the given batches.
+
+    Parameters
+    ----------
+    lengths : array_like of int, shape (N,)
+    index_batches : iterable of index arrays
+        E.g. a :class:`BucketBatcher` or ``batches(N, ...)``.
+
+    Returns
+    -------
+    float
+        In [0, 1); 0 for no batches.
+    """
     lengths = np.asarray(lengths)
     total = used = 0
     for idx in index_batches:
@@ -184,10 +244,27 @@ def _split_count(name: str, value, n: int) -> int:
 def train_val_test_split(n_or_arrays, val=0.1, test=0.1, seed=0, shuffle: bool = True):
     """Split samples into (train, val, test).
 
-    ``val`` / ``test`` are fractions in [0, 1) (rounded up) or sample counts. Returns index
-    arrays for an int, arrays for one ndarray, tuples of arrays for a tuple of arrays. With
-    ``shuffle=False`` the split is contiguous (train first, then val, then test), as time
-    series and language-model corpora need.
+    Parameters
+    ----------
+    n_or_arrays : int, ndarray, or tuple of ndarray
+        A sample count (batches are int64 index arrays), one array (batches are its rows), or
+        arrays with the same first dimension N (batches are tuples of their rows).
+    val, test : float in [0, 1) or int, default 0.1
+        Fractions (rounded up) or sample counts.
+    seed : int, numpy.random.Generator or None, default 0
+    shuffle : bool, default True
+        With False the split is contiguous (train first, then val, then test), as time series
+        and language-model corpora need.
+
+    Returns
+    -------
+    (train, val, test)
+        Index arrays for an int, arrays for one ndarray, tuples of arrays for a tuple.
+
+    Raises
+    ------
+    ValueError
+        When val + test leave no training sample.
     """
     n, arrays, kind = _as_data(n_or_arrays)
     n_val, n_test = _split_count("val", val, n), _split_count("test", test, n)
@@ -216,9 +293,25 @@ class LMStream:
     first, so the corpus needs ``batch_size * seq_len + 1`` ids; the tail that does not fill a
     whole batch is dropped.
 
-    Iterating yields ``(x, y)`` int64 arrays, (B, T) with ``batch_first`` else (T, B), from the
-    current position to the end of the pass; the position then rewinds, so the next ``for``
-    loop is a new epoch. ``reset()`` rewinds early; ``stream[k]`` is batch k.
+    Iterating yields ``(x, y)`` from the current position to the end of the pass; the position
+    then rewinds, so the next ``for`` loop is a new epoch. ``reset()`` rewinds early;
+    ``stream[k]`` is batch k; ``len()`` is the number of batches per pass.
+
+    Parameters
+    ----------
+    ids : array_like of int, shape (N,)
+        The token ids of the whole corpus.
+    batch_size : int
+        B, the number of parallel streams.
+    seq_len : int
+        T, the steps per batch.
+    batch_first : bool, default True
+        ``x`` and ``y`` are int64 (B, T), else (T, B).
+
+    Raises
+    ------
+    ValueError
+        A corpus shorter than ``batch_size * seq_len + 1`` ids.
     """
 
     def __init__(self, ids, batch_size: int, seq_len: int, batch_first: bool = True):
@@ -305,11 +398,26 @@ def _as_series(series, name: str = "series") -> np.ndarray:
 
 
 def sliding_windows(series, input_len: int, horizon: int, stride: int = 1, target_cols=None):
-    """Forecasting pairs ``X (N, input_len, F)``, ``Y (N, horizon, F_out)``, float32.
+    """Forecasting pairs from a time series.
 
     Window ``i`` starts at ``s = i * stride``: ``X[i] = series[s : s+input_len]`` and
-    ``Y[i] = series[s+input_len : s+input_len+horizon]``. A 1-D series is one feature.
-    ``target_cols`` picks the forecast columns of ``Y`` (default: all).
+    ``Y[i] = series[s+input_len : s+input_len+horizon]``.
+
+    Parameters
+    ----------
+    series : array_like of numbers, shape (T,) or (T, F)
+        A 1-D series is one feature. NaN or inf raise.
+    input_len : int
+    horizon : int
+        Steps to forecast.
+    stride : int, default 1
+    target_cols : sequence of int, optional
+        The columns of ``Y`` (default: all F).
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, input_len, F)
+    Y : ndarray of float32, shape (N, horizon, F_out)
     """
     arr = _as_series(series)
     input_len = _check_int("input_len", input_len, 1)
@@ -340,10 +448,22 @@ def sliding_windows(series, input_len: int, horizon: int, stride: int = 1, targe
 
 
 def standardize(x, mean=None, std=None, eps: float = 1e-8):
-    """Zero-mean, unit-variance per feature over time: returns ``(scaled, mean, std)`` (float32).
+    """Zero-mean, unit-variance per feature over axis 0 (time or samples).
 
-    Pass the training set's ``mean`` / ``std`` to scale validation and test data the same way.
-    A constant feature (std ≈ 0) keeps std 1 so it is centred, not divided by zero.
+    A constant feature (std < eps) keeps std 1, so it is centred, not divided by zero.
+
+    Parameters
+    ----------
+    x : array_like of numbers, shape (T, ...)
+    mean, std : array_like, shape ``x.shape[1:]``, optional
+        The training set's statistics, to scale validation and test data the same way (give
+        both or neither).
+    eps : float, default 1e-8
+
+    Returns
+    -------
+    scaled : ndarray of float32, shape of ``x``
+    mean, std : ndarray of float32, shape ``x.shape[1:]``
     """
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiu":
@@ -369,6 +489,17 @@ def standardize(x, mean=None, std=None, eps: float = 1e-8):
 
 
 def unstandardize(scaled, mean, std) -> np.ndarray:
-    """Inverse of :func:`standardize` (e.g. to read forecasts in the original units)."""
+    """Inverse of :func:`standardize` (e.g. to read forecasts in the original units).
+
+    Parameters
+    ----------
+    scaled : array_like
+    mean, std : array_like
+        What :func:`standardize` returned (broadcast against ``scaled``).
+
+    Returns
+    -------
+    ndarray of float32
+    """
     return (np.asarray(scaled, dtype=np.float32) * np.asarray(std, dtype=np.float32)
             + np.asarray(mean, dtype=np.float32))

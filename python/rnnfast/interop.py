@@ -51,18 +51,36 @@ def _is_torch_module(obj) -> bool:
 
 # torch -> rnnfast ------------------------------------------------------------------------------
 def from_torch(obj, *, kind: str | None = None, nonlinearity: str = "tanh", batch_first: bool = False):
-    """The rnnfast equivalent of a torch module, with the same weights, configuration and train/eval mode.
+    """The rnnfast equivalent of a torch module, with the same weights, configuration and mode.
 
-    Supported: ``nn.RNN/LSTM/GRU`` (stacked, bidirectional, batch_first, no bias, dropout), ``nn.RNNCell/
-    LSTMCell/GRUCell``, ``nn.Embedding`` (padding_idx; a frozen weight gives ``freeze=True``), ``nn.Linear``,
-    ``nn.Dropout``, ``nn.LayerNorm`` and ``nn.Sequential`` of these. Anything else (or an option rnnfast
-    lacks, e.g. ``LSTM(proj_size>0)``, ``Embedding(max_norm=...)``) raises a ValueError/TypeError.
+    Supported: ``nn.RNN/LSTM/GRU`` (stacked, bidirectional, batch_first, no bias, dropout),
+    ``nn.RNNCell/LSTMCell/GRUCell``, ``nn.Embedding`` (padding_idx; a frozen weight gives
+    ``freeze=True``), ``nn.Linear``, ``nn.Dropout``, ``nn.LayerNorm`` and ``nn.Sequential`` of
+    these. Anything else, or an option rnnfast lacks (e.g. ``LSTM(proj_size>0)``,
+    ``Embedding(max_norm=...)``), raises.
 
-    ``obj`` may also be a state dict (torch tensors or numpy arrays) of a single recurrent layer, cell or
-    Linear: the configuration is read from the names and shapes. What the weights cannot tell comes
-    from the keywords: ``kind`` ('RNN', 'LSTM', 'GRU', 'RNNCell', 'LSTMCell', 'GRUCell', 'Linear',
-    'Embedding'; needed to tell a bias-free Linear from an Embedding), ``nonlinearity`` of an RNN, and
-    ``batch_first``.
+    Parameters
+    ----------
+    obj : torch.nn.Module or dict of str to tensor or ndarray
+        A module, or the state dict of a single recurrent layer, cell or Linear (the
+        configuration is then read from the names and shapes).
+    kind : str, optional
+        For a state dict: 'RNN', 'LSTM', 'GRU', 'RNNCell', 'LSTMCell', 'GRUCell', 'Linear' or
+        'Embedding' (needed to tell a bias-free Linear from an Embedding).
+    nonlinearity : {'tanh', 'relu'}, default 'tanh'
+        For an RNN state dict.
+    batch_first : bool, default False
+        For a recurrent-layer state dict.
+
+    Returns
+    -------
+    rnnfast.nn.Module
+        Weights copied as float32 arrays of PyTorch's shapes.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An unsupported module or option, or a state dict that fits no kind.
     """
     if _is_torch_module(obj):
         return _convert_module(obj, "module")
@@ -174,7 +192,17 @@ def _from_state_dict(sd, kind, nonlinearity, batch_first):
 
 # rnnfast -> torch ------------------------------------------------------------------------------
 def to_torch_state_dict(model) -> "OrderedDict":
-    """The model's weights as a state dict of torch tensors (copies), for ``torch_module.load_state_dict``."""
+    """The model's weights as a state dict of torch tensors, for ``torch_module.load_state_dict``.
+
+    Parameters
+    ----------
+    model : rnnfast.nn.Module
+
+    Returns
+    -------
+    OrderedDict of str to torch.Tensor
+        float32 CPU tensors (copies), with PyTorch's names and shapes.
+    """
     if not isinstance(model, rnn.Module):
         raise TypeError(f"to_torch_state_dict: model: expected an rnnfast.nn.Module, got {type(model).__name__}")
     _torch_nn()
@@ -183,9 +211,21 @@ def to_torch_state_dict(model) -> "OrderedDict":
 
 
 def load_torch_state_dict(model, state_dict, strict: bool = True):
-    """Load a PyTorch state dict (torch tensors on any device, or numpy arrays) into an rnnfast model.
+    """Load a PyTorch state dict into an rnnfast model.
 
-    Validates every key and shape before changing anything; returns ``(missing_keys, unexpected_keys)``.
+    Every key and shape is checked before anything changes.
+
+    Parameters
+    ----------
+    model : rnnfast.nn.Module
+    state_dict : dict of str to torch.Tensor or ndarray
+        Tensors on any device (converted to float32 numpy arrays).
+    strict : bool, default True
+        Missing or unexpected keys raise; with False they are returned.
+
+    Returns
+    -------
+    (missing_keys, unexpected_keys) : (list of str, list of str)
     """
     if not isinstance(model, rnn.Module):
         raise TypeError(f"load_torch_state_dict: model: expected an rnnfast.nn.Module, got {type(model).__name__}")

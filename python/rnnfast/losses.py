@@ -29,15 +29,49 @@ def _float_array(x, name: str, where: str) -> np.ndarray:
 
 def cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0, mask=None):
-    """Softmax cross-entropy over the last axis of ``logits``; returns ``(loss, grad_logits)``.
+    """Softmax cross-entropy over the last axis of ``logits``, with its gradient.
 
-    ``target`` holds class ids with shape ``logits.shape[:-1]``. Elements whose target equals
-    ``ignore_index``, or whose ``mask`` (same shape as target; bool, or float weights) is zero,
-    contribute nothing. 'mean' divides by the number of counted elements (the sum of the mask
-    weights), as PyTorch does; if nothing is counted the mean is nan and the gradient zero.
-    'sum' sums (e.g. per-timestep losses summed over time and batch). 'none' returns the
-    per-element losses, and the gradient is that of their sum. ``label_smoothing`` mixes the
-    one-hot target with the uniform distribution, as in PyTorch.
+    Fuses log-softmax and the negative log-likelihood, so large logits stay finite.
+
+    Parameters
+    ----------
+    logits : ndarray of float32 or float64, shape (..., C)
+        Unnormalised scores, classes last: (N, C) for many-to-one, (B, T, C) per time step.
+        Other floating dtypes are converted to float32.
+    target : ndarray of int, shape ``logits.shape[:-1]``
+        Class ids in [0, C), or ``ignore_index``.
+    ignore_index : int, default -100
+        Target value that contributes nothing (padding).
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        'mean' divides by the number of counted elements (the sum of the mask weights), as
+        PyTorch does; with nothing counted it is nan and the gradient zero. 'sum' sums. 'none'
+        returns the per-element losses, and the gradient is that of their sum.
+    label_smoothing : float in [0, 1], default 0.0
+        Mixes the one-hot target with the uniform distribution, as in PyTorch.
+    mask : ndarray of bool or float, shape ``target.shape``, optional
+        Zero entries contribute nothing; float entries weight the elements.
+
+    Returns
+    -------
+    loss : float, or ndarray of logits' dtype with shape ``target.shape`` for reduction='none'
+        Accumulated in float64.
+    grad_logits : ndarray, shape and dtype of ``logits``
+        The gradient of the loss with respect to ``logits``.
+
+    Raises
+    ------
+    TypeError
+        Non-floating logits, non-integer target, non-numeric mask.
+    ValueError
+        Mismatched shapes, class ids out of range, unknown reduction, label_smoothing outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnfast.losses import cross_entropy
+    >>> loss, grad = cross_entropy(np.zeros((2, 3), np.float32), np.array([0, 2]))
+    >>> round(loss, 4), grad.shape
+    (1.0986, (2, 3))
     """
     where = "cross_entropy"
     logits = _float_array(logits, "logits", where)
@@ -117,7 +151,30 @@ def cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "me
 
 
 def mse_loss(pred, target, reduction: str = "mean"):
-    """Mean squared error; returns ``(loss, grad_pred)``. Shapes must match exactly (no broadcasting)."""
+    """Mean squared error, with its gradient.
+
+    Parameters
+    ----------
+    pred : ndarray of float32 or float64, any shape
+        Predictions (other floating dtypes are converted to float32).
+    target : ndarray of float, shape ``pred.shape``
+        Targets; shapes must match exactly (no broadcasting).
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        Mean or sum over all elements (accumulated in float64), or the per-element squares.
+
+    Returns
+    -------
+    loss : float, or ndarray of ``pred.shape`` for reduction='none'
+    grad_pred : ndarray, shape and dtype of ``pred``
+        The gradient of the loss (of its sum for 'none') with respect to ``pred``.
+
+    Raises
+    ------
+    TypeError
+        Non-floating input.
+    ValueError
+        Mismatched shapes or an unknown reduction.
+    """
     where = "mse_loss"
     pred = _float_array(pred, "pred", where)
     target = _float_array(target, "target", where)
@@ -156,8 +213,19 @@ class _Loss:
     forward = __call__
 
     def backward(self, grad_loss=None):
-        """Gradient of the last loss w.r.t. its input, times ``grad_loss`` (a scalar, or for
-        reduction='none' an array shaped like the per-element loss)."""
+        """Gradient of the last loss with respect to its input.
+
+        Parameters
+        ----------
+        grad_loss : float or ndarray, optional
+            Multiplies the gradient: a scalar, or for reduction='none' an array shaped like the
+            per-element loss.
+
+        Returns
+        -------
+        ndarray
+            Shaped like the loss's input (``logits`` or ``pred``). Each loss value has one backward.
+        """
         if self._grad is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call the loss before backward()")
         grad, self._grad = self._grad, None
@@ -176,7 +244,16 @@ class _Loss:
 
 
 class CrossEntropyLoss(_Loss):
-    """Class form of :func:`cross_entropy`; ``__call__(logits, target, mask=None)``."""
+    """Class form of :func:`cross_entropy`: ``loss = crit(logits, target, mask=None)``, then
+    ``grad_logits = crit.backward()``.
+
+    Parameters
+    ----------
+    ignore_index : int, default -100
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+    label_smoothing : float in [0, 1], default 0.0
+        As in :func:`cross_entropy`.
+    """
 
     def __init__(self, *, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__(reduction)
@@ -193,7 +270,13 @@ class CrossEntropyLoss(_Loss):
 
 
 class MSELoss(_Loss):
-    """Class form of :func:`mse_loss`; ``__call__(pred, target)``."""
+    """Class form of :func:`mse_loss`: ``loss = crit(pred, target)``, then ``grad = crit.backward()``.
+
+    Parameters
+    ----------
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        As in :func:`mse_loss`.
+    """
 
     def __init__(self, *, reduction: str = "mean"):
         super().__init__(reduction)

@@ -29,7 +29,16 @@ def _pairs(pred, gold, where):
 
 
 def accuracy(pred, target) -> float:
-    """Share of equal elements of two same-shaped arrays."""
+    """Share of equal elements of two same-shaped arrays.
+
+    Parameters
+    ----------
+    pred, target : array_like, same shape, not empty
+
+    Returns
+    -------
+    float in [0, 1]
+    """
     p, t = np.asarray(pred), np.asarray(target)
     if p.shape != t.shape:
         raise ValueError(f"accuracy: expected equal shapes, got {p.shape} and {t.shape}")
@@ -39,7 +48,18 @@ def accuracy(pred, target) -> float:
 
 
 def token_accuracy(pred_seqs, gold_seqs) -> float:
-    """Share of correctly tagged tokens over all (ragged) sequences."""
+    """Share of correctly tagged tokens over all (ragged) sequences.
+
+    Parameters
+    ----------
+    pred_seqs, gold_seqs : sequence of sequences
+        Predicted and reference tags (or ids), one list or 1-D array per sequence, pairwise of
+        equal length.
+
+    Returns
+    -------
+    float in [0, 1]
+    """
     pred, gold = _pairs(pred_seqs, gold_seqs, "token_accuracy")
     right = total = 0
     for i, (p, g) in enumerate(zip(pred, gold)):
@@ -66,7 +86,25 @@ def _split(tag, scheme, where):
 
 
 def get_entities(tags, scheme: str = "BIO") -> list:
-    """The entity spans of one tag sequence as ``(type, start, end)`` with ``end`` exclusive."""
+    """The entity spans of one tag sequence (conlleval's chunk rules, see the module docstring).
+
+    Parameters
+    ----------
+    tags : sequence of str
+        Such as 'B-PER', 'I-PER', 'O'.
+    scheme : {'BIO', 'BIOES'}, default 'BIO'
+
+    Returns
+    -------
+    list of (str, int, int)
+        ``(type, start, end)`` with ``end`` exclusive.
+
+    Examples
+    --------
+    >>> from rnnfast.metrics import get_entities
+    >>> get_entities(["B-PER", "I-PER", "O", "B-LOC"])
+    [('PER', 0, 2), ('LOC', 3, 4)]
+    """
     if scheme not in _SCHEMES:
         raise ValueError(f"get_entities: scheme: expected one of {tuple(_SCHEMES)}, got {scheme!r}")
     out = []
@@ -85,9 +123,21 @@ def get_entities(tags, scheme: str = "BIO") -> list:
 
 
 def entity_f1(pred_seqs, gold_seqs, scheme: str = "BIO") -> dict:
-    """Entity-level micro precision/recall/F1 and per-type scores.
+    """Entity-level micro precision, recall and F1, and the same per entity type.
 
-    Returns ``{'precision', 'recall', 'f1', 'n_pred', 'n_gold', 'n_correct', 'per_type': {type: {...}}}``.
+    An entity counts as correct only when its type, start and end all match.
+
+    Parameters
+    ----------
+    pred_seqs, gold_seqs : sequence of sequences of str
+        Predicted and reference tags, one (ragged) list or 1-D array per sequence, pairwise of
+        equal length.
+    scheme : {'BIO', 'BIOES'}, default 'BIO'
+
+    Returns
+    -------
+    dict
+        ``{'precision', 'recall', 'f1', 'n_pred', 'n_gold', 'n_correct', 'per_type': {type: {...}}}``.
     """
     pred, gold = _pairs(pred_seqs, gold_seqs, "entity_f1")
     counts = {"pred": Counter(), "gold": Counter(), "correct": Counter()}
@@ -113,7 +163,16 @@ def entity_f1(pred_seqs, gold_seqs, scheme: str = "BIO") -> dict:
 
 
 def bio_to_bioes(tags) -> list:
-    """Rewrite a BIO tag sequence as BIOES (the same entities, single tokens as S-, last as E-)."""
+    """Rewrite a BIO tag sequence as BIOES (the same entities; single tokens as S-, last as E-).
+
+    Parameters
+    ----------
+    tags : sequence of str
+
+    Returns
+    -------
+    list of str
+    """
     spans = get_entities(tags, "BIO")
     out = ["O"] * len(tags)
     for kind, s, e in spans:
@@ -128,7 +187,17 @@ def bio_to_bioes(tags) -> list:
 
 
 def edit_distance(a, b) -> int:
-    """Levenshtein distance between two token sequences (unit insert/delete/substitute costs)."""
+    """Levenshtein distance between two token sequences (unit insert, delete, substitute costs).
+
+    Parameters
+    ----------
+    a, b : sequence
+        Tokens compared with ``==``.
+
+    Returns
+    -------
+    int
+    """
     a, b = list(a), list(b)
     prev = np.arange(len(b) + 1)
     for i, x in enumerate(a, 1):
@@ -145,7 +214,18 @@ def edit_distance(a, b) -> int:
 
 
 def token_error_rate(pred_seqs, ref_seqs) -> float:
-    """Total edit distance divided by the total reference length (word/phone error rate)."""
+    """Total edit distance divided by the total reference length (word or phone error rate).
+
+    Parameters
+    ----------
+    pred_seqs, ref_seqs : sequence of sequences
+        Predicted and reference token sequences (any lengths).
+
+    Returns
+    -------
+    float
+        >= 0 (can exceed 1 when predictions are long).
+    """
     pred, ref = _pairs(pred_seqs, ref_seqs, "token_error_rate")
     total = sum(len(list(r)) for r in ref)
     if total == 0:
@@ -154,7 +234,16 @@ def token_error_rate(pred_seqs, ref_seqs) -> float:
 
 
 def exact_match(pred_seqs, ref_seqs) -> float:
-    """Share of sequences predicted exactly."""
+    """Share of sequences predicted exactly.
+
+    Parameters
+    ----------
+    pred_seqs, ref_seqs : sequence of sequences
+
+    Returns
+    -------
+    float in [0, 1]
+    """
     pred, ref = _pairs(pred_seqs, ref_seqs, "exact_match")
     if not ref:
         raise ValueError("exact_match: no sequences")

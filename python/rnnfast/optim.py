@@ -63,7 +63,28 @@ def _number(value, name: str, where: str, lo=0.0, hi=None, hi_open=False) -> flo
 
 # Optimizers ---------------------------------------------------------------------------------------
 class Optimizer:
-    """Base class. Subclasses define ``_check_hyper``, ``_state_names`` and ``_update``."""
+    """Base class of the optimizers: updates ``Parameter.data`` in place from ``Parameter.grad``.
+
+    Subclasses define ``_check_hyper``, ``_state_names`` and ``_update``.
+
+    Parameters
+    ----------
+    params : Module, Parameter, or iterable of Parameter or (name, Parameter)
+        What to update (``module.parameters()`` or the module itself). Parameters with
+        ``requires_grad=False`` are skipped.
+    **hyper
+        The subclass's hyperparameters (``lr`` always), checked by ``_check_hyper``.
+
+    Attributes
+    ----------
+    params : list of Parameter
+    hyper : dict
+        Hyperparameters; ``lr`` is also the property :attr:`lr` (schedules set it).
+    step_count : int
+        Updates done.
+    state : list of dict of str to ndarray of float32
+        Per-parameter state (momentum buffers, moments), each shaped like its parameter.
+    """
 
     def __init__(self, params, **hyper):
         where = type(self).__name__
@@ -98,11 +119,23 @@ class Optimizer:
 
     # stepping ----------------------------------------------------------------------------
     def zero_grad(self) -> None:
+        """Set every parameter's ``grad`` to zero (in place)."""
         for p in self.params:
             p.grad.fill(0.0)
 
     def step(self, closure=None):
-        """One update of every parameter; ``closure`` (optional) recomputes and returns the loss."""
+        """One update of every parameter (and ``mark_changed()`` on each).
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Called first to recompute the loss (gradients included); its value is returned.
+
+        Returns
+        -------
+        float or None
+            What ``closure`` returned.
+        """
         loss = closure() if closure is not None else None
         first = self.step_count == 0
         self.step_count += 1
@@ -132,12 +165,34 @@ class Optimizer:
 
     # state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """The optimizer's state, to save and restore.
+
+        Returns
+        -------
+        dict
+            ``{"type", "hyper", "step", "state"}``: JSON-able scalars, and ``state`` as one
+            ``{name: float32 ndarray}`` dict per parameter in parameter order (copies).
+        """
         hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.hyper.items()}
         return {"type": type(self).__name__, "hyper": hyper, "step": self.step_count,
                 "state": [{k: v.copy() for k, v in st.items()} for st in self.state]}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore hyperparameters, step count and per-parameter state; checks everything first."""
+        """Restore hyperparameters, step count and per-parameter state.
+
+        Everything is checked before anything changes.
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` returned, from an optimizer of the same type over parameters of
+            the same shapes.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Another optimizer type, missing keys, or state arrays of the wrong count or shape.
+        """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict):
             raise TypeError(f"{where}: state_dict: expected a dict, got {type(state_dict).__name__}")
@@ -189,7 +244,24 @@ def _add_weight_decay(d, g, a, wd):
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum, dampening, Nesterov and L2 weight decay."""
+    """Stochastic gradient descent with optional momentum, dampening, Nesterov and L2 weight decay.
+
+    PyTorch's update rule: ``g = grad + weight_decay * p``; with momentum ``buf = momentum * buf +
+    (1 - dampening) * g`` (``buf = g`` at the first step) and ``g = g + momentum * buf`` (Nesterov)
+    or ``g = buf``; then ``p -= lr * g``.
+
+    Parameters
+    ----------
+    params : Module, Parameter, or iterable of Parameter or (name, Parameter)
+        As in :class:`Optimizer`.
+    lr : float, default 1e-3
+    momentum : float, default 0
+    dampening : float, default 0
+    weight_decay : float, default 0
+        L2 penalty added to the gradient.
+    nesterov : bool, default False
+        Needs momentum > 0 and dampening == 0.
+    """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False):
@@ -236,7 +308,23 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (optionally AMSGrad); ``weight_decay`` is L2 added to the gradient, as in PyTorch's Adam."""
+    """Adam (optionally AMSGrad), as in PyTorch.
+
+    ``weight_decay`` is an L2 term added to the gradient (PyTorch's Adam); :class:`AdamW` decouples it.
+
+    Parameters
+    ----------
+    params : Module, Parameter, or iterable of Parameter or (name, Parameter)
+        As in :class:`Optimizer`.
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0
+    amsgrad : bool, default False
+        Use the maximum of past second moments.
+    """
 
     _decoupled = False
 
@@ -295,7 +383,19 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay: ``p *= 1 - lr * weight_decay`` before the Adam step."""
+    """Adam with decoupled weight decay: ``p *= 1 - lr * weight_decay`` before the Adam step.
+
+    Parameters
+    ----------
+    params : Module, Parameter, or iterable of Parameter or (name, Parameter)
+        As in :class:`Optimizer`.
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 1e-2
+    amsgrad : bool, default False
+        As in :class:`Adam`.
+    """
 
     _decoupled = True
 
@@ -305,7 +405,21 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop, optionally centered and with momentum, as in PyTorch."""
+    """RMSprop, optionally centered and with momentum, as in PyTorch.
+
+    Parameters
+    ----------
+    params : Module, Parameter, or iterable of Parameter or (name, Parameter)
+        As in :class:`Optimizer`.
+    lr : float, default 1e-2
+    alpha : float, default 0.99
+        Decay rate of the squared-gradient average.
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    momentum : float, default 0
+    centered : bool, default False
+        Normalise by the estimated variance instead of the uncentered second moment.
+    """
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False):
@@ -359,7 +473,18 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad with PyTorch's learning-rate decay ``lr / (1 + (step - 1) * lr_decay)``."""
+    """Adagrad with PyTorch's learning-rate decay ``lr / (1 + (step - 1) * lr_decay)``.
+
+    Parameters
+    ----------
+    params : Module, Parameter, or iterable of Parameter or (name, Parameter)
+        As in :class:`Optimizer`.
+    lr : float, default 1e-2
+    lr_decay : float, default 0
+    weight_decay : float, default 0
+    initial_accumulator_value : float, default 0
+    eps : float, default 1e-10
+    """
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10):
@@ -413,14 +538,39 @@ class _Schedule:
         self._last_lr = [optimizer.lr]
 
     def get_last_lr(self) -> list:
+        """The learning rate after the last :meth:`step`.
+
+        Returns
+        -------
+        list of float
+            One entry (rnnfast optimizers have one parameter group).
+        """
         return list(self._last_lr)
 
     def state_dict(self) -> dict:
+        """The schedule's state.
+
+        Returns
+        -------
+        dict
+            JSON-able: ``type``, ``last_epoch``, ``last_lr`` and the schedule's own fields.
+        """
         d = {"type": type(self).__name__, "last_epoch": self.last_epoch, "last_lr": list(self._last_lr)}
         d.update({k: getattr(self, k) for k in self._fields})
         return d
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what :meth:`state_dict` returned (from a schedule of the same type).
+
+        Parameters
+        ----------
+        state_dict : dict
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a dict, another schedule type, or missing keys.
+        """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict):
             raise TypeError(f"{where}: state_dict: expected a dict, got {type(state_dict).__name__}")
@@ -438,7 +588,17 @@ class _Schedule:
 
 
 class StepLR(_Schedule):
-    """Multiply the learning rate by ``gamma`` every ``step_size`` calls of ``step()``."""
+    """Multiply the learning rate by ``gamma`` every ``step_size`` calls of :meth:`step`.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Whose ``lr`` to change.
+    step_size : int
+        Calls of :meth:`step` between decays (>= 1).
+    gamma : float, default 0.1
+        Factor per decay.
+    """
 
     _fields = ("step_size", "gamma")
 
@@ -450,6 +610,7 @@ class StepLR(_Schedule):
         super().__init__(optimizer)
 
     def step(self) -> None:
+        """Count one call (an epoch, usually); every ``step_size``-th multiplies ``lr`` by ``gamma``."""
         self.last_epoch += 1
         if self.last_epoch % self.step_size == 0:
             self.optimizer.lr = self.optimizer.lr * self.gamma
@@ -457,7 +618,15 @@ class StepLR(_Schedule):
 
 
 class ExponentialLR(_Schedule):
-    """Multiply the learning rate by ``gamma`` at every ``step()``."""
+    """Multiply the learning rate by ``gamma`` at every :meth:`step`.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Whose ``lr`` to change.
+    gamma : float
+        Factor per call.
+    """
 
     _fields = ("gamma",)
 
@@ -466,6 +635,7 @@ class ExponentialLR(_Schedule):
         super().__init__(optimizer)
 
     def step(self) -> None:
+        """Multiply the optimizer's ``lr`` by ``gamma``."""
         self.last_epoch += 1
         self.optimizer.lr = self.optimizer.lr * self.gamma
         self._last_lr = [self.optimizer.lr]
@@ -473,7 +643,27 @@ class ExponentialLR(_Schedule):
 
 class ReduceLROnPlateau(_Schedule):
     """Multiply the learning rate by ``factor`` when ``step(metric)`` has not improved for
-    ``patience`` calls (then wait ``cooldown`` calls), never below ``min_lr``."""
+    ``patience`` calls (then wait ``cooldown`` calls), never below ``min_lr``. As in PyTorch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Whose ``lr`` to change.
+    mode : {'min', 'max'}, default 'min'
+        Whether a lower or a higher metric is better.
+    factor : float in (0, 1), default 0.1
+    patience : int, default 10
+        Calls without improvement tolerated before a reduction.
+    threshold : float, default 1e-4
+        Minimal change that counts as an improvement.
+    threshold_mode : {'rel', 'abs'}, default 'rel'
+        Relative (``best * (1 -+ threshold)``) or absolute (``best -+ threshold``) comparison.
+    cooldown : int, default 0
+        Calls to wait after a reduction before counting again.
+    min_lr : float, default 0
+    eps : float, default 1e-8
+        A reduction smaller than this is skipped.
+    """
 
     _fields = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps",
                "num_bad_epochs", "cooldown_counter")
@@ -509,6 +699,13 @@ class ReduceLROnPlateau(_Schedule):
         return a > (best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold)
 
     def step(self, metric) -> None:
+        """Record one evaluation of the monitored metric; maybe reduce the learning rate.
+
+        Parameters
+        ----------
+        metric : float
+            The monitored value (e.g. the validation loss).
+        """
         try:
             current = float(metric)
         except (TypeError, ValueError):
@@ -546,9 +743,24 @@ class ReduceLROnPlateau(_Schedule):
 def clip_grad_norm(params, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
     """Scale all gradients together so their global norm is at most ``max_norm``.
 
-    Returns the norm before clipping. If that norm is inf or NaN the gradients are left
-    unchanged and a RuntimeWarning is issued (a RuntimeError with ``error_if_nonfinite``):
-    scaling by a non-finite factor would silently destroy every gradient.
+    If the norm is inf or NaN the gradients are left unchanged and a RuntimeWarning is issued
+    (a RuntimeError with ``error_if_nonfinite``): scaling by a non-finite factor would silently
+    destroy every gradient.
+
+    Parameters
+    ----------
+    params : Module, Parameter, or iterable of Parameter or (name, Parameter)
+        As in :class:`Optimizer`.
+    max_norm : float
+        The largest global norm allowed (>= 0).
+    norm_type : float or 'inf', default 2.0
+        The p of the p-norm over all gradient elements together.
+    error_if_nonfinite : bool, default False
+
+    Returns
+    -------
+    float
+        The global norm before clipping.
     """
     where = "clip_grad_norm"
     plist = _param_list(params, where, allow_empty=True)
@@ -593,7 +805,15 @@ def _global_norm(grads, norm_type: float) -> float:
 
 
 def clip_grad_value(params, clip_value: float) -> None:
-    """Clamp every gradient element to [-clip_value, clip_value] in place."""
+    """Clamp every gradient element to [-clip_value, clip_value] in place.
+
+    Parameters
+    ----------
+    params : Module, Parameter, or iterable of Parameter or (name, Parameter)
+        As in :class:`Optimizer`.
+    clip_value : float
+        >= 0.
+    """
     where = "clip_grad_value"
     plist = _param_list(params, where, allow_empty=True)
     v = _number(clip_value, "clip_value", where)

@@ -52,13 +52,28 @@ def _check_int(name: str, value, minimum: int | None = None, allow_none: bool = 
 # Vocab
 # ----------------------------------------------------------------------------------------
 class Vocab:
-    """A token ↔ id map. Specials come first (``<pad>`` is id 0), then tokens by frequency.
+    """A token <-> id map. Specials come first (``<pad>`` is id 0), then tokens by frequency.
 
-    Build one with :meth:`Vocab.build`; construct directly from a complete token list
-    (``Vocab(itos, specials=...)``) when the order is already decided (e.g. when loading).
-    ``unk_token`` / ``pad_token`` / ``bos_token`` / ``eos_token`` say which special plays which
-    role; a role whose token is not among the specials has id ``None``. Without an unknown token,
-    encoding an unknown token raises ``KeyError``.
+    Build one with :meth:`Vocab.build`; construct it directly from a complete token list when
+    the order is already decided (e.g. when loading).
+
+    Parameters
+    ----------
+    itos : sequence of str
+        Every token in id order, the specials first; no duplicates.
+    specials : sequence of str, default ('<pad>', '<unk>', '<bos>', '<eos>')
+        The special tokens (the pad token, if any, first so that zero-padding means padding).
+    pad_token, unk_token, bos_token, eos_token : str or None
+        Which special plays which role (defaults '<pad>', '<unk>', '<bos>', '<eos>'); a role whose
+        token is not among the specials has id None. Without an unknown token, encoding an
+        unknown token raises KeyError.
+
+    Examples
+    --------
+    >>> from rnnfast.text import Vocab
+    >>> v = Vocab.build(["a b a".split()], specials=("<pad>", "<unk>"), bos_token=None, eos_token=None)
+    >>> v.itos, v.encode(["a", "c"]).tolist()
+    (('<pad>', '<unk>', 'a', 'b'), [2, 1])
     """
 
     def __init__(
@@ -113,11 +128,27 @@ class Vocab:
         bos_token: str | None = "<bos>",
         eos_token: str | None = "<eos>",
     ) -> "Vocab":
-        """Count ``tokens`` (an iterable of str, or of token lists) and keep the frequent ones.
+        """Count ``tokens`` and keep the frequent ones.
 
         Order: ``specials`` (pad first), then frequency descending, ties by first appearance.
-        ``min_freq`` drops rarer tokens; ``max_size`` caps the total size *including* specials.
-        A plain string counts as a sequence of characters.
+
+        Parameters
+        ----------
+        tokens : str, or iterable of str or of token lists
+            A plain string counts as a sequence of characters.
+        min_freq : int, default 1
+            Drop tokens seen fewer times.
+        max_size : int, optional
+            Cap on the total size, specials included.
+        specials : sequence of str, default ('<pad>', '<unk>', '<bos>', '<eos>')
+        pad_token, unk_token, bos_token, eos_token : str or None
+            Which special plays which role (defaults '<pad>', '<unk>', '<bos>', '<eos>'); a role whose
+            token is not among the specials has id None. Without an unknown token, encoding an
+            unknown token raises KeyError.
+
+        Returns
+        -------
+        Vocab
         """
         min_freq = _check_int("min_freq", min_freq, 1)
         max_size = _check_int("max_size", max_size, 1, allow_none=True)
@@ -239,7 +270,22 @@ class Vocab:
 
     # encode / decode ------------------------------------------------------------------
     def encode(self, tokens) -> np.ndarray:
-        """Token ids (int64, shape (len(tokens),)). A str is taken as a sequence of characters."""
+        """Token ids.
+
+        Parameters
+        ----------
+        tokens : str or sequence of str
+            A str is taken as a sequence of characters (vectorised, for megabytes of text).
+
+        Returns
+        -------
+        ndarray of int64, shape (len(tokens),)
+
+        Raises
+        ------
+        KeyError
+            An unknown token when the vocabulary has no unknown token.
+        """
         if isinstance(tokens, str):
             return self._encode_chars(tokens)
         if isinstance(tokens, np.ndarray) and tokens.dtype.kind not in "UO":
@@ -281,7 +327,19 @@ class Vocab:
         return out
 
     def decode(self, ids, skip_specials: bool = False) -> list:
-        """Tokens for ``ids`` (any int sequence / 1-D array); ``skip_specials`` drops specials."""
+        """Tokens for ids.
+
+        Parameters
+        ----------
+        ids : sequence of int or 1-D integer ndarray
+            Values in [0, len(self)).
+        skip_specials : bool, default False
+            Drop the special tokens.
+
+        Returns
+        -------
+        list of str
+        """
         arr = np.asarray(ids)
         if arr.size == 0:
             return []
@@ -301,7 +359,13 @@ class Vocab:
 
     # persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """A JSON-ready dict (for checkpoint metadata); inverse of :meth:`from_dict`."""
+        """A JSON-ready dict (for checkpoint metadata); inverse of :meth:`from_dict`.
+
+        Returns
+        -------
+        dict
+            ``format``, ``version``, ``itos``, ``specials`` and the four role tokens.
+        """
         d = {"format": _VOCAB_FORMAT, "version": _VOCAB_VERSION, "itos": list(self._itos),
              "specials": list(self._specials)}
         d.update(self._roles)
@@ -309,6 +373,21 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Vocab":
+        """Rebuild a vocabulary from :meth:`to_dict`'s output.
+
+        Parameters
+        ----------
+        d : dict
+
+        Returns
+        -------
+        Vocab
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a saved vocabulary, or another format version.
+        """
         if not isinstance(d, Mapping):
             raise TypeError(f"d: expected a dict from Vocab.to_dict(), got {type(d).__name__}")
         if d.get("format") != _VOCAB_FORMAT:
@@ -322,12 +401,32 @@ class Vocab:
         return cls(d["itos"], d["specials"], **roles)
 
     def save(self, path) -> None:
-        """Write the vocab as UTF-8 JSON, atomically (an interrupted save keeps the old file)."""
+        """Write the vocabulary as UTF-8 JSON, atomically (an interrupted save keeps the old file).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
         text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
         atomic_write(path, text + "\n")
 
     @classmethod
     def load(cls, path) -> "Vocab":
+        """Read a vocabulary written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        Vocab
+
+        Raises
+        ------
+        ValueError
+            Not a vocabulary JSON file.
+        """
         with open(path, "rb") as f:
             raw = f.read()
         try:
@@ -344,9 +443,22 @@ class Vocab:
 # Tokenizers
 # ----------------------------------------------------------------------------------------
 class CharTokenizer:
-    """One token per Unicode code point (so Chinese and emoji work; no UTF-16 surrogates)."""
+    """One token per Unicode code point (so Chinese and emoji work; no UTF-16 surrogates).
+
+    Calling the tokenizer is :meth:`tokenize`.
+    """
 
     def tokenize(self, text: str) -> list:
+        """Split ``text`` into characters.
+
+        Parameters
+        ----------
+        text : str
+
+        Returns
+        -------
+        list of str
+        """
         if not isinstance(text, str):
             raise TypeError(f"text: expected a str, got {type(text).__name__}")
         return list(text)
@@ -354,9 +466,25 @@ class CharTokenizer:
     __call__ = tokenize
 
     def detokenize(self, tokens: Iterable[str]) -> str:
+        """Join the characters back into a string.
+
+        Parameters
+        ----------
+        tokens : iterable of str
+
+        Returns
+        -------
+        str
+        """
         return "".join(tokens)
 
     def to_dict(self) -> dict:
+        """JSON-ready settings for :func:`tokenizer_from_dict`.
+
+        Returns
+        -------
+        dict
+        """
         return {"type": "char"}
 
     def __repr__(self) -> str:
@@ -420,13 +548,21 @@ _OPEN = set("([{«“") | set("（《「『【")
 class WordTokenizer:
     """Regex word tokenizer.
 
-    - ``lower``: lowercase the text first.
-    - ``split_punct``: punctuation and symbols become their own tokens (else only whitespace splits).
-      Words keep inner apostrophes ("don't"); decimal numbers stay whole ("3.14"); an emoji with its
-      modifiers / ZWJ sequence is one token.
-    - ``split_cjk``: Han characters are tokens one by one (Chinese has no spaces between words).
-    - ``use_jieba``: segment runs of Han characters into words with ``jieba`` (must be installed);
-      takes precedence over ``split_cjk``.
+    Calling the tokenizer is :meth:`tokenize`.
+
+    Parameters
+    ----------
+    lower : bool, default False
+        Lowercase the text first.
+    split_punct : bool, default True
+        Punctuation and symbols become their own tokens (else only whitespace splits). Words
+        keep inner apostrophes ("don't"); decimal numbers stay whole ("3.14"); an emoji with its
+        modifiers or ZWJ sequence is one token.
+    split_cjk : bool, default True
+        Han characters are tokens one by one (Chinese has no spaces between words).
+    use_jieba : bool, default False
+        Segment runs of Han characters into words with ``jieba`` (which must be installed);
+        takes precedence over ``split_cjk``.
     """
 
     def __init__(self, lower: bool = False, split_punct: bool = True, split_cjk: bool = True,
@@ -454,6 +590,16 @@ class WordTokenizer:
         self._cjk_run = re.compile(f"[{_CJK}]+")
 
     def tokenize(self, text: str) -> list:
+        """Split ``text`` into words (and punctuation, Han characters, ...).
+
+        Parameters
+        ----------
+        text : str
+
+        Returns
+        -------
+        list of str
+        """
         if not isinstance(text, str):
             raise TypeError(f"text: expected a str, got {type(text).__name__}")
         if self.lower:
@@ -472,7 +618,17 @@ class WordTokenizer:
     __call__ = tokenize
 
     def detokenize(self, tokens: Iterable[str]) -> str:
-        """Best-effort inverse: spaces between words, none inside Han text or before closing marks."""
+        """Best-effort inverse of :meth:`tokenize`: spaces between words, none inside Han text or
+        before closing marks.
+
+        Parameters
+        ----------
+        tokens : iterable of str
+
+        Returns
+        -------
+        str
+        """
         out: list = []
         prev = ""
         for tok in tokens:
@@ -483,6 +639,12 @@ class WordTokenizer:
         return "".join(out)
 
     def to_dict(self) -> dict:
+        """JSON-ready settings for :func:`tokenizer_from_dict`.
+
+        Returns
+        -------
+        dict
+        """
         return {"type": "word", "lower": self.lower, "split_punct": self.split_punct,
                 "split_cjk": self.split_cjk, "use_jieba": self.use_jieba}
 
@@ -500,7 +662,17 @@ def _tight(ch: str) -> bool:
 
 
 def tokenizer_from_dict(d: Mapping):
-    """Rebuild a tokenizer from its ``to_dict()`` (e.g. stored in a checkpoint)."""
+    """Rebuild a tokenizer from its ``to_dict()`` (e.g. stored in a checkpoint).
+
+    Parameters
+    ----------
+    d : dict
+        With ``type`` 'char' or 'word' (and a WordTokenizer's settings).
+
+    Returns
+    -------
+    CharTokenizer or WordTokenizer
+    """
     if not isinstance(d, Mapping) or d.get("type") not in ("char", "word"):
         raise ValueError(f"d: expected a tokenizer dict with type 'char' or 'word', got {d!r}")
     if d["type"] == "char":
@@ -513,7 +685,19 @@ def tokenizer_from_dict(d: Mapping):
 # arrays: one-hot, padding, masks
 # ----------------------------------------------------------------------------------------
 def one_hot(ids, num_classes: int) -> np.ndarray:
-    """float32 array of shape ``ids.shape + (num_classes,)`` with a 1 at each id."""
+    """One-hot encode integer ids.
+
+    Parameters
+    ----------
+    ids : array_like of int, any shape
+        Values in [0, num_classes).
+    num_classes : int
+
+    Returns
+    -------
+    ndarray of float32, shape ``ids.shape + (num_classes,)``
+        1 at each id, 0 elsewhere.
+    """
     num_classes = _check_int("num_classes", num_classes, 1)
     arr = np.asarray(ids)
     if arr.size == 0:  # [] arrives as float64; nothing to check
@@ -531,11 +715,32 @@ def one_hot(ids, num_classes: int) -> np.ndarray:
 
 
 def pad_sequences(seqs, pad_id=0, max_len: int | None = None, dtype=np.int64):
-    """Stack variable-length sequences into ``(ids (B, T), lengths (B,))``.
+    """Stack variable-length sequences into one padded array.
 
-    ``T`` is the longest length, or ``max_len`` (longer sequences are cut to their first
-    ``max_len`` steps; ``lengths`` report the kept length). Sequences may also be (T_i, F...)
-    arrays of features; the result is then (B, T, F...).
+    Parameters
+    ----------
+    seqs : sequence of array_like, each (T_i,) or (T_i, F...)
+        Token ids, or per-step feature arrays (same trailing shape in all).
+    pad_id : scalar, default 0
+        Fill value past each sequence's end.
+    max_len : int, optional
+        T of the result (longer sequences are cut to their first ``max_len`` steps); default the
+        longest length.
+    dtype : numpy dtype, default int64
+        Of the result; the values must be castable without change of kind.
+
+    Returns
+    -------
+    padded : ndarray of ``dtype``, shape (B, T) or (B, T, F...)
+    lengths : ndarray of int64, shape (B,)
+        The kept length of each sequence.
+
+    Examples
+    --------
+    >>> from rnnfast.text import pad_sequences
+    >>> ids, lengths = pad_sequences([[5, 6, 7], [8]])
+    >>> ids.tolist(), lengths.tolist()
+    ([[5, 6, 7], [8, 0, 0]], [3, 1])
     """
     max_len = _check_int("max_len", max_len, 0, allow_none=True)
     dtype = np.dtype(dtype)
@@ -576,7 +781,20 @@ def check_lengths(lengths, dim: str = "B") -> np.ndarray:
 
 
 def length_mask(lengths, max_len: int | None = None) -> np.ndarray:
-    """bool (B, T): ``mask[b, t]`` is True for the valid steps ``t < lengths[b]``."""
+    """The valid-step mask of a padded batch.
+
+    Parameters
+    ----------
+    lengths : array_like of int, shape (B,)
+        Values >= 0.
+    max_len : int, optional
+        T of the mask (at least the longest length); default the longest length.
+
+    Returns
+    -------
+    ndarray of bool, shape (B, T)
+        ``mask[b, t]`` is True for ``t < lengths[b]``.
+    """
     lengths = check_lengths(lengths)
     longest = int(lengths.max()) if lengths.size else 0
     max_len = _check_int("max_len", max_len, 0, allow_none=True)
@@ -595,8 +813,23 @@ def read_text(path, encoding: str = "utf-8") -> str:
 
     Empty or whitespace-only files, binary files (NUL bytes) and bytes that are not valid in
     ``encoding`` are rejected with what is wrong and how to fix it. A UTF-8 byte-order mark is
-    dropped and newlines are normalised to "\\n" like Python's text mode does.
-    A missing file raises the usual FileNotFoundError.
+    dropped and newlines are normalised to "\\n" as Python's text mode does.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    encoding : str, default 'utf-8'
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    FileNotFoundError
+        As usual for a missing file.
+    ValueError
+        Empty, binary or wrongly encoded content.
     """
     name = os.fspath(path)
     with open(path, "rb") as f:

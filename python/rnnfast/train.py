@@ -54,8 +54,14 @@ _HUGE = 3.0e38  # a finite max_norm that never clips: clip_grad_norm then only m
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or the gradient norm became NaN/inf, or the loss exploded. ``step`` is the 1-based
-    optimizer step that failed; the model keeps the weights from before it."""
+    """The loss or the gradient norm became NaN/inf, or the loss exploded.
+
+    Attributes
+    ----------
+    step : int
+        The 1-based optimizer step that failed; the model keeps the weights from before it.
+    loss : float
+    """
 
     def __init__(self, message: str, step: int, loss: float):
         super().__init__(message)
@@ -64,9 +70,16 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped :meth:`Trainer.fit` between two steps. ``step`` is the number of optimizer steps
-    done; ``path`` is the checkpoint written then (``None`` without ``checkpoint_dir`` or before the
-    first step). ``Trainer.resume(path)`` continues from it."""
+    """Ctrl-C stopped :meth:`Trainer.fit` between two steps.
+
+    Attributes
+    ----------
+    step : int
+        Optimizer steps done.
+    path : str or None
+        The checkpoint written then (None without ``checkpoint_dir`` or before the first step);
+        ``Trainer.resume(path)`` continues from it.
+    """
 
     def __init__(self, step: int, path):
         where = f"; saved {path}" if path else "; nothing saved"
@@ -123,24 +136,79 @@ class Trainer:
     """Train ``model`` with ``optimizer`` by calling ``step_fn`` on batches of ``train_data``.
 
     The contracts of ``step_fn``, ``train_data`` and ``eval_fn`` are in the module docstring.
+    Give at least one budget (``epochs``, ``max_steps``, ``time_budget``); any combination works.
 
-    Budgets (any combination, at least one): ``epochs`` passes, ``max_steps`` optimizer steps
-    (counted from step 0, so a resumed run stops at the same total), ``time_budget`` seconds of
-    wall-clock per :meth:`fit` call (the final evaluation included, as far as it can be foreseen).
+    Parameters
+    ----------
+    model : Module
+        Anything with ``forward``, ``backward``, ``parameters()``, ``train()``/``eval()`` and
+        ``state_dict()``/``load_state_dict()``.
+    optimizer : Optimizer
+        Steps after every ``step_fn`` call (its ``params`` are clipped and measured).
+    step_fn : callable ``(model, batch, state) -> (loss, n_tokens[, new_state])``
+        Forward, loss and backward of one batch.
+    train_data : re-iterable of batches, or callable ``epoch -> iterable``
+    eval_fn : callable ``model -> float or dict of str to float``, optional
+        Runs in eval mode every ``eval_every`` steps (default: at the end of every pass) and once
+        at the end.
+    monitor : str, default 'val_loss'
+        The metric that decides best checkpoints, early stopping and ReduceLROnPlateau.
+    mode : {'min', 'max'}, default 'min'
+    min_delta : float, default 0.0
+        Smallest change of ``monitor`` that counts as an improvement.
+    scheduler : learning-rate schedule, optional
+    schedule_on : {'step', 'epoch', 'eval'}, optional
+        When ``scheduler`` steps (default: 'eval' for ReduceLROnPlateau, which is given the
+        monitored metric, else 'epoch').
+    grad_clip : float, optional
+        Clip the global gradient L2 norm to this (the norm before clipping is always measured).
+    epochs : int, optional
+        Passes over ``train_data``.
+    max_steps : int, optional
+        Optimizer steps, counted from step 0 (a resumed run stops at the same total).
+    time_budget : float, optional
+        Seconds of wall-clock per :meth:`fit` call, the final evaluation included as far as it can
+        be foreseen.
+    eval_every : int, optional
+        Steps between evaluations.
+    patience : int, optional
+        Stop after this many evaluations without improvement.
+    restore_best : bool, default True
+        After early stopping, load the best evaluated weights back.
+    checkpoint_dir : str or os.PathLike, optional
+        Where every evaluation writes ``last.ckpt`` (and ``best.ckpt`` on improvement); created
+        at the first save.
+    checkpoint_name : str, optional
+        A ``str.format`` pattern (fields ``step``, ``epoch`` and the metrics) for a named copy at
+        every evaluation, e.g. ``'step{step:06d}_val{val_loss:.4f}.ckpt'``.
+    keep_checkpoints : int, optional
+        Keep only the most recent N named copies and delete older ones (``last.ckpt`` and
+        ``best.ckpt`` are always kept; None keeps all). Tracked across resumes.
+    extra : dict, optional
+        JSON-able data stored in every checkpoint (vocabulary, config, ...).
+    rng : numpy.random.Generator, optional
+        The generator the task draws from (saved and restored with checkpoints).
+    log_every : int, default 50
+        Steps between progress lines (0: none).
+    progress : {'auto', True, False}, default 'auto'
+        'auto': a tqdm bar when stderr is a terminal, else log lines.
+    log : callable ``str -> None``, optional
+        Receives every text line (default: print to stdout).
+    explode_factor : float, optional, default 10.0
+        Stop when a step's loss exceeds this multiple of the first step's (None disables;
+        NaN/inf always stop).
+    on_eval : callable ``(trainer, record) -> None``, optional
+        Called after every evaluation with its history record.
 
-    ``grad_clip``: clip the global gradient L2 norm to this value (the norm before clipping is
-    always measured and reported). ``scheduler`` steps per ``schedule_on``: 'step', 'epoch' or
-    'eval' (default: 'eval' for ReduceLROnPlateau, which is given the monitored metric, else 'epoch').
-    ``patience``: stop after that many evaluations without an improvement larger than
-    ``min_delta``; with ``restore_best`` the model then gets the best evaluated weights back.
-    ``explode_factor``: stop when a step's loss exceeds this multiple of the first step's loss
-    (the untrained model's; None disables; NaN/inf always stop). ``keep_checkpoints``: keep only the
-    most recent N named copies (``checkpoint_name``) and delete older ones (``last.ckpt`` and
-    ``best.ckpt`` are always kept; None keeps all). ``extra``: a JSON-able dict stored in
-    every checkpoint (vocabulary, config, ...). ``rng``: a numpy Generator the task draws from
-    (saved and restored with checkpoints). ``progress``: 'auto' (a tqdm bar when tqdm is
-    installed and stderr is a terminal, else log lines), True (tqdm if installed), False.
-    ``log`` receives every text line (default: print to stdout).
+    Attributes
+    ----------
+    step, epoch : int
+        Optimizer steps done; index of the current pass.
+    history : list of dict
+        Records of kind 'train' (every ``log_every`` steps) and 'eval'.
+    best_value, best_step : float or None, int or None
+    stop_reason : str or None
+        'max_steps', 'epochs', 'time_budget', 'early_stopping' or 'interrupted'.
     """
 
     def __init__(self, model, optimizer, step_fn, train_data, *, eval_fn=None, monitor: str = "val_loss",
@@ -235,11 +303,20 @@ class Trainer:
     # public API
     # ------------------------------------------------------------------------------------
     def fit(self) -> list:
-        """Train until a budget is spent or early stopping fires; returns :attr:`history`.
+        """Train until a budget is spent or early stopping fires.
 
-        Raises :class:`TrainingDiverged` (with the step number) when the loss goes NaN/inf or
-        explodes; the model then keeps the weights from before that step and no checkpoint is
-        written. Raises :class:`TrainingInterrupted` after Ctrl-C, once ``last.ckpt`` is saved.
+        Returns
+        -------
+        list of dict
+            :attr:`history`.
+
+        Raises
+        ------
+        TrainingDiverged
+            The loss or gradient norm went NaN/inf, or the loss exploded; the model keeps the
+            weights from before that step and no checkpoint is written for it.
+        TrainingInterrupted
+            Ctrl-C, after the step under way finished and ``last.ckpt`` was saved.
         """
         t0 = self._fit_t0 = time.perf_counter()
         self.stop_reason = None
@@ -309,7 +386,13 @@ class Trainer:
         return TrainingInterrupted(self.step, path)
 
     def evaluate(self) -> dict:
-        """Run ``eval_fn`` in eval mode; returns the metrics as a dict (``{}`` without eval_fn)."""
+        """Run ``eval_fn`` in eval mode (the model's mode is restored afterwards).
+
+        Returns
+        -------
+        dict of str to float
+            The metrics (``{}`` without ``eval_fn``); a plain number is stored under ``monitor``.
+        """
         if self.eval_fn is None:
             return {}
         was_training = getattr(self.model, "training", True)
@@ -331,7 +414,12 @@ class Trainer:
                             f"{type(value).__name__}") from None
 
     def save(self, path) -> None:
-        """Write a checkpoint of the model, optimizer, schedule, rng and Trainer state to ``path``."""
+        """Write a checkpoint of the model, optimizer, schedule, rng and Trainer state.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
         from .checkpoint import save_checkpoint
         extra = dict(self.extra)
         extra["trainer"] = self._trainer_state()
@@ -339,8 +427,25 @@ class Trainer:
                         rng=self.rng, extra=extra)
 
     def resume(self, path):
-        """Restore everything from a checkpoint written by a Trainer; the next :meth:`fit`
-        continues exactly as the original run would have. Returns the loaded Checkpoint."""
+        """Restore everything from a checkpoint written by a Trainer.
+
+        The next :meth:`fit` continues exactly as the original run would have (replaying earlier
+        passes of a re-iterable ``train_data`` without computing, so seeded shuffles repeat).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            E.g. ``checkpoint_dir/last.ckpt``, also after Ctrl-C.
+
+        Returns
+        -------
+        Checkpoint
+
+        Raises
+        ------
+        ValueError
+            Not a Trainer checkpoint, or data that no longer matches it.
+        """
         from .checkpoint import load_checkpoint
         # read first, validate the trainer part, then load: a bad file changes nothing
         probe = load_checkpoint(path)
@@ -379,7 +484,12 @@ class Trainer:
         return ckpt
 
     def log(self, message: str) -> None:
-        """Write a line without breaking the progress bar."""
+        """Write a line without breaking the progress bar.
+
+        Parameters
+        ----------
+        message : str
+        """
         bar = getattr(self, "_bar", None)
         if bar is not None and self._log is print:
             bar.write(message, file=sys.stdout)
