@@ -270,6 +270,19 @@ def test_eval_and_held_out_errors_print_one_line(corpus, trained, held_out, tmp_
         _one_line_error(rc, err, *needles)
 
 
+def test_eval_skip_unknown_drops_and_counts_unknown_characters(corpus, trained, tmp_path, capsys):
+    text = corpus.read_text()
+    noisy = _write(tmp_path / "noisy.py", "".join(line + "\u03b1\u03b2\n" for line in text.splitlines()).encode())
+    rc, _, err = _run(capsys, ["eval", str(trained / "best.ckpt"), noisy])
+    _one_line_error(rc, err, "vocabulary lacks", "--skip-unknown")
+    rc, out, err = _run(capsys, ["eval", str(trained / "best.ckpt"), noisy, "--skip-unknown"])
+    assert rc == 0, err
+    n = len(text.splitlines())
+    assert out.rstrip().endswith(f"; {2 * n:,} unknown characters dropped before scoring")
+    rc, clean, _ = _run(capsys, ["eval", str(trained / "best.ckpt"), str(corpus)])
+    assert out.split(" over ")[0].split(": ", 1)[1] == clean.split(" over ")[0].split(": ", 1)[1]  # same text left
+
+
 def test_failed_runs_leave_no_empty_checkpoint_directory(corpus, tmp_path, capsys, monkeypatch):
     ckdir = tmp_path / "new" / "charlm_checkpoints"
     rc, _, err = _run(capsys, ["train", str(corpus), *TINY, "--steps", "40", "--eval-interval", "100",

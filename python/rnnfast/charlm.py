@@ -126,6 +126,9 @@ def _parser():
                                    "--batch-size, state carried across segments).")
     e.add_argument("checkpoint", metavar="CHECKPOINT")
     e.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files, concatenated")
+    e.add_argument("--skip-unknown", action="store_true",
+                   help="drop characters the model's vocabulary lacks (counted in the output) instead of "
+                        "stopping with an error")
     e.add_argument("--threads", type=int, help="kernel threads")
     e.set_defaults(func=_cmd_eval)
     return p
@@ -417,14 +420,18 @@ def _valid_file(a, hp, resume_ckpt):
     return a.valid or stored
 
 
-def _encode_known(vocab, text, what):
+def _encode_known(vocab, text, what, hint="the vocabulary comes from the run that started training"):
     """Ids of ``text``; a character outside the vocabulary is a UserError naming it."""
-    unknown = sorted(set(text) - set(vocab.itos))
+    unknown = _unknown_chars(vocab, text)
     if unknown:
         shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:5])
         raise UserError(f"{what}: contains {len(unknown)} character(s) the model's vocabulary lacks ({shown}); "
-                        f"the vocabulary comes from the run that started training")
+                        f"{hint}")
     return vocab.encode(text)
+
+
+def _unknown_chars(vocab, text):
+    return sorted(set(text) - set(vocab.itos))
 
 
 def _scoring_stream(ids, hp, what):
@@ -596,14 +603,20 @@ def _cmd_eval(a) -> int:
     text, source = read_corpus(a.files)
     label = a.files[0] if len(a.files) == 1 else source
     hp = ckpt.extra["hparams"]
-    ids = _encode_known(vocab, text, label)
+    unknown = _unknown_chars(vocab, text) if a.skip_unknown else []
+    dropped = 0
+    if unknown:
+        kept = text.translate({ord(c): None for c in unknown})
+        dropped, text = len(text) - len(kept), kept
+    ids = _encode_known(vocab, text, label, hint="--skip-unknown drops them (and says how many)")
     _threads(a.threads)
     model.eval()
     stream = _scoring_stream(ids, hp, label)
     loss = _evaluate(model, stream)["val_loss"]
     scored = len(stream) * stream.batch_size * stream.seq_len
     print(f"{label}: {_loss_text(loss)} over {scored:,} of its {len(ids):,} characters "
-          f"({stream.batch_size} streams x {stream.stream_len:,}; checkpoint step {ckpt.step})", file=sys.stdout)
+          f"({stream.batch_size} streams x {stream.stream_len:,}; checkpoint step {ckpt.step})"
+          + (f"; {dropped:,} unknown characters dropped before scoring" if dropped else ""), file=sys.stdout)
     return 0
 
 
