@@ -8,6 +8,7 @@
 #include "core/cells/rnn.h"
 #include "core/cells/lstm.h"
 #include "core/cells/gru.h"
+#include "core/kernels/peak.h"
 
 template <class Cell>
 static Layout layout_for(int I, int H) {
