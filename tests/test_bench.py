@@ -43,7 +43,11 @@ def test_smoke_run_checks_every_engine_before_timing(tmp_path, keep_threads, cap
     rc, data = _run(tmp_path, "--markdown", str(tmp_path / "bench.md"))
     assert rc == 0
     assert data["machine"]["threads"] == 1 and data["machine"]["cpu_model"]
-    assert data["matmul_peak"]["gflops"] > 0
+    assert data["peak"]["gflops"] > 0 and data["peak"]["isa"] == rnnfast.cpu_info()["isa"]
+    assert "matmul" not in data  # the numpy matmul row is informational and skipped by --quick
+    for r in data["results"]:  # efficiency divides by the physical peak
+        ours = r["engines"]["rnnfast"]
+        assert ours["efficiency"] == pytest.approx(ours["gflops"] / data["peak"]["gflops"])
     assert {r["kind"] for r in data["results"]} == {"inference", "stream", "train"}
     for r in data["results"]:
         ours = r["engines"]["rnnfast"]
@@ -214,3 +218,64 @@ def test_scaling_study_runs_and_reports_the_t_fit(tmp_path, keep_threads, capsys
     assert {"per_step_s", "r2", "linear"} <= set(sweeps["T"]["fit"])
     assert all(r["median_s"] > 0 for rows in data["scaling"]["threads"].values() for r in rows)
     assert "time vs T:" in capsys.readouterr().out
+
+
+def _gemm_gflops(n: int, repeat: int = 5) -> float:
+    import time
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    c = np.empty((n, n), np.float32)
+    rnnfast._core.gemm(a, b, c)
+    best = min(_timed(lambda: rnnfast._core.gemm(a, b, c)) for _ in range(repeat))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(f) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+@pytest.fixture
+def keep_isa():
+    isa, n = rnnfast.cpu_info()["isa"], rnnfast.get_num_threads()
+    yield
+    rnnfast.set_isa(isa)
+    rnnfast.set_num_threads(n)
+
+
+@pytest.mark.parametrize("isa", rnnfast.cpu_info()["isas_available"])
+def test_physical_peak_is_positive_scales_sanely_and_bounds_our_gemm(isa, keep_isa):
+    """A measuring device, not a speed claim: the bounds are loose enough for a shared machine, tight
+    enough that a wrong FLOP count (2x off) or a loop that touches memory would show."""
+    rnnfast.set_isa(isa)
+    rnnfast.set_num_threads(1)
+    one = max(rnnfast._core.peak_gflops(1, 0.01) for _ in range(8))
+    two = max(rnnfast._core.peak_gflops(2, 0.01) for _ in range(8))
+    assert one > 0 and two > 0
+    assert 0.6 * one < two < 2.3 * one  # two threads do at most twice the work of one, and not much less
+    # the best of five 1-thread GEMMs of our own kernels stays below the 1-thread peak
+    assert _gemm_gflops(384) < 1.05 * one
+
+
+def test_wider_vectors_have_a_higher_peak(keep_isa):
+    isas = rnnfast.cpu_info()["isas_available"]
+    if len(isas) < 2:
+        pytest.skip("only one ISA on this CPU")
+    peaks = {}
+    for isa in isas:
+        rnnfast.set_isa(isa)
+        peaks[isa] = max(rnnfast._core.peak_gflops(1, 0.01) for _ in range(8))
+    # generic (4 lanes, no FMA) < avx2 (8 lanes, FMA); avx512 is at least avx2 (equal on 256-bit datapaths)
+    assert peaks["avx2"] > 1.5 * peaks["generic"], peaks
+    if "avx512" in peaks:
+        assert peaks["avx512"] > 0.8 * peaks["avx2"], peaks
+
+
+@pytest.mark.parametrize("threads, seconds", [(0, 0.01), (1000, 0.01), (1, 0.0), (1, 11.0)])
+def test_peak_rejects_bad_arguments(threads, seconds):
+    with pytest.raises(ValueError, match="threads|seconds"):
+        rnnfast._core.peak_gflops(threads, seconds)

@@ -1,10 +1,10 @@
 """`rnnfast bench`: rnnfast's RNN, LSTM and GRU against PyTorch and ONNX Runtime (docs/ARCHITECTURE.md).
 
 Same weights and inputs for every engine, a correctness check before timing, interleaved repetitions,
-medians and spreads, GFLOP/s against the measured matmul peak. The peers are imported lazily and are
-reported as "not installed" when missing. Layout: configs (shapes, FLOPs, data), engine_rnnfast,
-peer_torch, peer_onnx (one file per engine), compare (the check), timing, report (table, markdown,
-JSON), memory (child-process probes), scaling (--scaling), runner (the command).
+medians and spreads, GFLOP/s against the physical peak (the core's register-only FMA loop). The peers
+are imported lazily and are reported as "not installed" when missing. Layout: configs (shapes, FLOPs,
+data), engine_rnnfast, peer_torch, peer_onnx (one file per engine), compare (the check), timing,
+report (table, markdown, JSON), memory (child-process probes), scaling (--scaling), runner (the command).
 """
 from .runner import main
 

@@ -1,4 +1,4 @@
-"""Interleaved timing of several engines, robust statistics, and the machine's matmul peak."""
+"""Interleaved timing of several engines, robust statistics, the physical peak and numpy's matmul rate."""
 from __future__ import annotations
 
 import json
@@ -71,7 +71,19 @@ def measure(cases: dict, repeat: int, warmup: int = 2, min_sample_time: float = 
             dict(summarize(samples[name]), calls_per_sample=number[name]) for name in names}
 
 
-_PEAK_SCRIPT = """
+def fma_peak(threads: int, repeat: int = 20, seconds: float = 0.01) -> dict:
+    """The physical peak: GFLOP/s of the core's register-only FMA loop for the active ISA on ``threads``
+    threads at once, the best of ``repeat`` samples of ~``seconds`` each (a machine constant: noise
+    from other processes only ever lowers a sample, so the best is the estimate; the median is kept
+    to show the noise). Efficiencies divide by this."""
+    from rnnfast import _core
+
+    samples = [float(_core.peak_gflops(threads, seconds)) for _ in range(repeat)]
+    return dict(kind="fma", isa=_core.get_isa(), threads=threads, repeat=repeat, seconds_per_sample=seconds,
+                gflops=max(samples), median_gflops=float(np.median(samples)), samples_gflops=samples)
+
+
+_MATMUL_SCRIPT = """
 import json, sys, time
 import numpy as np
 n, repeat = int(sys.argv[1]), int(sys.argv[2])
@@ -86,8 +98,9 @@ print(json.dumps(times))
 """
 
 
-def matmul_peak(threads: int, n: int = 2048, repeat: int = 7) -> dict:
-    """Single-precision GEMM rate of numpy's BLAS at ``threads`` threads (median of ``repeat``).
+def matmul_rate(threads: int, n: int = 2048, repeat: int = 7) -> dict:
+    """Single-precision GEMM rate of numpy's BLAS at ``threads`` threads (median of ``repeat``): informational
+    only, never a peak (a BLAS can run well below the hardware, e.g. with OPENBLAS_CORETYPE set).
 
     Runs in a child process because the BLAS thread count can only be set before numpy loads it,
     and so that the BLAS threads do not linger next to the engines being timed.
@@ -95,7 +108,7 @@ def matmul_peak(threads: int, n: int = 2048, repeat: int = 7) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     try:
-        done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(n), str(repeat)], env=env,
+        done = subprocess.run([sys.executable, "-c", _MATMUL_SCRIPT, str(n), str(repeat)], env=env,
                               capture_output=True, text=True, timeout=300, check=True)
         times = json.loads(done.stdout.strip().splitlines()[-1])
         where = "subprocess"
