@@ -7,7 +7,7 @@ import pytest
 from conftest import require_torch
 
 import rnnfast
-from rnnfast.bench import compare, configs, main, memory, peer_onnx, peer_torch, scaling, timing
+from rnnfast.bench import compare, configs, lm_script, main, memory, peer_onnx, peer_torch, realistic, scaling, timing
 
 
 def require_onnxruntime():
@@ -248,17 +248,29 @@ def keep_isa():
 
 
 @pytest.mark.parametrize("isa", rnnfast.cpu_info()["isas_available"])
-def test_physical_peak_is_positive_scales_sanely_and_bounds_our_gemm(isa, keep_isa):
+def test_physical_peak_is_positive_bounds_our_gemm_and_scales_sanely(isa, keep_isa):
     """A measuring device, not a speed claim: the bounds are loose enough for a shared machine, tight
-    enough that a wrong FLOP count (2x off) or a loop that touches memory would show."""
+    enough that a wrong FLOP count (2x off), a loop that touches memory or serialised threads would show."""
     rnnfast.set_isa(isa)
     rnnfast.set_num_threads(1)
     one = max(rnnfast._core.peak_gflops(1, 0.01) for _ in range(8))
-    two = max(rnnfast._core.peak_gflops(2, 0.01) for _ in range(8))
-    assert one > 0 and two > 0
-    assert 0.6 * one < two < 2.3 * one  # two threads do at most twice the work of one, and not much less
+    assert one > 0
     # the best of five 1-thread GEMMs of our own kernels stays below the 1-thread peak
     assert _gemm_gflops(384) < 1.05 * one
+    # two threads do at most twice one thread's work (always), and clearly more than one thread's
+    # share of it when the machine lets them run at once: a few tries, since others share the cores
+    load = timing.OtherLoad().start()
+    ratios = []
+    for _ in range(5):
+        ratios.append(max(rnnfast._core.peak_gflops(2, 0.01) for _ in range(8)) / one)
+        assert ratios[-1] < 2.3, ratios
+        if ratios[-1] > 0.6:
+            return
+    other = load.stop()
+    if other is not None and other > 0.5:
+        pytest.skip(f"other processes used {100 * other:.0f}% of the CPUs: 2 threads could not run at once "
+                    f"(2-thread/1-thread peak {ratios})")
+    pytest.fail(f"2-thread peak / 1-thread peak {ratios} on a machine with other load {other}")
 
 
 def test_wider_vectors_have_a_higher_peak(keep_isa):
@@ -279,3 +291,61 @@ def test_wider_vectors_have_a_higher_peak(keep_isa):
 def test_peak_rejects_bad_arguments(threads, seconds):
     with pytest.raises(ValueError, match="threads|seconds"):
         rnnfast._core.peak_gflops(threads, seconds)
+
+
+def test_realistic_group_runs_every_case_with_its_target(tmp_path, keep_threads, capsys):
+    path = tmp_path / "real.json"
+    assert main(["--quick", "--threads", "2", "--configs", "realistic", "--json", str(path),
+                 "--markdown", str(tmp_path / "real.md")]) == 0
+    data = json.loads(path.read_text())
+    assert data["results"] == [] and data["peak"]["gflops"] > 0
+    rows = {r["case"]: r for r in data["realistic"]["rows"]}
+    assert list(rows) == list(realistic.CASES)
+    for r in rows.values():
+        assert r["status"] == "ok", r
+        assert r["comparisons"] and r["values"]
+        for c in r["comparisons"]:
+            if c["ratio"] is None:  # a peer that is not installed
+                continue
+            assert c["ratio"] > 0 and c["target"][:2] in (">=", "<=") and isinstance(c["met"], bool)
+    charlm = rows["charlm"]["values"]
+    assert charlm["default env"] > 0 and charlm["OPENBLAS_NUM_THREADS=1"] > 0
+    assert "OPENBLAS_NUM_THREADS" not in os.environ  # only the child process had it
+    assert rows["stream-load"]["check"]["scaled_diff"] == 0.0  # deterministic for any thread count
+    out = capsys.readouterr().out
+    assert "realistic cases" in out and "target >= 1.4x" in out and "target <= 1.2x" in out
+    assert "## Realistic cases" in (tmp_path / "real.md").read_text()
+
+
+def test_realistic_checks_catch_a_wrong_peer(tmp_path, keep_threads, monkeypatch, capsys):
+    require_torch()
+    real = peer_torch.make_module
+
+    def perturbed(cell, input_size, hidden_size, weights):
+        return real(cell, input_size, hidden_size, {k: v + np.float32(0.05) for k, v in weights.items()})
+
+    monkeypatch.setattr(peer_torch, "make_module", perturbed)
+    row = realistic.next_to_ort_pool(realistic.QUICK["pool"], 1, ["rnnfast", "torch"])
+    assert row["status"] == "MISMATCH" and row["check"]["failed"] == ["torch"]
+    result = dict(results=[], realistic=dict(rows=[row]))
+    from rnnfast.bench import report
+    assert report.mismatches(result) and "ort-pool" in report.mismatches(result)[0]
+
+
+def test_lm_script_check_catches_a_one_percent_learning_rate_error(keep_threads):
+    require_torch()
+    cfg = dict(realistic.QUICK["lm"], threads=1, steps=1, warmup=0)
+    cfg.pop("rounds")
+    ours = lm_script.run("rnnfast", cfg)["check_losses"]
+    same = lm_script.run("torch", cfg)["check_losses"]
+    wrong = lm_script.run("torch", dict(cfg, lr=cfg["lr"] * 1.01))["check_losses"]
+    assert realistic.loss_check(ours, same)["ok"]
+    assert not realistic.loss_check(ours, wrong)["ok"]
+    assert not realistic.loss_check(ours, same[:-1])["ok"]
+
+
+def test_busy_processes_are_killed():
+    with realistic.BusyProcesses(2) as busy:
+        procs = list(busy.procs)
+        assert all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs)

@@ -4,7 +4,9 @@ Same weights and inputs for every engine, a correctness check before timing, int
 medians and spreads, GFLOP/s against the physical peak (the core's register-only FMA loop). The peers
 are imported lazily and are reported as "not installed" when missing. Layout: configs (shapes, FLOPs,
 data), engine_rnnfast, peer_torch, peer_onnx (one file per engine), compare (the check), timing,
-report (table, markdown, JSON), memory (child-process probes), scaling (--scaling), runner (the command).
+report (table, markdown, JSON), memory (child-process probes), scaling (--scaling), realistic
+(--configs realistic: default environment, idle gaps, other pools, load; lm_script is its child
+LM training script), runner (the command).
 """
 from .runner import main
 

@@ -36,6 +36,21 @@ def set_threads(n: int) -> None:
     rnnfast.set_num_threads(n)
 
 
+class WithThreads:
+    """A case run at a fixed rnnfast thread count, so that thread counts interleave like engines."""
+
+    def __init__(self, case, threads: int):
+        self.case, self.threads = case, threads
+
+    def run(self):
+        set_threads(self.threads)
+        return self.case.run()
+
+    def outputs(self):
+        set_threads(self.threads)
+        return self.case.outputs()
+
+
 def _state_arrays(cell: str, state) -> dict:
     if cell == "lstm":
         return dict(h_n=np.asarray(state[0])[0], c_n=np.asarray(state[1])[0])

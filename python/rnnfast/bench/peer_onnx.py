@@ -78,7 +78,8 @@ def build_model(cell: str, state_dict, input_size: int, hidden_size: int, nonlin
     return model
 
 
-def make_session(model, threads: int):
+def make_session(model, threads: int, stop_spinning: bool = True):
+    """``stop_spinning=False`` keeps ORT's default (its pool spins after run()), as most users have it."""
     ort = _import()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -87,23 +88,24 @@ def make_session(model, threads: int):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # ORT's pool threads keep spinning after run() returns and then slow the engine timed next (2x on
     # torch at B=1 here); stopping them when run() returns leaves ORT's own timing unchanged.
-    opts.add_session_config_entry("session.force_spinning_stop", "1")
+    if stop_spinning:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 class _Case:
     engine = "onnxruntime"
 
-    def __init__(self, cell: str, spec: Spec, weights, data: dict, threads: int):
+    def __init__(self, cell: str, spec: Spec, weights, data: dict, threads: int, stop_spinning: bool = True):
         self.cell = cell
-        self.session = make_session(build_model(cell, weights, spec.H, spec.H), threads)
+        self.session = make_session(build_model(cell, weights, spec.H, spec.H), threads, stop_spinning)
         names = ["initial_h", "initial_c"] if cell == "lstm" else ["initial_h"]
         self.zeros = {n: np.zeros((1, spec.B, spec.H), np.float32) for n in names}
 
 
 class InferenceCase(_Case):
-    def __init__(self, cell, spec, weights, data, threads):
-        super().__init__(cell, spec, weights, data, threads)
+    def __init__(self, cell, spec, weights, data, threads, stop_spinning: bool = True):
+        super().__init__(cell, spec, weights, data, threads, stop_spinning)
         self.feed = dict(self.zeros, X=data["x"])
 
     def run(self):

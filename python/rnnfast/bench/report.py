@@ -154,6 +154,10 @@ def print_all(result: dict, out) -> None:
         from . import scaling
 
         scaling.print_tables(result["scaling"], out)
+    if result.get("realistic"):
+        from . import realistic
+
+        realistic.print_table(result["realistic"], out)
     out.flush()
 
 
@@ -205,9 +209,13 @@ def _mib(e: dict | None) -> str:
     return f"{e['peak_mib']:.1f}" if "peak_mib" in e else e.get("status", "-")
 
 
-def mismatches(results: list[dict]) -> list[str]:
+def mismatches(result: dict) -> list[str]:
     lines = []
-    for r in results:
+    if result.get("realistic"):
+        from . import realistic
+
+        lines += realistic.mismatches(result["realistic"])
+    for r in result["results"]:
         for name, e in r["engines"].items():
             if e.get("status") == "MISMATCH":
                 lines.append(f"MISMATCH: {name} disagrees with {r['reference']} on {r['cell']} {r['config']}: "
@@ -272,6 +280,10 @@ def markdown(result: dict) -> str:
         from . import scaling
 
         lines += scaling.markdown_lines(result["scaling"])
+    if result.get("realistic"):
+        from . import realistic
+
+        lines += realistic.markdown_lines(result["realistic"])
     return "\n".join(lines) + "\n"
 
 

@@ -22,8 +22,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="threads for every engine (default 2)")
     p.add_argument("--cells", type=_csv, default=list(configs.CELLS), help="comma-separated: rnn,lstm,gru")
     p.add_argument("--configs", type=_csv, default=None,
-                   help=f"comma-separated groups {list(configs.DEFAULT_GROUPS)} or exact names like "
-                        "train-B64-T100-H512 (default: all groups)")
+                   help=f"comma-separated groups {list(configs.DEFAULT_GROUPS)}, exact names like "
+                        f"train-B64-T100-H512, or {list(configs.OTHER_GROUPS)} (default: the first four groups)")
     p.add_argument("--engines", type=_csv, default=list(ENGINES), help="comma-separated subset of " + ",".join(ENGINES))
     p.add_argument("--repeat", type=int, default=None, help="timed samples per engine (default 15, --quick 3)")
     p.add_argument("--min-sample-time", type=float, default=None,
@@ -52,8 +52,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--{name}: expected a non-empty subset of {list(allowed)}, got {getattr(args, name)}")
     if args.configs is None:
         args.configs = [] if args.scaling else list(configs.DEFAULT_GROUPS)
+    args.groups = [c for c in args.configs if c in configs.OTHER_GROUPS]
     try:
-        args.specs = configs.select(args.configs)
+        args.specs = configs.select([c for c in args.configs if c not in configs.OTHER_GROUPS])
     except ValueError as exc:
         p.error(str(exc))
     args.repeat = args.repeat or (3 if args.quick else 15)
@@ -158,10 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         from . import scaling
 
         result["scaling"] = scaling.run(args, peak)
+    if "realistic" in args.groups:
+        from . import realistic
+
+        result["realistic"] = realistic.run(args)
     result["machine"]["other_load"] = load.stop()
     out = sys.stdout
     report.print_all(result, out)
-    mismatches = report.mismatches(result["results"])
+    mismatches = report.mismatches(result)
     for line in mismatches:
         print("!!! " + line, file=out)
     if args.json:

@@ -23,17 +23,6 @@ QUICK_THREAD_SHAPES = (("inference", 1, 20, 64), ("train", 8, 20, 64))
 LINEAR_TOLERANCE = 0.10  # max relative deviation from the straight-line fit still called linear
 
 
-class _WithThreads:
-    """Runs a case at a fixed thread count, so that thread counts can be interleaved like engines."""
-
-    def __init__(self, case, threads: int):
-        self.case, self.threads = case, threads
-
-    def run(self):
-        engine_rnnfast.set_threads(self.threads)
-        return self.case.run()
-
-
 def _case(kind: str, B: int, T: int, H: int):
     spec = Spec(f"scaling-{kind}-B{B}-T{T}-H{H}", "scaling", kind, B, T, H)
     weights, _ = engine_rnnfast.shared_weights(CELL, H)
@@ -81,7 +70,7 @@ def run(args, peak: dict) -> dict:
     peaks = {n: (peak if n == peak["threads"] else timing.fma_peak(n, repeat=10)) for n in counts}
     for kind, B, T, H in thread_shapes:
         spec, case = _case(kind, B, T, H)
-        st = _measure({n: _WithThreads(case, n) for n in counts}, args)
+        st = _measure({n: engine_rnnfast.WithThreads(case, n) for n in counts}, args)
         rows = [dict(threads=n, median_s=st[n]["median_s"], iqr_pct=st[n]["iqr_pct"],
                      gflops=configs.flops(spec, CELL) / st[n]["median_s"] / 1e9, peak_gflops=peaks[n]["gflops"],
                      speedup_vs_1=st[1]["median_s"] / st[n]["median_s"]) for n in counts]

@@ -1,0 +1,359 @@
+"""`rnnfast bench --configs realistic`: the cases users meet outside a tight benchmark loop.
+
+Each case measures rnnfast where users run it (the default environment, calls after idle gaps,
+next to another engine's thread pool, on a loaded machine) and prints its target next to the
+measured ratio. This process never changes its own environment; child processes may (the
+OPENBLAS_NUM_THREADS=1 comparison run), and the busy processes of the last case are started and
+killed here. Every engine's output is checked against rnnfast's before anything is timed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import compare, configs, engine_rnnfast, lm_script, peer_onnx, peer_torch, timing
+from .configs import Spec
+from .engine_rnnfast import WithThreads
+
+# Sizes of the full run and of --quick (tiny shapes and few repetitions, for the tests).
+FULL = dict(
+    lm=dict(vocab=96, emb=64, hidden=256, layers=2, batch=32, seq=64, lr=2e-3, check_steps=5, warmup=3, steps=20,
+            rounds=2),
+    charlm=dict(args=["--time-budget", "12"], rounds=2),
+    idle=dict(B=1, T=100, H=256, calls=40, gap=0.02),
+    pool=dict(B=64, T=100, H=512, rounds=8),
+    stream=dict(H=256, steps=100, repeat=15, busy=2),
+)
+QUICK = dict(
+    lm=dict(vocab=20, emb=8, hidden=16, layers=2, batch=4, seq=8, lr=2e-3, check_steps=5, warmup=1, steps=3, rounds=1),
+    charlm=dict(args=["--steps", "6", "--hidden", "16", "--layers", "1", "--embedding", "8", "--seq-len", "8",
+                      "--batch-size", "4"], rounds=1, corpus_chars=20_000),
+    idle=dict(B=1, T=10, H=16, calls=3, gap=0.02),
+    pool=dict(B=4, T=10, H=16, rounds=3),
+    stream=dict(H=16, steps=10, repeat=3, busy=2),
+)
+LOSS_TOLERANCE = 1e-5  # relative, on the first losses of the LM script: float32 rounding gives ~1e-7
+TOKENS_RE = re.compile(r"speed: ([\d,]+) tokens/s")
+
+
+def _comparison(what: str, ratio: float | None, op: str, target: float) -> dict:
+    met = None if ratio is None else (ratio >= target if op == ">=" else ratio <= target)
+    return dict(what=what, ratio=ratio, target=f"{op} {target:g}x", met=met)
+
+
+def _row(case: str, title: str, unit: str, values: dict, comparisons: list, check: dict, **details) -> dict:
+    return dict(case=case, title=title, unit=unit, values=values, comparisons=comparisons, check=check,
+                status="ok" if check.get("ok", True) else "MISMATCH", details=details)
+
+
+def _ratio(a, b):
+    return a / b if a and b else None
+
+
+def _child_env(**extra) -> dict:
+    """This process's environment (the user's default) plus extra variables, for one child only."""
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([pkg_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def _run_child(cmd: list, env: dict, timeout: float = 900) -> str:
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited with {done.returncode}: {tail}")
+    return done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+def loss_check(ours: list, theirs: list) -> dict:
+    """The LM script's check: the first losses (forward, backward and Adam from the same start) agree."""
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    if ours.shape != theirs.shape:
+        return dict(ok=False, error=f"{len(theirs)} losses, expected {len(ours)}", tol=LOSS_TOLERANCE)
+    diff = float(np.max(np.abs(ours - theirs) / np.maximum(1.0, np.abs(ours))))
+    return dict(ok=diff <= LOSS_TOLERANCE, scaled_diff=diff, tol=LOSS_TOLERANCE, what="first losses")
+
+
+def lm_training(size: dict, threads: int, engines: list) -> dict:
+    """The user's own script (lm_script.py), one child process per engine, alternating."""
+    cfg = dict(size, threads=threads)
+    rounds = cfg.pop("rounds")
+    runs: dict = {e: [] for e in ("rnnfast", "torch") if e in engines}
+    errors = {}
+    for _ in range(rounds):
+        for engine in list(runs):
+            try:
+                out = _run_child([sys.executable, lm_script.__file__, engine, json.dumps(cfg)], _child_env())
+                runs[engine].append(json.loads(out.strip().splitlines()[-1]))
+            except (RuntimeError, ValueError, IndexError, subprocess.SubprocessError) as exc:
+                errors[engine] = "not installed" if "ModuleNotFoundError" in str(exc) else str(exc)
+                runs.pop(engine)
+    tokens = cfg["batch"] * cfg["seq"]
+    rate = {e: tokens / float(np.median([t for r in rs for t in r["step_s"]])) for e, rs in runs.items()}
+    check = dict(ok=True)
+    if "rnnfast" in runs and "torch" in runs:
+        check = loss_check(runs["rnnfast"][0]["check_losses"], runs["torch"][0]["check_losses"])
+    values = {f"{e} (default env)": v for e, v in rate.items()}
+    values.update({e: s for e, s in errors.items()})
+    shape = f"V={cfg['vocab']} E={cfg['emb']} B={cfg['batch']} T={cfg['seq']}"
+    return _row("lm-train", f"LM script: Embedding -> {cfg['layers']}-layer LSTM {cfg['hidden']} -> Linear, Adam, "
+                f"{shape}", "tokens/s", values,
+                [_comparison("rnnfast / torch tokens/s", _ratio(rate.get("rnnfast"), rate.get("torch")), ">=", 1.4)],
+                check, rounds=rounds)
+
+
+def _corpus_file(chars: int, folder: str) -> str:
+    """A small text file for the quick run (the full run trains on charlm's default corpus)."""
+    from ..charlm import stdlib_corpus
+
+    path = os.path.join(folder, "corpus.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(stdlib_corpus(chars)[0][:chars])
+    return path
+
+
+def charlm_training(size: dict, threads: int) -> dict:
+    """`rnnfast charlm train` as whole processes: the default environment vs OPENBLAS_NUM_THREADS=1."""
+    variants = {"default env": {}, "OPENBLAS_NUM_THREADS=1": dict(OPENBLAS_NUM_THREADS="1")}
+    rates: dict = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory(prefix="rnnfast-bench-charlm-") as tmp:
+        files = [_corpus_file(size["corpus_chars"], tmp)] if size.get("corpus_chars") else []
+        for _ in range(size["rounds"]):
+            for name, extra in variants.items():
+                cmd = [sys.executable, "-m", "rnnfast.cli", "charlm", "train", *files, *size["args"], "--threads",
+                       str(threads), "--sample-len", "0", "--eval-interval", "1000000", "--log-interval", "1000000",
+                       "--checkpoint-dir", os.path.join(tmp, "ckpt")]
+                out = _run_child(cmd, _child_env(**extra))
+                found = TOKENS_RE.search(out)
+                if not found:
+                    raise RuntimeError(f"charlm train printed no 'speed: N tokens/s' line: {out[-300:]!r}")
+                rates[name].append(float(found.group(1).replace(",", "")))
+    med = {name: float(np.median(r)) for name, r in rates.items()}
+    return _row("charlm", "rnnfast charlm train (" + " ".join(size["args"]) + ")", "tokens/s", med,
+                [_comparison("default / OPENBLAS_NUM_THREADS=1", _ratio(med["default env"],
+                                                                        med["OPENBLAS_NUM_THREADS=1"]), ">=", 0.95)],
+                dict(ok=True), runs=rates,
+                parent_openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS"))
+
+
+def _checked(cases: dict) -> dict:
+    """Every case's outputs against the first one's (rnnfast's)."""
+    names = list(cases)
+    ref = cases[names[0]].outputs()
+    checks = {n: compare.compare(ref, cases[n].outputs(), compare.TOLERANCE) for n in names[1:]}
+    bad = {n: c for n, c in checks.items() if not c["ok"]}
+    worst = max((c.get("scaled_diff", 1.0) for c in checks.values()), default=0.0)
+    return dict(ok=not bad, scaled_diff=worst, tol=compare.TOLERANCE, failed=sorted(bad))
+
+
+def _peer_cases(spec: Spec, weights, data, threads: int, engines: list, ort_spinning: bool) -> tuple[dict, dict]:
+    cases, missing = {}, {}
+    if "torch" in engines:
+        try:
+            cases["torch"] = peer_torch.make_case("lstm", spec, weights, data, threads)
+        except ImportError as exc:
+            missing["torch"] = f"not installed ({exc})"
+    if "onnxruntime" in engines:
+        try:
+            peer_onnx._import()
+            cases["onnxruntime"] = peer_onnx.InferenceCase("lstm", spec, weights, data, threads,
+                                                           stop_spinning=not ort_spinning)
+        except ImportError as exc:
+            missing["onnxruntime"] = f"not installed ({exc})"
+    return cases, missing
+
+
+def idle_gap(size: dict, threads: int, engines: list) -> dict:
+    """One call every `gap` seconds: each timed call comes after an idle gap, engines in rotation."""
+    spec = Spec("realistic-idle", "realistic", "inference", size["B"], size["T"], size["H"])
+    weights, _ = engine_rnnfast.shared_weights("lstm", spec.H)
+    data = configs.make_data(spec)
+    ours = engine_rnnfast.InferenceCase("lstm", spec, weights, data, threads)
+    cases = {"rnnfast": WithThreads(ours, threads), "rnnfast 1 thread": WithThreads(ours, 1)}
+    peers, missing = _peer_cases(spec, weights, data, threads, [e for e in engines if e == "onnxruntime"], True)
+    cases.update(peers)
+    check = _checked(cases)
+    samples: dict = {n: [] for n in cases}
+    names = list(cases)
+    for k in range(size["calls"]):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            time.sleep(size["gap"])
+            t0 = time.perf_counter()
+            cases[name].run()
+            samples[name].append(time.perf_counter() - t0)
+    engine_rnnfast.set_threads(threads)
+    med = {n: float(np.median(s)) for n, s in samples.items()}
+    ours_t, own1 = med["rnnfast"], med["rnnfast 1 thread"]
+    values = dict(med, **missing)
+    return _row("idle-gap", f"one call every {size['gap'] * 1e3:.0f} ms, LSTM B={spec.B} T={spec.T} H={spec.H}", "s",
+                values, [_comparison(f"rnnfast / own 1-thread time", _ratio(ours_t, own1), "<=", 1.1),
+                         _comparison("onnxruntime / rnnfast time", _ratio(med.get("onnxruntime"), ours_t), ">=", 1.5)],
+                check, calls=size["calls"])
+
+
+def next_to_ort_pool(size: dict, threads: int, engines: list) -> dict:
+    """Each timed call right after an (untimed) call of an ONNX Runtime session with its default, spinning
+    pool: ORT and the engine timed run in the same process one after the other, never at once."""
+    spec = Spec("realistic-pool", "realistic", "inference", size["B"], size["T"], size["H"])
+    weights, _ = engine_rnnfast.shared_weights("lstm", spec.H)
+    data = configs.make_data(spec)
+    cases = {"rnnfast": engine_rnnfast.InferenceCase("lstm", spec, weights, data, threads)}
+    peers, missing = _peer_cases(spec, weights, data, threads, engines, True)
+    cases.update(peers)
+    check = _checked(cases)
+    other = peers.get("onnxruntime")
+    samples: dict = {n: [] for n in cases}
+    names = list(cases)
+    for k in range(size["rounds"]):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            if other is not None:
+                other.run()
+            t0 = time.perf_counter()
+            cases[name].run()
+            samples[name].append(time.perf_counter() - t0)
+    med = {n: float(np.median(s)) for n, s in samples.items()}
+    ours = med["rnnfast"]
+    return _row("ort-pool", f"inference next to ORT's spinning pool, LSTM B={spec.B} T={spec.T} H={spec.H}", "s",
+                dict(med, **missing),
+                [_comparison("torch / rnnfast time", _ratio(med.get("torch"), ours), ">=", 1.0),
+                 _comparison("onnxruntime / rnnfast time", _ratio(med.get("onnxruntime"), ours), ">=", 1.0)],
+                check, rounds=size["rounds"], ort_present=other is not None)
+
+
+class BusyProcesses:
+    """`count` child processes that spin on a core each until stop() (or the with-block's end)."""
+
+    def __init__(self, count: int):
+        self.count, self.procs = count, []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.count)]
+        time.sleep(0.2)  # let them start spinning
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+
+
+def stream_under_load(size: dict, threads: int, busy: int | None = None) -> dict:
+    """Stream steps (B=1) while other processes keep the cores busy: rnnfast's thread count vs 1 thread."""
+    spec = Spec("realistic-stream", "realistic", "stream", 1, size["steps"], size["H"])
+    weights, _ = engine_rnnfast.shared_weights("lstm", spec.H)
+    data = configs.make_data(spec)
+    cases = {}
+    for name, n in (("rnnfast", threads), ("rnnfast 1 thread", 1)):  # a stream takes its thread count when made
+        engine_rnnfast.set_threads(n)
+        cases[name] = WithThreads(engine_rnnfast.StreamCase("lstm", spec, weights, data, n), n)
+    check = _checked(cases)
+    busy = size["busy"] if busy is None else busy
+    with BusyProcesses(busy):
+        stats = timing.measure(cases, size["repeat"], warmup=1, min_sample_time=0.0, steps_per_call=spec.T, gap=0.0)
+    engine_rnnfast.set_threads(threads)
+    med = {n: st["median_s"] for n, st in stats.items()}
+    return _row("stream-load", f"stream step LSTM B=1 H={spec.H} with {busy} busy processes", "s per step", med,
+                [_comparison("rnnfast / own 1-thread step", _ratio(med["rnnfast"], med["rnnfast 1 thread"]), "<=", 1.2)],
+                check, busy_processes=busy)
+
+
+CASES = ("lm-train", "charlm", "idle-gap", "ort-pool", "stream-load")
+
+
+def run(args) -> dict:
+    size = QUICK if args.quick else FULL
+    rows = []
+    for case in CASES:
+        t0 = time.perf_counter()
+        try:
+            if case == "lm-train":
+                row = lm_training(size["lm"], args.threads, args.engines)
+            elif case == "charlm":
+                row = charlm_training(size["charlm"], args.threads)
+            elif case == "idle-gap":
+                row = idle_gap(size["idle"], args.threads, args.engines)
+            elif case == "ort-pool":
+                row = next_to_ort_pool(size["pool"], args.threads, args.engines)
+            else:
+                row = stream_under_load(size["stream"], args.threads)
+        except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
+            row = _row(case, case, "", {}, [], dict(ok=True), error=f"{type(exc).__name__}: {exc}")
+            row["status"] = "error"
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        print(f"[realistic] {case}: {row['status']} in {row['seconds']:.0f}s", file=sys.stderr, flush=True)
+    return dict(threads=args.threads, quick=args.quick, rows=rows)
+
+
+# ---------------------------------------------------------------------------------------------
+def _value_text(value, unit: str) -> str:
+    from .report import fmt_time
+
+    if isinstance(value, str):
+        return value
+    return fmt_time(value) if unit.startswith("s") else f"{value:,.0f} {unit}"
+
+
+def _lines(res: dict) -> list[list[str]]:
+    out = []
+    for r in res["rows"]:
+        values = "; ".join(f"{k} {_value_text(v, r['unit'])}" for k, v in r["values"].items())
+        if r["status"] == "error":
+            out.append([r["title"], f"error: {r['details'].get('error', '')}"[:160], "", "", "", ""])
+            continue
+        check = _check_text(r["check"])
+        for k, c in enumerate(r["comparisons"] or [dict(what="", ratio=None, target="", met=None)]):
+            met = {True: "yes", False: "NO", None: "-"}[c["met"]]
+            ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}x"
+            out.append([r["title"] if k == 0 else "", values if k == 0 else "", c["what"], ratio, c["target"],
+                        met + ("" if k else f" (check {check})")])
+    return out
+
+
+HEAD = ["case", "measured (medians)", "ratio", "value", "target", "met"]
+
+
+def _check_text(check: dict) -> str:
+    if "scaled_diff" not in check:
+        return "ok" if check.get("ok", True) else "MISMATCH"
+    verdict = "ok" if check["ok"] else "MISMATCH"
+    return f"{verdict} {check['scaled_diff']:.1e}" + ("" if check["ok"] else f" (tol {check['tol']:.0e}) !!!")
+
+
+def print_table(res: dict, out) -> None:
+    print("", file=out)
+    print(f"realistic cases ({res['threads']} threads for every engine; ratios of medians, each with its target)",
+          file=out)
+    for r in res["rows"]:
+        print(r["title"], file=out)
+        if r["status"] == "error":
+            print(f"    error: {r['details'].get('error', '')}", file=out)
+            continue
+        for c in r["comparisons"]:
+            ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}x"
+            met = {True: "met", False: "NOT MET", None: "-"}[c["met"]]
+            print(f"    {c['what']:<36}{ratio:>9}   target {c['target']:<9}{met}", file=out)
+        values = "; ".join(f"{k} {_value_text(v, r['unit'])}" for k, v in r["values"].items())
+        print(f"    measured: {values}; check {_check_text(r['check'])}", file=out)
+
+
+def markdown_lines(res: dict) -> list[str]:
+    from .report import _md_table
+
+    return ["## Realistic cases", "", f"{res['threads']} threads for every engine; ratios of medians.", ""] + \
+        _md_table(HEAD, _lines(res)) + [""]
+
+
+def mismatches(res: dict) -> list[str]:
+    return [f"MISMATCH: realistic case {r['case']}: {r['check']}" for r in res["rows"] if r["status"] == "MISMATCH"]
