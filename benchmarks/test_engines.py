@@ -18,7 +18,7 @@ _reference: dict = {}  # (spec name, cell) -> (weights, data, rnnfast outputs): 
 def _shared(spec, cell, threads):
     key = (spec.name, cell)
     if key not in _reference:
-        weights, _ = engine_rnnfast.shared_weights(cell, spec.H)
+        weights, _ = engine_rnnfast.shared_weights(cell, spec)
         data = configs.make_data(spec)
         ours = FACTORIES["rnnfast"](cell, spec, weights, data, threads)
         _reference[key] = (weights, data, ours.outputs())

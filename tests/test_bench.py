@@ -7,7 +7,7 @@ import pytest
 from conftest import require_torch
 
 import rnnfast
-from rnnfast.bench import compare, configs, lm_script, main, memory, peer_onnx, peer_torch, realistic, scaling, timing
+from rnnfast.bench import compare, configs, engine_rnnfast, lm_script, main, memory, peer_onnx, peer_torch, realistic, scaling, timing
 
 
 def require_onnxruntime():
@@ -84,9 +84,9 @@ def test_a_wrong_peer_is_flagged_as_mismatch(tmp_path, keep_threads, monkeypatch
     require_torch()
     real = peer_torch.make_module
 
-    def perturbed(cell, input_size, hidden_size, weights):
+    def perturbed(cell, spec, weights):
         weights = {k: v + np.float32(0.05) for k, v in weights.items()}
-        return real(cell, input_size, hidden_size, weights)
+        return real(cell, spec, weights)
 
     monkeypatch.setattr(peer_torch, "make_module", perturbed)
     rc, data = _run(tmp_path, "--configs", "smoke-train-B2-T5-H16", "--engines", "rnnfast,torch")
@@ -321,8 +321,8 @@ def test_realistic_checks_catch_a_wrong_peer(tmp_path, keep_threads, monkeypatch
     require_torch()
     real = peer_torch.make_module
 
-    def perturbed(cell, input_size, hidden_size, weights):
-        return real(cell, input_size, hidden_size, {k: v + np.float32(0.05) for k, v in weights.items()})
+    def perturbed(cell, spec, weights):
+        return real(cell, spec, {k: v + np.float32(0.05) for k, v in weights.items()})
 
     monkeypatch.setattr(peer_torch, "make_module", perturbed)
     row = realistic.next_to_ort_pool(realistic.QUICK["pool"], 1, ["rnnfast", "torch"])
@@ -349,3 +349,97 @@ def test_busy_processes_are_killed():
         procs = list(busy.procs)
         assert all(p.poll() is None for p in procs)
     assert all(p.poll() is not None for p in procs)
+
+
+def test_shape_runs_any_input_size_and_checks_the_peers(tmp_path, keep_threads):
+    path = tmp_path / "shape.json"
+    assert main(["--quick", "--threads", "1", "--shape", "gru:3:4:7:10", "--shape", "rnn:2:3:5:6:stream",
+                 "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    got = [(r["config"], r["cell"], r["kind"], r["I"], r["H"]) for r in data["results"]]
+    assert got == [("shape-inference-B3-T4-I7-H10", "gru", "inference", 7, 10),
+                   ("shape-train-B3-T4-I7-H10", "gru", "train", 7, 10),
+                   ("shape-stream-B2-T3-I5-H6", "rnn", "stream", 5, 6)]
+    assert data["results"][0]["flops"] == 2 * 4 * 3 * 3 * 10 * (7 + 10)
+    for r in data["results"]:
+        assert r["engines"]["rnnfast"]["status"] == "ok"
+        for name, e in r["engines"].items():
+            assert e["status"] in ("ok", "-", "not installed"), (name, e)
+
+
+@pytest.mark.parametrize("text", ["lstm:1:2:3", "cnn:1:2:3:4", "lstm:1:0:3:4", "lstm:1:2:x:4", "lstm:1:2:3:4:fast"])
+def test_bad_shape_is_a_clear_error(text, capsys):
+    with pytest.raises(SystemExit):
+        main(["--shape", text])
+    err = capsys.readouterr().err
+    assert "--shape: expected CELL:B:T:I:H" in err and repr(text) in err
+
+
+def _saved_language_model(path):
+    from rnnfast.checkpoint import save_checkpoint
+    from rnnfast.models import LanguageModel
+
+    model = LanguageModel(11, 6, 8, num_layers=2, cell="gru", seed=3)
+    save_checkpoint(path, model, extra={"config": model.config})
+    return model
+
+
+def test_model_file_runs_its_recurrent_stack_with_its_own_weights(tmp_path, keep_threads):
+    pytest.importorskip("safetensors")
+    ckpt = tmp_path / "lm.ckpt"
+    model = _saved_language_model(ckpt)
+    path = tmp_path / "model.json"
+    assert main(["--quick", "--threads", "1", "--model", str(ckpt), "--model-shape", "3:4", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert [(r["kind"], r["cell"], r["I"], r["H"], r["layers"]) for r in data["results"]] == \
+        [("inference", "gru", 6, 8, 2), ("train", "gru", 6, 8, 2)]
+    for r in data["results"]:
+        assert r["weights_from"] == str(ckpt)
+        assert r["engines"]["onnxruntime"]["status"] in ("-", "not installed")  # one layer only
+        if r["engines"]["torch"]["status"] != "not installed":
+            assert r["engines"]["torch"]["status"] == "ok" and r["engines"]["torch"]["check"]["ok"]
+    # the weights are the file's: the rnnfast case reproduces the saved model's own recurrent output
+    from rnnfast.bench import saved_model
+    spec, cell = saved_model.specs(str(ckpt), 3, 4)[0]
+    x = configs.make_data(spec)["x"]
+    case = engine_rnnfast.make_case(cell, spec, saved_model.weights(spec), dict(x=x, g=None), 1)
+    model.rnn.batch_first = False
+    model.eval()
+    np.testing.assert_array_equal(case.outputs()["y"], model.rnn(x)[0])
+
+
+def test_model_file_bidirectional_layer_and_a_wrong_peer(tmp_path, keep_threads, monkeypatch):
+    require_torch()
+    pytest.importorskip("safetensors")
+    from rnnfast.checkpoint import save_weights
+    layer = rnnfast.nn.LSTM(5, 7, 2, bidirectional=True)
+    save_weights(tmp_path / "bi.safetensors", layer)
+    path = tmp_path / "bi.json"
+    argv = ["--quick", "--threads", "1", "--model", str(tmp_path / "bi.safetensors"), "--model-shape", "2:3",
+            "--engines", "rnnfast,torch", "--json", str(path)]
+    assert main(argv) == 0
+    rows = json.loads(path.read_text())["results"]
+    assert all(r["bidirectional"] and r["engines"]["torch"]["status"] == "ok" for r in rows)
+    assert rows[0]["flops"] == 2 * 2 * 3 * 2 * 4 * 7 * (5 + 7) + 2 * 2 * 3 * 2 * 4 * 7 * (14 + 7)
+    real = peer_torch.make_module
+    monkeypatch.setattr(peer_torch, "make_module", lambda cell, spec, w: real(
+        cell, spec, {k: v * np.float32(1.01) if k == "weight_hh_l1_reverse" else v for k, v in w.items()}))
+    assert main(argv) == 1
+    rows = json.loads(path.read_text())["results"]
+    assert all(r["engines"]["torch"]["status"] == "MISMATCH" for r in rows)
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such file"), (b"not a model", "not an rnnfast checkpoint"),
+                                              ("linear", "no recurrent layer")])
+def test_bad_model_file_is_a_clear_error(tmp_path, content, message, capsys):
+    path = tmp_path / "m.bin"
+    if content == "linear":
+        pytest.importorskip("safetensors")
+        from rnnfast.checkpoint import save_weights
+        save_weights(path, rnnfast.nn.Linear(3, 4))
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit):
+        main(["--model", str(path)])
+    err = capsys.readouterr().err
+    assert f"--model {path}" in err and message in err

@@ -16,7 +16,9 @@ OTHER_GROUPS = ("realistic",)
 
 @dataclass(frozen=True)
 class Spec:
-    """One shape of one kind; input size = hidden size. For 'stream', T is the steps per call."""
+    """One shape of one kind. For 'stream', T is the steps per call. The canonical shapes have input
+    size = hidden size and one unidirectional layer; --shape and --model set the rest. ``source`` is
+    the saved model file whose weights a --model configuration runs with."""
 
     name: str
     group: str
@@ -24,13 +26,27 @@ class Spec:
     B: int
     T: int
     H: int
+    I: int | None = None  # noqa: E741  (None: = H)
+    layers: int = 1
+    bidirectional: bool = False
+    source: tuple | None = None  # (saved model path, parameter-name prefix of its recurrent stack)
+
+    @property
+    def input_size(self) -> int:
+        return self.H if self.I is None else self.I
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
 
     @property
     def label(self) -> str:
         prefix = _prefix(self.group, self.kind)
+        extra = (f" I={self.I}" if self.I is not None and self.I != self.H else "") + \
+            (f" L={self.layers}" if self.layers > 1 else "") + (" bidirectional" if self.bidirectional else "")
         if self.kind == "stream":
-            return f"{prefix} B={self.B} H={self.H}"
-        return f"{prefix} B={self.B} T={self.T} H={self.H}"
+            return f"{prefix} B={self.B} H={self.H}{extra}"
+        return f"{prefix} B={self.B} T={self.T} H={self.H}{extra}"
 
     @property
     def steps_per_call(self) -> int:
@@ -77,17 +93,21 @@ def select(names: list[str]) -> list[Spec]:
 
 
 def flops(spec: Spec, cell: str) -> float:
-    """FLOPs of one step (stream) or one call: 2*T*B*G*H*(I+H) forward, training counted as 3x forward."""
+    """FLOPs of one step (stream) or one call: 2*T*B*G*H*(I+H) forward per layer and direction (a layer
+    above the first reads I = directions*H), training counted as 3x forward."""
     steps = 1 if spec.kind == "stream" else spec.T
-    forward = 2.0 * steps * spec.B * GATES[cell] * spec.H * (spec.H + spec.H)
+    forward = 0.0
+    for layer in range(spec.layers):
+        inputs = spec.input_size if layer == 0 else spec.directions * spec.H
+        forward += spec.directions * 2.0 * steps * spec.B * GATES[cell] * spec.H * (inputs + spec.H)
     return 3.0 * forward if spec.kind == "train" else forward
 
 
 def make_data(spec: Spec, seed: int = 0) -> dict:
-    """Input x (T, B, H) and the fixed random output gradient g, float32, time-major."""
+    """Input x (T, B, I) and the fixed random output gradient g (T, B, directions*H), float32, time-major."""
     rng = np.random.default_rng(seed)
-    shape = (spec.T, spec.B, spec.H)
-    return dict(x=rng.standard_normal(shape, dtype=np.float32), g=rng.standard_normal(shape, dtype=np.float32))
+    return dict(x=rng.standard_normal((spec.T, spec.B, spec.input_size), dtype=np.float32),
+                g=rng.standard_normal((spec.T, spec.B, spec.directions * spec.H), dtype=np.float32))
 
 
 def numpy_weights(cell: str, hidden_size: int, input_size: int | None = None, seed: int = 0) -> OrderedDict:
@@ -99,6 +119,23 @@ def numpy_weights(cell: str, hidden_size: int, input_size: int | None = None, se
     shapes = OrderedDict(weight_ih_l0=(gh, input_size), weight_hh_l0=(gh, hidden_size), bias_ih_l0=(gh,),
                          bias_hh_l0=(gh,))
     return OrderedDict((n, rng.uniform(-k, k, s).astype(np.float32)) for n, s in shapes.items())
+
+
+def parse_shape(text: str) -> list[tuple[Spec, str]]:
+    """``--shape CELL:B:T:I:H[:KIND]`` -> (spec, cell) pairs: inference and train, or the one KIND given."""
+    parts = text.split(":")
+    usage = f"--shape: expected CELL:B:T:I:H[:KIND] with CELL in {list(CELLS)}, positive integers and KIND in " \
+            f"{list(KINDS)}, got {text!r}"
+    if len(parts) not in (5, 6) or parts[0] not in CELLS or (len(parts) == 6 and parts[5] not in KINDS):
+        raise ValueError(usage)
+    try:
+        B, T, I, H = (int(v) for v in parts[1:5])  # noqa: E741
+    except ValueError:
+        raise ValueError(usage) from None
+    if min(B, T, I, H) < 1:
+        raise ValueError(usage)
+    kinds = (parts[5],) if len(parts) == 6 else ("inference", "train")
+    return [(Spec(f"shape-{kind}-B{B}-T{T}-I{I}-H{H}", "shape", kind, B, T, H, I), parts[0]) for kind in kinds]
 
 
 class Unsupported(Exception):

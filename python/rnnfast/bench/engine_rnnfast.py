@@ -8,24 +8,31 @@ from .configs import Spec, numpy_weights
 LAYERS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
-def make_model(cell: str, input_size: int, hidden_size: int):
+def make_model(cell: str, spec: Spec, bias: bool = True):
     import rnnfast.nn
 
-    return getattr(rnnfast.nn, LAYERS[cell])(input_size, hidden_size)
+    return getattr(rnnfast.nn, LAYERS[cell])(spec.input_size, spec.H, spec.layers, bias=bias,
+                                              bidirectional=spec.bidirectional)
 
 
-def shared_weights(cell: str, hidden_size: int, seed: int = 0):
+def has_bias(weights) -> bool:
+    return any(k.startswith("bias_") for k in weights)
+
+
+def shared_weights(cell: str, spec: Spec, seed: int = 0):
     """The weights every engine runs with: a fresh rnnfast model's state_dict(); when the layer cannot be
-    built (e.g. a build without it), PyTorch's init drawn with numpy under the same names."""
+    built (e.g. a build without it), PyTorch's init drawn with numpy under the same names (one layer)."""
     try:
-        return make_model(cell, hidden_size, hidden_size).state_dict(), "rnnfast"
+        return make_model(cell, spec).state_dict(), "rnnfast"
     except Exception:  # noqa: BLE001 - any failure means the other engines still get comparable weights
-        return numpy_weights(cell, hidden_size, seed=seed), "numpy"
+        if spec.layers > 1 or spec.bidirectional:
+            raise
+        return numpy_weights(cell, spec.H, spec.input_size, seed=seed), "numpy"
 
 
 def loaded_model(cell: str, spec: Spec, weights, training: bool):
-    """The benchmarked layer (input size = hidden size) with the shared weights, in train or eval mode."""
-    model = make_model(cell, spec.H, spec.H)
+    """The benchmarked layer with the shared weights, in train or eval mode."""
+    model = make_model(cell, spec, has_bias(weights))
     model.load_state_dict(weights)
     return model.train(training)
 
@@ -52,9 +59,10 @@ class WithThreads:
 
 
 def _state_arrays(cell: str, state) -> dict:
+    """Final states (layers*directions, B, H), as PyTorch returns them."""
     if cell == "lstm":
-        return dict(h_n=np.asarray(state[0])[0], c_n=np.asarray(state[1])[0])
-    return dict(h_n=np.asarray(state)[0])
+        return dict(h_n=np.asarray(state[0]), c_n=np.asarray(state[1]))
+    return dict(h_n=np.asarray(state))
 
 
 class InferenceCase:

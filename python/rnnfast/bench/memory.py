@@ -47,7 +47,7 @@ def probe(engine: str, cell: str, spec_name: str, threads: int) -> dict:
 
     spec = configs.select([spec_name])[0]
     data = configs.make_data(spec)
-    weights = configs.numpy_weights(cell, spec.H)  # no model of any engine exists before the baseline
+    weights = configs.numpy_weights(cell, spec.H, spec.input_size)  # no model of any engine exists before the baseline
     if engine == "torch":
         import torch  # noqa: F401  imports belong to the baseline
     elif engine == "onnxruntime":

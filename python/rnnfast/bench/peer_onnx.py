@@ -97,8 +97,10 @@ class _Case:
     engine = "onnxruntime"
 
     def __init__(self, cell: str, spec: Spec, weights, data: dict, threads: int, stop_spinning: bool = True):
+        if spec.layers > 1 or spec.bidirectional:
+            raise Unsupported("the ONNX peer builds one unidirectional layer")
         self.cell = cell
-        self.session = make_session(build_model(cell, weights, spec.H, spec.H), threads, stop_spinning)
+        self.session = make_session(build_model(cell, weights, spec.input_size, spec.H), threads, stop_spinning)
         names = ["initial_h", "initial_c"] if cell == "lstm" else ["initial_h"]
         self.zeros = {n: np.zeros((1, spec.B, spec.H), np.float32) for n in names}
 
@@ -113,9 +115,9 @@ class InferenceCase(_Case):
 
     def outputs(self) -> dict:
         res = self.run()
-        out = dict(y=res[0][:, 0], h_n=res[1][0])
+        out = dict(y=res[0][:, 0], h_n=res[1])
         if self.cell == "lstm":
-            out["c_n"] = res[2][0]
+            out["c_n"] = res[2]
         return out
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .configs import Spec
+from .configs import Spec, Unsupported
 
 MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -25,18 +25,23 @@ def set_threads(n: int) -> None:
     _import().set_num_threads(n)
 
 
-def make_module(cell: str, input_size: int, hidden_size: int, weights):
-    """A torch sequence module holding exactly ``weights`` (PyTorch names, numpy arrays)."""
+def make_module(cell: str, spec: Spec, weights):
+    """A torch sequence module of spec's shape holding exactly ``weights`` (PyTorch names, numpy arrays)."""
     torch = _import()
-    module = getattr(torch.nn, MODULES[cell])(input_size, hidden_size)
+    bias = any(k.startswith("bias_") for k in weights)
+    module = getattr(torch.nn, MODULES[cell])(spec.input_size, spec.H, spec.layers, bias=bias,
+                                              bidirectional=spec.bidirectional)
     module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()})
     return module
 
 
-def make_cell(cell: str, input_size: int, hidden_size: int, weights):
+def make_cell(cell: str, spec: Spec, weights):
     """The *Cell twin: the layer-0 weights without their '_l0' suffix."""
     torch = _import()
-    module = getattr(torch.nn, MODULES[cell] + "Cell")(input_size, hidden_size)
+    if spec.layers > 1 or spec.bidirectional:
+        raise Unsupported("torch's *Cell classes are one unidirectional layer")
+    bias = any(k.startswith("bias_") for k in weights)
+    module = getattr(torch.nn, MODULES[cell] + "Cell")(spec.input_size, spec.H, bias=bias)
     module.load_state_dict({k.replace("_l0", ""): torch.from_numpy(np.ascontiguousarray(v))
                             for k, v in weights.items()})
     return module
@@ -48,7 +53,7 @@ class InferenceCase:
     def __init__(self, cell, spec: Spec, weights, data, threads):
         self.torch = _import()
         self.cell = cell
-        self.module = make_module(cell, spec.H, spec.H, weights).eval()
+        self.module = make_module(cell, spec, weights).eval()
         self.x = self.torch.from_numpy(data["x"])
 
     def run(self):
@@ -58,8 +63,8 @@ class InferenceCase:
     def outputs(self) -> dict:
         y, state = self.run()
         if self.cell == "lstm":
-            return dict(y=y.numpy(), h_n=state[0][0].numpy(), c_n=state[1][0].numpy())
-        return dict(y=y.numpy(), h_n=state[0].numpy())
+            return dict(y=y.numpy(), h_n=state[0].numpy(), c_n=state[1].numpy())
+        return dict(y=y.numpy(), h_n=state.numpy())
 
 
 class StreamCase:
@@ -68,7 +73,7 @@ class StreamCase:
     def __init__(self, cell, spec: Spec, weights, data, threads):
         torch = self.torch = _import()
         self.cell = cell
-        self.module = make_cell(cell, spec.H, spec.H, weights).eval()
+        self.module = make_cell(cell, spec, weights).eval()
         self.xs = list(torch.from_numpy(data["x"]).unbind(0))
         zeros = torch.zeros(spec.B, spec.H)
         self.h0 = (zeros, zeros.clone()) if cell == "lstm" else zeros
@@ -94,7 +99,7 @@ class TrainCase:
 
     def __init__(self, cell, spec: Spec, weights, data, threads):
         torch = self.torch = _import()
-        self.module = make_module(cell, spec.H, spec.H, weights).train()
+        self.module = make_module(cell, spec, weights).train()
         self.x = torch.from_numpy(data["x"].copy()).requires_grad_(True)
         self.g = torch.from_numpy(data["g"])
 

@@ -175,7 +175,7 @@ def _peer_cases(spec: Spec, weights, data, threads: int, engines: list, ort_spin
 def idle_gap(size: dict, threads: int, engines: list) -> dict:
     """One call every `gap` seconds: each timed call comes after an idle gap, engines in rotation."""
     spec = Spec("realistic-idle", "realistic", "inference", size["B"], size["T"], size["H"])
-    weights, _ = engine_rnnfast.shared_weights("lstm", spec.H)
+    weights, _ = engine_rnnfast.shared_weights("lstm", spec)
     data = configs.make_data(spec)
     ours = engine_rnnfast.InferenceCase("lstm", spec, weights, data, threads)
     cases = {"rnnfast": WithThreads(ours, threads), "rnnfast 1 thread": WithThreads(ours, 1)}
@@ -204,7 +204,7 @@ def next_to_ort_pool(size: dict, threads: int, engines: list) -> dict:
     """Each timed call right after an (untimed) call of an ONNX Runtime session with its default, spinning
     pool: ORT and the engine timed run in the same process one after the other, never at once."""
     spec = Spec("realistic-pool", "realistic", "inference", size["B"], size["T"], size["H"])
-    weights, _ = engine_rnnfast.shared_weights("lstm", spec.H)
+    weights, _ = engine_rnnfast.shared_weights("lstm", spec)
     data = configs.make_data(spec)
     cases = {"rnnfast": engine_rnnfast.InferenceCase("lstm", spec, weights, data, threads)}
     peers, missing = _peer_cases(spec, weights, data, threads, engines, True)
@@ -251,7 +251,7 @@ class BusyProcesses:
 def stream_under_load(size: dict, threads: int, busy: int | None = None) -> dict:
     """Stream steps (B=1) while other processes keep the cores busy: rnnfast's thread count vs 1 thread."""
     spec = Spec("realistic-stream", "realistic", "stream", 1, size["steps"], size["H"])
-    weights, _ = engine_rnnfast.shared_weights("lstm", spec.H)
+    weights, _ = engine_rnnfast.shared_weights("lstm", spec)
     data = configs.make_data(spec)
     cases = {}
     for name, n in (("rnnfast", threads), ("rnnfast 1 thread", 1)):  # a stream takes its thread count when made

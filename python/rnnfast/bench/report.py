@@ -11,7 +11,7 @@ import numpy as np
 
 from . import compare, peer_onnx, peer_torch
 
-COLUMNS = (("config", 28), ("cell", 5), ("engine", 12), ("median", 10), ("iqr", 9), ("min", 10), ("GFLOP/s", 8),
+COLUMNS = (("config", 36), ("cell", 5), ("engine", 12), ("median", 10), ("iqr", 9), ("min", 10), ("GFLOP/s", 8),
            ("%peak", 6), ("speed-up", 9), ("check", 0))
 
 
@@ -132,7 +132,7 @@ def _matmul_text(mm: dict) -> str:
 
 def print_table_head(out) -> None:
     print(_fixed([c for c, _ in COLUMNS]), file=out)
-    print("-" * 120, file=out)
+    print("-" * 128, file=out)
 
 
 def set_efficiency(entry: dict, peak_gflops: float) -> None:
@@ -182,11 +182,11 @@ def print_summary(results: list[dict], out) -> None:
     peers = [n for n in dict.fromkeys(n for r in rows for n in r["vs"])]
     print("", file=out)
     print("rnnfast speed-up (ratio of medians; > 1 means rnnfast is faster)", file=out)
-    head = "config".ljust(29) + "cell".ljust(6) + "".join(f"vs {p}".ljust(16) for p in peers)
+    head = "config".ljust(37) + "cell".ljust(6) + "".join(f"vs {p}".ljust(16) for p in peers)
     print(head + "vs faster peer", file=out)
     for r in rows:
         vals = "".join(_ratio(r["vs"].get(p)).ljust(16) for p in peers)
-        print(r["label"].ljust(29) + r["cell"].ljust(6) + vals + _ratio(r["best"]), file=out)
+        print(r["label"].ljust(37) + r["cell"].ljust(6) + vals + _ratio(r["best"]), file=out)
 
 
 def _ratio(x: float | None) -> str:

@@ -24,6 +24,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--configs", type=_csv, default=None,
                    help=f"comma-separated groups {list(configs.DEFAULT_GROUPS)}, exact names like "
                         f"train-B64-T100-H512, or {list(configs.OTHER_GROUPS)} (default: the first four groups)")
+    p.add_argument("--shape", action="append", default=[], metavar="CELL:B:T:I:H[:KIND]",
+                   help="any shape, e.g. lstm:64:100:128:256 (inference and train; KIND picks one of "
+                        f"{list(configs.KINDS)}); repeatable")
+    p.add_argument("--model", action="append", default=[], metavar="PATH",
+                   help="the recurrent layers of a saved model (rnnfast checkpoint or safetensors state dict) with "
+                        "its own weights, inference and train at --model-shape; repeatable")
+    p.add_argument("--model-shape", default="64:100", metavar="B:T",
+                   help="batch size and sequence length for --model (default 64:100)")
     p.add_argument("--engines", type=_csv, default=list(ENGINES), help="comma-separated subset of " + ",".join(ENGINES))
     p.add_argument("--repeat", type=int, default=None, help="timed samples per engine (default 15, --quick 3)")
     p.add_argument("--min-sample-time", type=float, default=None,
@@ -51,10 +59,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if bad or not getattr(args, name):
             p.error(f"--{name}: expected a non-empty subset of {list(allowed)}, got {getattr(args, name)}")
     if args.configs is None:
-        args.configs = [] if args.scaling else list(configs.DEFAULT_GROUPS)
+        args.configs = [] if args.scaling or args.shape or args.model else list(configs.DEFAULT_GROUPS)
     args.groups = [c for c in args.configs if c in configs.OTHER_GROUPS]
     try:
         args.specs = configs.select([c for c in args.configs if c not in configs.OTHER_GROUPS])
+    except ValueError as exc:
+        p.error(str(exc))
+    args.extra = []  # (spec, cell) pairs of --shape and --model: their cell is fixed
+    try:
+        for text in args.shape:
+            args.extra += configs.parse_shape(text)
+        B, T = _model_shape(args.model_shape)
+        for path in args.model:
+            from . import saved_model
+
+            args.extra += saved_model.specs(path, B, T)
     except ValueError as exc:
         p.error(str(exc))
     args.repeat = args.repeat or (3 if args.quick else 15)
@@ -70,6 +89,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _model_shape(text: str) -> tuple[int, int]:
+    try:
+        B, T = (int(v) for v in text.split(":"))
+        if B >= 1 and T >= 1:
+            return B, T
+    except ValueError:
+        pass
+    raise ValueError(f"--model-shape: expected B:T with positive integers, got {text!r}")
+
+
 def _status(exc: BaseException) -> dict:
     if isinstance(exc, ImportError):
         return dict(status="not installed", detail=str(exc))
@@ -80,11 +109,16 @@ def _status(exc: BaseException) -> dict:
 
 def run_one(spec: Spec, cell: str, args) -> dict:
     """Build every engine on the same weights and data, check them against rnnfast, time them interleaved."""
-    weights, source = engine_rnnfast.shared_weights(cell, spec.H)
+    if spec.source:
+        from . import saved_model
+
+        weights, source = saved_model.weights(spec), spec.source[0]
+    else:
+        weights, source = engine_rnnfast.shared_weights(cell, spec)
     data = configs.make_data(spec)
     flops = configs.flops(spec, cell)
     entry = dict(config=spec.name, group=spec.group, label=spec.label, kind=spec.kind, cell=cell, B=spec.B, T=spec.T,
-                 H=spec.H, flops=flops, time_unit="per step" if spec.kind == "stream" else "per call",
+                 H=spec.H, I=spec.input_size, layers=spec.layers, bidirectional=spec.bidirectional, flops=flops, time_unit="per step" if spec.kind == "stream" else "per call",
                  weights_from=source, engines={})
     cases, outputs = {}, {}
     for name in args.engines:
@@ -133,13 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     result = dict(command="rnnfast bench " + " ".join(argv), machine=report.machine_info(args.threads),
                   settings=dict(threads=args.threads, repeat=args.repeat, warmup=args.warmup, quick=args.quick,
                                 min_sample_time_s=args.min_sample_time, interleave=args.interleave, gap_s=args.gap,
-                                cells=args.cells, engines=args.engines, configs=[s.name for s in args.specs]),
+                                cells=args.cells, engines=args.engines,
+                                configs=[s.name for s in args.specs] + [s.name for s, _ in args.extra]),
                   results=[])
     load = timing.OtherLoad().start()
     peak = result["peak"] = timing.fma_peak(args.threads, repeat=5 if args.quick else 20)
     if not args.quick:
         result["matmul"] = timing.matmul_rate(args.threads, repeat=7)  # informational only
-    todo = [(spec, cell) for spec in args.specs for cell in args.cells]
+    todo = [(spec, cell) for spec in args.specs for cell in args.cells] + args.extra
     for k, (spec, cell) in enumerate(todo, 1):
         result["results"].append(run_one(spec, cell, args))
         _progress(k, len(todo), result["results"][-1])

@@ -25,7 +25,7 @@ LINEAR_TOLERANCE = 0.10  # max relative deviation from the straight-line fit sti
 
 def _case(kind: str, B: int, T: int, H: int):
     spec = Spec(f"scaling-{kind}-B{B}-T{T}-H{H}", "scaling", kind, B, T, H)
-    weights, _ = engine_rnnfast.shared_weights(CELL, H)
+    weights, _ = engine_rnnfast.shared_weights(CELL, spec)
     return spec, engine_rnnfast.make_case(CELL, spec, weights, configs.make_data(spec), 1)
 
 
