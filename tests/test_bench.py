@@ -7,7 +7,8 @@ import pytest
 from conftest import require_torch
 
 import rnnfast
-from rnnfast.bench import compare, configs, engine_rnnfast, lm_script, main, memory, peer_onnx, peer_torch, realistic, scaling, timing
+from rnnfast.bench import (compare, configs, engine_rnnfast, lm_script, main, memory, peer_onnx, peer_torch,
+                           realistic, scaling, timing)
 
 
 def require_onnxruntime():

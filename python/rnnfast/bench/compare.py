@@ -27,3 +27,13 @@ def compare(ref: dict, other: dict, tol: float) -> dict:
             worst, worst_key = scaled, k
     return dict(ok=bool(worst <= tol), max_abs_diff=per_output[worst_key]["max_abs_diff"], scaled_diff=worst,
                 worst_output=worst_key, tol=tol, outputs=per_output)
+
+
+def compare_cases(cases: dict) -> dict:
+    """Every case's outputs() against the first one's (the reference engine's), as one check."""
+    names = list(cases)
+    ref = cases[names[0]].outputs()
+    checks = {n: compare(ref, cases[n].outputs(), TOLERANCE) for n in names[1:]}
+    bad = {n: c for n, c in checks.items() if not c["ok"]}
+    worst = max((c.get("scaled_diff", 1.0) for c in checks.values()), default=0.0)
+    return dict(ok=not bad, scaled_diff=worst, tol=TOLERANCE, failed=sorted(bad))

@@ -1,4 +1,4 @@
-"""The benchmark configurations (the canonical shapes and the test groups), their FLOP counts and the shared test data."""
+"""The benchmark configurations (the canonical shapes, the test group, --shape), FLOP counts and test data."""
 from __future__ import annotations
 
 from collections import OrderedDict

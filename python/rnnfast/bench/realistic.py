@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from . import compare, configs, engine_rnnfast, lm_script, peer_onnx, peer_torch, timing
+from . import ratio_rows as rr
 from .configs import Spec
 from .engine_rnnfast import WithThreads
 
@@ -41,20 +42,6 @@ QUICK = dict(
 )
 LOSS_TOLERANCE = 1e-5  # relative, on the first losses of the LM script: float32 rounding gives ~1e-7
 TOKENS_RE = re.compile(r"speed: ([\d,]+) tokens/s")
-
-
-def _comparison(what: str, ratio: float | None, op: str, target: float) -> dict:
-    met = None if ratio is None else (ratio >= target if op == ">=" else ratio <= target)
-    return dict(what=what, ratio=ratio, target=f"{op} {target:g}x", met=met)
-
-
-def _row(case: str, title: str, unit: str, values: dict, comparisons: list, check: dict, **details) -> dict:
-    return dict(case=case, title=title, unit=unit, values=values, comparisons=comparisons, check=check,
-                status="ok" if check.get("ok", True) else "MISMATCH", details=details)
-
-
-def _ratio(a, b):
-    return a / b if a and b else None
 
 
 def _child_env(**extra) -> dict:
@@ -105,10 +92,10 @@ def lm_training(size: dict, threads: int, engines: list) -> dict:
     values = {f"{e} (default env)": v for e, v in rate.items()}
     values.update({e: s for e, s in errors.items()})
     shape = f"V={cfg['vocab']} E={cfg['emb']} B={cfg['batch']} T={cfg['seq']}"
-    return _row("lm-train", f"LM script: Embedding -> {cfg['layers']}-layer LSTM {cfg['hidden']} -> Linear, Adam, "
-                f"{shape}", "tokens/s", values,
-                [_comparison("rnnfast / torch tokens/s", _ratio(rate.get("rnnfast"), rate.get("torch")), ">=", 1.4)],
-                check, rounds=rounds)
+    title = f"LM script: Embedding -> {cfg['layers']}-layer LSTM {cfg['hidden']} -> Linear, Adam, {shape}"
+    vs_torch = rr.ratio(rate.get("rnnfast"), rate.get("torch"))
+    return rr.row("lm-train", title, "tokens/s", values,
+                  [rr.comparison("rnnfast / torch tokens/s", vs_torch, ">=", 1.4)], check, rounds=rounds)
 
 
 def _corpus_file(chars: int, folder: str) -> str:
@@ -138,21 +125,11 @@ def charlm_training(size: dict, threads: int) -> dict:
                     raise RuntimeError(f"charlm train printed no 'speed: N tokens/s' line: {out[-300:]!r}")
                 rates[name].append(float(found.group(1).replace(",", "")))
     med = {name: float(np.median(r)) for name, r in rates.items()}
-    return _row("charlm", "rnnfast charlm train (" + " ".join(size["args"]) + ")", "tokens/s", med,
-                [_comparison("default / OPENBLAS_NUM_THREADS=1", _ratio(med["default env"],
+    return rr.row("charlm", "rnnfast charlm train (" + " ".join(size["args"]) + ")", "tokens/s", med,
+                [rr.comparison("default / OPENBLAS_NUM_THREADS=1", rr.ratio(med["default env"],
                                                                         med["OPENBLAS_NUM_THREADS=1"]), ">=", 0.95)],
                 dict(ok=True), runs=rates,
                 parent_openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS"))
-
-
-def _checked(cases: dict) -> dict:
-    """Every case's outputs against the first one's (rnnfast's)."""
-    names = list(cases)
-    ref = cases[names[0]].outputs()
-    checks = {n: compare.compare(ref, cases[n].outputs(), compare.TOLERANCE) for n in names[1:]}
-    bad = {n: c for n, c in checks.items() if not c["ok"]}
-    worst = max((c.get("scaled_diff", 1.0) for c in checks.values()), default=0.0)
-    return dict(ok=not bad, scaled_diff=worst, tol=compare.TOLERANCE, failed=sorted(bad))
 
 
 def _peer_cases(spec: Spec, weights, data, threads: int, engines: list, ort_spinning: bool) -> tuple[dict, dict]:
@@ -181,7 +158,7 @@ def idle_gap(size: dict, threads: int, engines: list) -> dict:
     cases = {"rnnfast": WithThreads(ours, threads), "rnnfast 1 thread": WithThreads(ours, 1)}
     peers, missing = _peer_cases(spec, weights, data, threads, [e for e in engines if e == "onnxruntime"], True)
     cases.update(peers)
-    check = _checked(cases)
+    check = compare.compare_cases(cases)
     samples: dict = {n: [] for n in cases}
     names = list(cases)
     for k in range(size["calls"]):
@@ -194,10 +171,11 @@ def idle_gap(size: dict, threads: int, engines: list) -> dict:
     med = {n: float(np.median(s)) for n, s in samples.items()}
     ours_t, own1 = med["rnnfast"], med["rnnfast 1 thread"]
     values = dict(med, **missing)
-    return _row("idle-gap", f"one call every {size['gap'] * 1e3:.0f} ms, LSTM B={spec.B} T={spec.T} H={spec.H}", "s",
-                values, [_comparison(f"rnnfast / own 1-thread time", _ratio(ours_t, own1), "<=", 1.1),
-                         _comparison("onnxruntime / rnnfast time", _ratio(med.get("onnxruntime"), ours_t), ">=", 1.5)],
-                check, calls=size["calls"])
+    title = f"one call every {size['gap'] * 1e3:.0f} ms, LSTM B={spec.B} T={spec.T} H={spec.H}"
+    return rr.row("idle-gap", title, "s", values,
+                  [rr.comparison("rnnfast / own 1-thread time", rr.ratio(ours_t, own1), "<=", 1.1),
+                   rr.comparison("onnxruntime / rnnfast time", rr.ratio(med.get("onnxruntime"), ours_t), ">=", 1.5)],
+                  check, calls=size["calls"])
 
 
 def next_to_ort_pool(size: dict, threads: int, engines: list) -> dict:
@@ -209,7 +187,7 @@ def next_to_ort_pool(size: dict, threads: int, engines: list) -> dict:
     cases = {"rnnfast": engine_rnnfast.InferenceCase("lstm", spec, weights, data, threads)}
     peers, missing = _peer_cases(spec, weights, data, threads, engines, True)
     cases.update(peers)
-    check = _checked(cases)
+    check = compare.compare_cases(cases)
     other = peers.get("onnxruntime")
     samples: dict = {n: [] for n in cases}
     names = list(cases)
@@ -222,10 +200,10 @@ def next_to_ort_pool(size: dict, threads: int, engines: list) -> dict:
             samples[name].append(time.perf_counter() - t0)
     med = {n: float(np.median(s)) for n, s in samples.items()}
     ours = med["rnnfast"]
-    return _row("ort-pool", f"inference next to ORT's spinning pool, LSTM B={spec.B} T={spec.T} H={spec.H}", "s",
+    return rr.row("ort-pool", f"inference next to ORT's spinning pool, LSTM B={spec.B} T={spec.T} H={spec.H}", "s",
                 dict(med, **missing),
-                [_comparison("torch / rnnfast time", _ratio(med.get("torch"), ours), ">=", 1.0),
-                 _comparison("onnxruntime / rnnfast time", _ratio(med.get("onnxruntime"), ours), ">=", 1.0)],
+                [rr.comparison("torch / rnnfast time", rr.ratio(med.get("torch"), ours), ">=", 1.0),
+                 rr.comparison("onnxruntime / rnnfast time", rr.ratio(med.get("onnxruntime"), ours), ">=", 1.0)],
                 check, rounds=size["rounds"], ort_present=other is not None)
 
 
@@ -257,15 +235,15 @@ def stream_under_load(size: dict, threads: int, busy: int | None = None) -> dict
     for name, n in (("rnnfast", threads), ("rnnfast 1 thread", 1)):  # a stream takes its thread count when made
         engine_rnnfast.set_threads(n)
         cases[name] = WithThreads(engine_rnnfast.StreamCase("lstm", spec, weights, data, n), n)
-    check = _checked(cases)
+    check = compare.compare_cases(cases)
     busy = size["busy"] if busy is None else busy
     with BusyProcesses(busy):
         stats = timing.measure(cases, size["repeat"], warmup=1, min_sample_time=0.0, steps_per_call=spec.T, gap=0.0)
     engine_rnnfast.set_threads(threads)
     med = {n: st["median_s"] for n, st in stats.items()}
-    return _row("stream-load", f"stream step LSTM B=1 H={spec.H} with {busy} busy processes", "s per step", med,
-                [_comparison("rnnfast / own 1-thread step", _ratio(med["rnnfast"], med["rnnfast 1 thread"]), "<=", 1.2)],
-                check, busy_processes=busy)
+    vs_one = rr.ratio(med["rnnfast"], med["rnnfast 1 thread"])
+    return rr.row("stream-load", f"stream step LSTM B=1 H={spec.H} with {busy} busy processes", "s per step", med,
+                  [rr.comparison("rnnfast / own 1-thread step", vs_one, "<=", 1.2)], check, busy_processes=busy)
 
 
 CASES = ("lm-train", "charlm", "idle-gap", "ort-pool", "stream-load")
@@ -288,72 +266,22 @@ def run(args) -> dict:
             else:
                 row = stream_under_load(size["stream"], args.threads)
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
-            row = _row(case, case, "", {}, [], dict(ok=True), error=f"{type(exc).__name__}: {exc}")
-            row["status"] = "error"
+            row = rr.error_row(case, exc)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(f"[realistic] {case}: {row['status']} in {row['seconds']:.0f}s", file=sys.stderr, flush=True)
     return dict(threads=args.threads, quick=args.quick, rows=rows)
 
 
-# ---------------------------------------------------------------------------------------------
-def _value_text(value, unit: str) -> str:
-    from .report import fmt_time
-
-    if isinstance(value, str):
-        return value
-    return fmt_time(value) if unit.startswith("s") else f"{value:,.0f} {unit}"
-
-
-def _lines(res: dict) -> list[list[str]]:
-    out = []
-    for r in res["rows"]:
-        values = "; ".join(f"{k} {_value_text(v, r['unit'])}" for k, v in r["values"].items())
-        if r["status"] == "error":
-            out.append([r["title"], f"error: {r['details'].get('error', '')}"[:160], "", "", "", ""])
-            continue
-        check = _check_text(r["check"])
-        for k, c in enumerate(r["comparisons"] or [dict(what="", ratio=None, target="", met=None)]):
-            met = {True: "yes", False: "NO", None: "-"}[c["met"]]
-            ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}x"
-            out.append([r["title"] if k == 0 else "", values if k == 0 else "", c["what"], ratio, c["target"],
-                        met + ("" if k else f" (check {check})")])
-    return out
-
-
-HEAD = ["case", "measured (medians)", "ratio", "value", "target", "met"]
-
-
-def _check_text(check: dict) -> str:
-    if "scaled_diff" not in check:
-        return "ok" if check.get("ok", True) else "MISMATCH"
-    verdict = "ok" if check["ok"] else "MISMATCH"
-    return f"{verdict} {check['scaled_diff']:.1e}" + ("" if check["ok"] else f" (tol {check['tol']:.0e}) !!!")
-
-
 def print_table(res: dict, out) -> None:
-    print("", file=out)
-    print(f"realistic cases ({res['threads']} threads for every engine; ratios of medians, each with its target)",
-          file=out)
-    for r in res["rows"]:
-        print(r["title"], file=out)
-        if r["status"] == "error":
-            print(f"    error: {r['details'].get('error', '')}", file=out)
-            continue
-        for c in r["comparisons"]:
-            ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}x"
-            met = {True: "met", False: "NOT MET", None: "-"}[c["met"]]
-            print(f"    {c['what']:<36}{ratio:>9}   target {c['target']:<9}{met}", file=out)
-        values = "; ".join(f"{k} {_value_text(v, r['unit'])}" for k, v in r["values"].items())
-        print(f"    measured: {values}; check {_check_text(r['check'])}", file=out)
+    rr.print_rows(f"realistic cases ({res['threads']} threads for every engine; ratios of medians, each "
+                          "with its target)", res["rows"], out)
 
 
 def markdown_lines(res: dict) -> list[str]:
-    from .report import _md_table
-
-    return ["## Realistic cases", "", f"{res['threads']} threads for every engine; ratios of medians.", ""] + \
-        _md_table(HEAD, _lines(res)) + [""]
+    return rr.markdown_lines("Realistic cases", f"{res['threads']} threads for every engine; ratios of "
+                                     "medians.", res["rows"])
 
 
 def mismatches(res: dict) -> list[str]:
-    return [f"MISMATCH: realistic case {r['case']}: {r['check']}" for r in res["rows"] if r["status"] == "MISMATCH"]
+    return rr.mismatches("realistic", res["rows"])

@@ -42,7 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds of idling after each sample, so that the previous engine's worker threads stop "
                         "spinning before the next engine is timed (default 0.01)")
     p.add_argument("--quick", action="store_true",
-                   help="3 samples per engine, no inner repeats, no memory probes, a shorter peak measurement, no numpy matmul row")
+                   help="3 samples per engine, no inner repeats, no memory probes, a shorter peak measurement, "
+                        "no numpy matmul row; realistic and ragged cases shrink to tiny shapes")
     p.add_argument("--json", metavar="PATH", help="write every measurement as JSON (atomically)")
     p.add_argument("--markdown", metavar="PATH", help="write the tables as markdown (for benchmarks/RESULTS.md)")
     p.add_argument("--memory", dest="memory", action="store_true", default=None,
@@ -118,7 +119,8 @@ def run_one(spec: Spec, cell: str, args) -> dict:
     data = configs.make_data(spec)
     flops = configs.flops(spec, cell)
     entry = dict(config=spec.name, group=spec.group, label=spec.label, kind=spec.kind, cell=cell, B=spec.B, T=spec.T,
-                 H=spec.H, I=spec.input_size, layers=spec.layers, bidirectional=spec.bidirectional, flops=flops, time_unit="per step" if spec.kind == "stream" else "per call",
+                 H=spec.H, I=spec.input_size, layers=spec.layers, bidirectional=spec.bidirectional, flops=flops,
+                 time_unit="per step" if spec.kind == "stream" else "per call",
                  weights_from=source, engines={})
     cases, outputs = {}, {}
     for name in args.engines:
