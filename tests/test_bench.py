@@ -8,7 +8,7 @@ from conftest import require_torch
 
 import rnnfast
 from rnnfast.bench import (compare, configs, engine_rnnfast, lm_script, main, memory, peer_onnx, peer_torch,
-                           realistic, scaling, timing)
+                           ragged, realistic, scaling, timing)
 
 
 def require_onnxruntime():
@@ -444,3 +444,37 @@ def test_bad_model_file_is_a_clear_error(tmp_path, content, message, capsys):
         main(["--model", str(path)])
     err = capsys.readouterr().err
     assert f"--model {path}" in err and message in err
+
+
+def test_ragged_group_checks_and_times_four_ways_to_run_a_ragged_batch(tmp_path, keep_threads, capsys):
+    path = tmp_path / "ragged.json"
+    assert main(["--quick", "--threads", "1", "--configs", "ragged", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["ragged"]["rows"]
+    assert [r["case"] for r in rows] == ["train-uniform", "inference-uniform", "train-of", "inference-of"]
+    for r in rows:
+        assert r["status"] == "ok" and r["check"]["ok"], r
+        names = {"rnnfast lengths", "rnnfast no lengths"} | ({"torch packed", "torch padded"}
+                                                             if peer_torch.version() else set())
+        assert names <= set(r["values"]) and all(r["values"][n] > 0 for n in names)
+        assert [c["target"] for c in r["comparisons"]][:2] == (["<= 0.65x", "<= 0.35x"] if "uniform" in r["case"]
+                                                               else ["-", "-"])
+        assert 0 < r["details"]["valid_fraction"] <= 1
+    assert "ragged batches" in capsys.readouterr().out
+
+
+def test_ragged_lengths():
+    u = ragged.uniform_lengths(1000, 100)
+    assert u.min() >= 10 and u.max() <= 100 and 50 < u.mean() < 60
+    c = ragged.corpus_lengths(64, 100, chars=50_000)
+    assert c.shape == (64,) and c.min() >= 1 and c.max() <= 100
+    assert np.array_equal(c, ragged.corpus_lengths(64, 100, chars=50_000))  # fixed seed: the same batch
+
+
+def test_ragged_check_catches_a_wrong_peer(keep_threads, monkeypatch):
+    require_torch()
+    real = peer_torch.make_module
+    monkeypatch.setattr(peer_torch, "make_module", lambda cell, spec, w: real(
+        cell, spec, {k: v * np.float32(1.01) if k == "bias_hh_l0" else v for k, v in w.items()}))
+    size = ragged.QUICK
+    row = ragged.measure_batch("train", ragged.uniform_lengths(size["B"], size["T"]), size, 1, ["torch"], "x", True)
+    assert row["status"] == "MISMATCH" and row["check"]["failed"] == ["torch packed", "torch padded"]

@@ -11,7 +11,7 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 KINDS = ("inference", "stream", "train")
 DEFAULT_GROUPS = ("latency", "stream", "throughput", "train")  # the canonical set; 'smoke' is for tests
 # groups of their own kind (not shapes x cells x engines), each run by its own module
-OTHER_GROUPS = ("realistic",)
+OTHER_GROUPS = ("realistic", "ragged")
 
 
 @dataclass(frozen=True)

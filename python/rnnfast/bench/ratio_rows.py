@@ -47,7 +47,9 @@ def _check_text(check: dict) -> str:
 
 
 def _ratio_text(c: dict) -> str:
-    return "-" if c["ratio"] is None else f"{c['ratio']:.2f}x"
+    if c["ratio"] is None:
+        return "-"
+    return f"{c['ratio']:.2f}x" if c["ratio"] >= 0.1 else f"{c['ratio']:.3f}x"
 
 
 def print_rows(heading: str, rows: list, out) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -10,6 +11,7 @@ import tempfile
 import numpy as np
 
 from . import compare, peer_onnx, peer_torch
+from .configs import OTHER_GROUPS
 
 COLUMNS = (("config", 36), ("cell", 5), ("engine", 12), ("median", 10), ("iqr", 9), ("min", 10), ("GFLOP/s", 8),
            ("%peak", 6), ("speed-up", 9), ("check", 0))
@@ -141,6 +143,15 @@ def set_efficiency(entry: dict, peak_gflops: float) -> None:
             e["efficiency"] = e["gflops"] / peak_gflops if peak_gflops else None
 
 
+def group_module(group: str):
+    """The module that runs and prints one of configs.OTHER_GROUPS (imported when used)."""
+    return importlib.import_module(f"{__package__}.{group}")
+
+
+def _groups_in(result: dict) -> list[str]:
+    return [g for g in OTHER_GROUPS if result.get(g)]
+
+
 def print_all(result: dict, out) -> None:
     print_header(result, out)
     if result["results"]:
@@ -154,10 +165,8 @@ def print_all(result: dict, out) -> None:
         from . import scaling
 
         scaling.print_tables(result["scaling"], out)
-    if result.get("realistic"):
-        from . import realistic
-
-        realistic.print_table(result["realistic"], out)
+    for group in _groups_in(result):
+        group_module(group).print_table(result[group], out)
     out.flush()
 
 
@@ -211,10 +220,8 @@ def _mib(e: dict | None) -> str:
 
 def mismatches(result: dict) -> list[str]:
     lines = []
-    if result.get("realistic"):
-        from . import realistic
-
-        lines += realistic.mismatches(result["realistic"])
+    for group in _groups_in(result):
+        lines += group_module(group).mismatches(result[group])
     for r in result["results"]:
         for name, e in r["engines"].items():
             if e.get("status") == "MISMATCH":
@@ -280,10 +287,8 @@ def markdown(result: dict) -> str:
         from . import scaling
 
         lines += scaling.markdown_lines(result["scaling"])
-    if result.get("realistic"):
-        from . import realistic
-
-        lines += realistic.markdown_lines(result["realistic"])
+    for group in _groups_in(result):
+        lines += group_module(group).markdown_lines(result[group])
     return "\n".join(lines) + "\n"
 
 

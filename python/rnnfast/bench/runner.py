@@ -196,10 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import scaling
 
         result["scaling"] = scaling.run(args, peak)
-    if "realistic" in args.groups:
-        from . import realistic
-
-        result["realistic"] = realistic.run(args)
+    for group in args.groups:
+        result[group] = report.group_module(group).run(args)
     result["machine"]["other_load"] = load.stop()
     out = sys.stdout
     report.print_all(result, out)
