@@ -86,7 +86,7 @@ def select(names: list[str]) -> list[Spec]:
         elif name in by_name:
             found = (by_name[name],)
         else:
-            known = list(GROUPS) + list(by_name)
+            known = list(GROUPS) + list(OTHER_GROUPS) + list(by_name)
             raise ValueError(f"--configs: expected one of {known}, got {name!r}")
         out += [s for s in found if s not in out]
     return out

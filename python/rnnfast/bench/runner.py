@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                   settings=dict(threads=args.threads, repeat=args.repeat, warmup=args.warmup, quick=args.quick,
                                 min_sample_time_s=args.min_sample_time, interleave=args.interleave, gap_s=args.gap,
                                 cells=args.cells, engines=args.engines,
-                                configs=[s.name for s in args.specs] + [s.name for s, _ in args.extra]),
+                                configs=[s.name for s in args.specs] + [s.name for s, _ in args.extra],
+                                groups=args.groups),
                   results=[])
     load = timing.OtherLoad().start()
     peak = result["peak"] = timing.fma_peak(args.threads, repeat=5 if args.quick else 20)
