@@ -345,6 +345,13 @@ def test_lm_script_check_catches_a_one_percent_learning_rate_error(keep_threads)
     assert not realistic.loss_check(ours, same[:-1])["ok"]
 
 
+def test_children_get_the_environment_the_process_started_with(monkeypatch):
+    monkeypatch.setenv("RNNFAST_BENCH_SET_LATER", "1")  # as an import setting a variable would
+    env = realistic._child_env(OPENBLAS_NUM_THREADS="1")
+    assert "RNNFAST_BENCH_SET_LATER" not in env and env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["PATH"] == os.environ["PATH"] and "OPENBLAS_NUM_THREADS" not in realistic._child_env()
+
+
 def test_busy_processes_are_killed():
     with realistic.BusyProcesses(2) as busy:
         procs = list(busy.procs)
