@@ -345,6 +345,20 @@ def test_lm_script_check_catches_a_one_percent_learning_rate_error(keep_threads)
     assert not realistic.loss_check(ours, same[:-1])["ok"]
 
 
+def test_a_failing_child_is_an_error_row_not_a_number(keep_threads, monkeypatch):
+    def child(cmd, env, timeout=900):
+        if "rnnfast" in cmd:
+            raise RuntimeError("lm_script.py rnnfast ... exited with 1: Segmentation fault")
+        return json.dumps(dict(engine="torch", check_losses=[1.0], step_s=[0.1]))
+
+    monkeypatch.setattr(realistic, "_run_child", child)
+    args = type("Args", (), dict(quick=True, threads=1, engines=["rnnfast", "torch"]))()
+    monkeypatch.setattr(realistic, "CASES", ("lm-train",))
+    row, = realistic.run(args)["rows"]
+    assert row["status"] == "error" and "Segmentation fault" in row["details"]["error"]
+    assert realistic.mismatches(dict(rows=[row])) == []  # an error, reported as such, not a mismatch
+
+
 def test_children_get_the_environment_the_process_started_with(monkeypatch):
     monkeypatch.setenv("RNNFAST_BENCH_SET_LATER", "1")  # as an import setting a variable would
     env = realistic._child_env(OPENBLAS_NUM_THREADS="1")
