@@ -164,6 +164,12 @@ py::dict reference_backward_py(const std::string& cell_s, py::handle x_o, py::ha
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "rnnfast C++ kernels";
+  m.def("peak_gflops", [](int threads, double seconds) {
+    double g = 0.0;
+    run_released([&] { g = peak_gflops(threads, seconds); });
+    return g;
+  }, py::arg("threads"), py::arg("seconds") = 0.05,
+  "GFLOP/s of a register-only FMA loop of the active ISA on `threads` threads at once: the physical peak.");
   m.def("cpu_info", [] {
     py::dict info;
     info["isa"] = isa_name(active_isa());
@@ -446,13 +452,6 @@ PYBIND11_MODULE(_core, m) {
     });
   }, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("accumulate") = false, py::arg("b_transposed") = false,
   "c (+)= a @ b (or a @ b.T with b_transposed) with the kernels' packed GEMM; deterministic for any thread count.");
-
-  m.def("peak_gflops", [](int threads, double seconds) {
-    double g = 0.0;
-    run_released([&] { g = peak_gflops(threads, seconds); });
-    return g;
-  }, py::arg("threads"), py::arg("seconds") = 0.05,
-  "GFLOP/s of a register-only FMA loop of the active ISA on `threads` threads at once: the physical peak.");
 
   m.def("reference_forward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse, py::handle w_ih,
                                 py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0, py::handle c0) {
