@@ -30,6 +30,9 @@ def get_isa() -> str: ...
 def set_num_threads(n: int, /) -> None:
     """Kernel threads (n >= 1, else ValueError)."""
 def get_num_threads() -> int: ...
+def peak_gflops(threads: int, seconds: float = 0.05) -> float:
+    """GFLOP/s of a register-only FMA loop of the active ISA on ``threads`` threads at once, for about
+    ``seconds``: the physical peak (threads 1..64 and seconds in (0, 10], else ValueError)."""
 
 class PackedWeights:
     """One layer direction's weights packed for the active instruction set."""
