@@ -138,14 +138,14 @@ def charlm_training(size: dict, threads: int) -> dict:
                     raise RuntimeError(f"charlm train printed no 'speed: N tokens/s' line: {out[-300:]!r}")
                 rates[name].append(float(found.group(1).replace(",", "")))
     med = {name: float(np.median(r)) for name, r in rates.items()}
+    vs_one_blas = rr.ratio(med["default env"], med["OPENBLAS_NUM_THREADS=1"])
     return rr.row("charlm", "rnnfast charlm train (" + " ".join(size["args"]) + ")", "tokens/s", med,
-                [rr.comparison("default / OPENBLAS_NUM_THREADS=1", rr.ratio(med["default env"],
-                                                                        med["OPENBLAS_NUM_THREADS=1"]), ">=", 0.95)],
-                dict(ok=True), runs=rates,
-                parent_openblas_threads=start_environment().get("OPENBLAS_NUM_THREADS"))
+                  [rr.comparison("default / OPENBLAS_NUM_THREADS=1", vs_one_blas, ">=", 0.95)], dict(ok=True),
+                  runs=rates, parent_openblas_threads=start_environment().get("OPENBLAS_NUM_THREADS"))
 
 
-def _peer_cases(spec: Spec, weights, data, threads: int, engines: list, ort_spinning: bool) -> tuple[dict, dict]:
+def _peer_cases(spec: Spec, weights, data, threads: int, engines: list) -> tuple[dict, dict]:
+    """The peers as users have them: ONNX Runtime with its default settings (its pool spins after run())."""
     cases, missing = {}, {}
     if "torch" in engines:
         try:
@@ -155,8 +155,7 @@ def _peer_cases(spec: Spec, weights, data, threads: int, engines: list, ort_spin
     if "onnxruntime" in engines:
         try:
             peer_onnx._import()
-            cases["onnxruntime"] = peer_onnx.InferenceCase("lstm", spec, weights, data, threads,
-                                                           stop_spinning=not ort_spinning)
+            cases["onnxruntime"] = peer_onnx.InferenceCase("lstm", spec, weights, data, threads, stop_spinning=False)
         except ImportError as exc:
             missing["onnxruntime"] = f"not installed ({exc})"
     return cases, missing
@@ -169,7 +168,7 @@ def idle_gap(size: dict, threads: int, engines: list) -> dict:
     data = configs.make_data(spec)
     ours = engine_rnnfast.InferenceCase("lstm", spec, weights, data, threads)
     cases = {"rnnfast": WithThreads(ours, threads), "rnnfast 1 thread": WithThreads(ours, 1)}
-    peers, missing = _peer_cases(spec, weights, data, threads, [e for e in engines if e == "onnxruntime"], True)
+    peers, missing = _peer_cases(spec, weights, data, threads, [e for e in engines if e == "onnxruntime"])
     cases.update(peers)
     check = compare.compare_cases(cases)
     samples: dict = {n: [] for n in cases}
@@ -197,8 +196,8 @@ def next_to_ort_pool(size: dict, threads: int, engines: list) -> dict:
     spec = Spec("realistic-pool", "realistic", "inference", size["B"], size["T"], size["H"])
     weights, _ = engine_rnnfast.shared_weights("lstm", spec)
     data = configs.make_data(spec)
-    cases = {"rnnfast": engine_rnnfast.InferenceCase("lstm", spec, weights, data, threads)}
-    peers, missing = _peer_cases(spec, weights, data, threads, engines, True)
+    cases = {"rnnfast": WithThreads(engine_rnnfast.InferenceCase("lstm", spec, weights, data, threads), threads)}
+    peers, missing = _peer_cases(spec, weights, data, threads, engines)
     cases.update(peers)
     check = compare.compare_cases(cases)
     other = peers.get("onnxruntime")
@@ -214,14 +213,14 @@ def next_to_ort_pool(size: dict, threads: int, engines: list) -> dict:
     med = {n: float(np.median(s)) for n, s in samples.items()}
     ours = med["rnnfast"]
     return rr.row("ort-pool", f"inference next to ORT's spinning pool, LSTM B={spec.B} T={spec.T} H={spec.H}", "s",
-                dict(med, **missing),
-                [rr.comparison("torch / rnnfast time", rr.ratio(med.get("torch"), ours), ">=", 1.0),
-                 rr.comparison("onnxruntime / rnnfast time", rr.ratio(med.get("onnxruntime"), ours), ">=", 1.0)],
-                check, rounds=size["rounds"], ort_present=other is not None)
+                  dict(med, **missing),
+                  [rr.comparison("torch / rnnfast time", rr.ratio(med.get("torch"), ours), ">=", 1.0),
+                   rr.comparison("onnxruntime / rnnfast time", rr.ratio(med.get("onnxruntime"), ours), ">=", 1.0)],
+                  check, rounds=size["rounds"], ort_present=other is not None)
 
 
 class BusyProcesses:
-    """`count` child processes that spin on a core each until stop() (or the with-block's end)."""
+    """`count` child processes, each spinning on a core until the with-block ends (then killed)."""
 
     def __init__(self, count: int):
         self.count, self.procs = count, []
