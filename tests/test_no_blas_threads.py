@@ -49,9 +49,10 @@ PROBE = textwrap.dedent("""
             opt.zero_grad()
 
     which = sys.argv[1]
+    import time
+    time.sleep(0.5)  # OpenBLAS's new threads spin a while after import before they sleep
     before = ticks()
     (control if which == "control" else train)()
-    import time
     time.sleep(0.3)  # let spinning BLAS threads burn what they will
     print(len(blas), ticks() - before)
 """)
