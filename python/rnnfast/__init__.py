@@ -12,6 +12,7 @@ if "OMP_WAIT_POLICY" not in _os.environ:
 
 from . import _core
 from ._core import get_num_threads, set_num_threads
+from .export import export, load as load_export  # the deployment file (rnnfast.export is the function)
 
 __version__ = "0.1.0"
 
@@ -53,4 +54,4 @@ def __dir__():
     return sorted(set(globals()) | set(_SUBMODULES) | set(_FROM_SUBMODULES))
 
 
-__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn", "no_grad"]
+__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn", "no_grad", "export", "load_export"]

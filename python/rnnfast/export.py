@@ -1,0 +1,151 @@
+"""The deployment file: one model's weights and configuration, for the C API and other runtimes.
+
+``export(module, path)`` writes one safetensors file (a JSON header plus raw little-endian
+arrays, no pickle). The header's ``__metadata__`` holds flat strings, so a reader in any
+language needs only the safetensors header:
+
+- ``format`` = ``"rnnfast.model"``, ``format_version`` = ``"1"``, ``precision`` = ``"float32"``
+- ``model``: ``"rnn"`` (a bare nn.RNN/LSTM/GRU), ``"language_model"`` or ``"sequence_classifier"``
+- ``cell`` (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``), ``input_size`` (features entering the
+  recurrent stack), ``hidden_size``, ``num_layers``, ``bidirectional`` (``0``/``1``)
+- ``vocab_size`` (0 without an embedding), ``output_size`` (features, logits or classes per
+  step or per sequence), ``pooling`` (classifiers: ``last``/``mean``/``max``; else empty)
+- ``config``: the Python model's constructor arguments as JSON (for :func:`load`)
+
+Arrays (float32): ``rnn.weight_ih_l{k}[_reverse]``, ``rnn.weight_hh_l{k}[_reverse]``,
+``rnn.bias_ih_l{k}[_reverse]``, ``rnn.bias_hh_l{k}[_reverse]`` in PyTorch layout and gate order
+(biases are written as zeros for ``bias=False``), ``embedding.weight`` (V, E) and ``head.weight``
+(O, F), ``head.bias`` (O) for the models. Later options (projection, peepholes, int8) add
+metadata keys and bump ``format_version``. ``model.save`` stays the training checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ._atomic import atomic_write
+from .checkpoint import _safetensors_numpy
+
+__all__ = ["export", "load", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "rnnfast.model"
+FORMAT_VERSION = 1
+
+
+def _recurrent_arrays(rnn) -> dict:
+    arrays = {}
+    G = rnn._layer_params[0][0][0].data.shape[0]
+    for k in range(rnn.num_layers):
+        for d in range(rnn.num_directions):
+            sfx = f"_l{k}" + ("_reverse" if d else "")
+            w_ih, w_hh, b_ih, b_hh = rnn._layer_params[k][d]
+            arrays[f"rnn.weight_ih{sfx}"] = w_ih.data
+            arrays[f"rnn.weight_hh{sfx}"] = w_hh.data
+            arrays[f"rnn.bias_ih{sfx}"] = b_ih.data if b_ih is not None else np.zeros(G, np.float32)
+            arrays[f"rnn.bias_hh{sfx}"] = b_hh.data if b_hh is not None else np.zeros(G, np.float32)
+    return arrays
+
+
+def _linear_arrays(linear) -> dict:
+    bias = linear.bias.data if linear.bias is not None else np.zeros(linear.out_features, np.float32)
+    return {"head.weight": linear.weight.data, "head.bias": bias}
+
+
+def _describe(module):
+    """(metadata fields, arrays) of a supported module, or a TypeError naming what is supported."""
+    from .models import LanguageModel, SequenceClassifier
+    from .nn.recurrent import RNNBase
+
+    if isinstance(module, RNNBase):
+        rnn, arrays, vocab, out, pooling, kind = module, {}, 0, module.num_directions * module.hidden_size, "", "rnn"
+        config = dict(cls=type(module).__name__, input_size=rnn.input_size, hidden_size=rnn.hidden_size,
+                      num_layers=rnn.num_layers, bias=rnn.bias, bidirectional=rnn.bidirectional,
+                      batch_first=rnn.batch_first)
+        if type(module).__name__ == "RNN":
+            config["nonlinearity"] = "relu" if rnn.cell == "rnn_relu" else "tanh"
+    elif isinstance(module, LanguageModel):
+        rnn, kind, pooling, config = module.rnn, "language_model", "", module.config
+        arrays = {"embedding.weight": module.embedding.weight.data, **_linear_arrays(module.decoder)}
+        vocab, out = module.vocab_size, module.vocab_size
+    elif isinstance(module, SequenceClassifier):
+        rnn, kind, pooling, config = module.rnn, "sequence_classifier", module.pooling, module.config
+        emb = module.encoder_input.embedding
+        arrays = {} if emb is None else {"embedding.weight": emb.weight.data}
+        arrays.update(_linear_arrays(module.head))
+        vocab, out = (0 if emb is None else emb.num_embeddings), module.num_outputs
+    else:
+        raise TypeError("export: module: expected an nn.RNN, nn.LSTM, nn.GRU, models.LanguageModel or "
+                        f"models.SequenceClassifier, got {type(module).__name__}")
+    arrays.update(_recurrent_arrays(rnn))
+    meta = dict(format=FORMAT, format_version=str(FORMAT_VERSION), precision="float32", model=kind,
+                cell=rnn.cell, input_size=str(rnn.input_size), hidden_size=str(rnn.hidden_size),
+                num_layers=str(rnn.num_layers), bidirectional=str(int(rnn.bidirectional)),
+                vocab_size=str(vocab), output_size=str(out), pooling=pooling, config=json.dumps(config))
+    return meta, arrays
+
+
+def export(module, path) -> None:
+    """Write ``module``'s deployment file to ``path`` (atomically; see the module docstring).
+
+    ``module`` is an ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (any layers, uni- or bidirectional) or a
+    ``models.LanguageModel`` / ``models.SequenceClassifier``. The file is what the C API
+    (``rnnfast_model_load``) reads; :func:`load` rebuilds the Python module from it.
+    """
+    stn = _safetensors_numpy()
+    meta, arrays = _describe(module)
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+    for name, a in arrays.items():
+        if not np.isfinite(a).all():
+            raise ValueError(f"export: module: parameter {name} holds NaN or Inf; a deployment file needs "
+                             "finite weights")
+    atomic_write(os.fspath(path), stn.save(arrays, metadata=meta))
+
+
+def read(path) -> tuple[dict, dict]:
+    """(metadata, arrays) of a deployment file, after checking its format and version."""
+    path = os.fspath(path)
+    _safetensors_numpy()
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        raise ValueError(f"load: {path}: not a safetensors file ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"load: {path}: expected format {FORMAT!r}, got {meta.get('format')!r}")
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise ValueError(f"load: {path}: format_version {meta.get('format_version')!r} is not supported "
+                         f"(this rnnfast reads {FORMAT_VERSION})")
+    return meta, arrays
+
+
+def load(path):
+    """The Python module a deployment file was exported from (eval mode), rebuilt with its weights."""
+    from . import nn
+    from .models import LanguageModel, SequenceClassifier
+
+    meta, arrays = read(path)
+    config = json.loads(meta["config"])
+    kind = meta["model"]
+    if kind == "rnn":
+        cls = getattr(nn, config.pop("cls"))
+        module, prefix = cls(**config), {"rnn.": ""}
+    elif kind == "language_model":
+        module, prefix = LanguageModel(**config), {"rnn.": "rnn.", "head.": "decoder.", "embedding.": "embedding."}
+    elif kind == "sequence_classifier":
+        module = SequenceClassifier(**config)
+        prefix = {"rnn.": "rnn.", "head.": "head.", "embedding.": "encoder_input.embedding."}
+    else:
+        raise ValueError(f"load: {path}: unknown model kind {kind!r}")
+    own = dict(module.named_parameters())
+    state = {}
+    for name, a in arrays.items():
+        head, rest = name.split(".", 1)
+        target = prefix[head + "."] + rest
+        if target in own:  # bias=False layers have no bias parameter (the file holds zeros)
+            state[target] = a
+    module.load_state_dict(state)
+    return module.eval()
