@@ -103,3 +103,16 @@ def test_load_checks_format_and_version(tmp_path):
     save_file({"a": np.zeros(2, np.float32)}, str(future), metadata={"format": FORMAT, "format_version": "99"})
     with pytest.raises(ValueError, match="format_version '99' is not supported"):
         rnnfast.load_export(future)
+
+
+def test_vocab_is_stored_as_json_tokens(tmp_path):
+    from rnnfast.text import Vocab
+    v = Vocab.build("héllo wörld")
+    m = LanguageModel(len(v.itos), 4, 4, num_layers=1, seed=0)
+    rnnfast.export(m, tmp_path / "lm", vocab=v)
+    meta, _ = read(tmp_path / "lm")
+    assert json.loads(meta["vocab"]) == list(v.itos) and "é" in v.itos
+    with pytest.raises(ValueError, match="expected 3 tokens"):
+        rnnfast.export(LanguageModel(3, 4, 4, seed=0), tmp_path / "x", vocab=["a", "b"])
+    with pytest.raises(ValueError, match="only for models that take token ids"):
+        rnnfast.export(nn.GRU(3, 4, seed=0), tmp_path / "x", vocab=["a"])

@@ -11,6 +11,8 @@ language needs only the safetensors header:
 - ``vocab_size`` (0 without an embedding), ``output_size`` (features, logits or classes per
   step or per sequence), ``pooling`` (classifiers: ``last``/``mean``/``max``; else empty)
 - ``config``: the Python model's constructor arguments as JSON (for :func:`load`)
+- ``vocab`` (optional): the token strings by id as a JSON array, for applications that read or
+  write text (``rnnfast_model_vocab_token`` in the C API)
 
 Arrays (float32): ``rnn.weight_ih_l{k}[_reverse]``, ``rnn.weight_hh_l{k}[_reverse]``,
 ``rnn.bias_ih_l{k}[_reverse]``, ``rnn.bias_hh_l{k}[_reverse]`` in PyTorch layout and gate order
@@ -86,15 +88,29 @@ def _describe(module):
     return meta, arrays
 
 
-def export(module, path) -> None:
+def _vocab_field(vocab, vocab_size: int) -> str:
+    tokens = list(getattr(vocab, "itos", vocab))
+    if not all(isinstance(t, str) for t in tokens):
+        raise TypeError("export: vocab: expected a text.Vocab or a sequence of str tokens")
+    if len(tokens) != vocab_size:
+        raise ValueError(f"export: vocab: expected {vocab_size} tokens (the model's vocab_size), got {len(tokens)}")
+    return json.dumps(tokens, ensure_ascii=False)
+
+
+def export(module, path, vocab=None) -> None:
     """Write ``module``'s deployment file to ``path`` (atomically; see the module docstring).
 
     ``module`` is an ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (any layers, uni- or bidirectional) or a
-    ``models.LanguageModel`` / ``models.SequenceClassifier``. The file is what the C API
+    ``models.LanguageModel`` / ``models.SequenceClassifier``. ``vocab`` (a ``text.Vocab`` or the
+    token strings by id) is stored for models with an embedding. The file is what the C API
     (``rnnfast_model_load``) reads; :func:`load` rebuilds the Python module from it.
     """
     stn = _safetensors_numpy()
     meta, arrays = _describe(module)
+    if vocab is not None:
+        if meta["vocab_size"] == "0":
+            raise ValueError("export: vocab: only for models that take token ids (this one takes features)")
+        meta["vocab"] = _vocab_field(vocab, int(meta["vocab_size"]))
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
     for name, a in arrays.items():
         if not np.isfinite(a).all():

@@ -1,0 +1,150 @@
+#include "model.h"
+
+#include <stdexcept>
+
+#include "core/cpu.h"
+#include "errors.h"
+#include "json.h"
+#include "model_file.h"
+
+namespace rnnfast::capi {
+
+namespace {
+
+CellKind cell_from(const std::string& s) {
+  if (s == "lstm") return CellKind::lstm;
+  if (s == "gru") return CellKind::gru;
+  if (s == "rnn_tanh") return CellKind::rnn_tanh;
+  if (s == "rnn_relu") return CellKind::rnn_relu;
+  throw FormatError("metadata field 'cell': expected lstm, gru, rnn_tanh or rnn_relu, got '" + s + "'");
+}
+
+ModelKind kind_from(const std::string& s) {
+  if (s == "rnn") return ModelKind::rnn;
+  if (s == "language_model") return ModelKind::language_model;
+  if (s == "sequence_classifier") return ModelKind::sequence_classifier;
+  throw FormatError("metadata field 'model': expected rnn, language_model or sequence_classifier, got '" + s + "'");
+}
+
+Pooling pooling_from(ModelKind kind, const std::string& s) {
+  if (kind != ModelKind::sequence_classifier) return Pooling::none;
+  if (s == "last") return Pooling::last;
+  if (s == "mean") return Pooling::mean;
+  if (s == "max") return Pooling::max;
+  throw FormatError("metadata field 'pooling': expected last, mean or max, got '" + s + "'");
+}
+
+std::vector<std::string> vocab_from(const std::string& text, int vocab_size) {
+  Json v;
+  try {
+    v = parse_json(text.data(), text.size());
+  } catch (const std::runtime_error& e) {
+    throw FormatError(std::string("metadata field 'vocab': ") + e.what());
+  }
+  std::vector<std::string> out;
+  for (const Json& t : v.array) {
+    if (t.type != Json::Type::string) throw FormatError("metadata field 'vocab': expected an array of strings");
+    out.push_back(t.string);
+  }
+  if (v.type != Json::Type::array || static_cast<int>(out.size()) != vocab_size)
+    throw FormatError("metadata field 'vocab': expected " + std::to_string(vocab_size) + " token strings");
+  return out;
+}
+
+void read_into(Model& m, const ModelFile& f) {
+  m.kind = kind_from(f.field("model"));
+  m.cell = cell_from(f.field("cell"));
+  m.input_size = f.int_field("input_size", 1);
+  m.hidden_size = f.int_field("hidden_size", 1);
+  m.num_layers = f.int_field("num_layers", 1);
+  m.directions = f.int_field("bidirectional", 0) ? 2 : 1;
+  m.vocab_size = f.int_field("vocab_size", 0);
+  m.output_size = f.int_field("output_size", 1);
+  m.pooling = pooling_from(m.kind, f.field("pooling"));
+  if (m.kind == ModelKind::language_model && m.vocab_size == 0)
+    throw FormatError("a language model needs an embedding (vocab_size is 0)");
+  if (m.kind == ModelKind::rnn && (m.vocab_size != 0 || m.output_size != m.features()))
+    throw FormatError("an rnn model has no embedding and outputs directions * hidden_size features");
+
+  const long G = gate_count(m.cell), H = m.hidden_size;
+  const Isa isa = active_isa();
+  for (int k = 0; k < m.num_layers; ++k) {
+    const long in = k == 0 ? m.input_size : m.features();
+    std::array<std::shared_ptr<const PackedWeights>, 2> dirs;
+    for (int d = 0; d < m.directions; ++d) {
+      const std::string sfx = "_l" + std::to_string(k) + (d ? "_reverse" : "");
+      const auto& w_ih = f.tensor("rnn.weight_ih" + sfx, {G * H, in});
+      const auto& w_hh = f.tensor("rnn.weight_hh" + sfx, {G * H, H});
+      const auto& b_ih = f.tensor("rnn.bias_ih" + sfx, {G * H});
+      const auto& b_hh = f.tensor("rnn.bias_hh" + sfx, {G * H});
+      dirs[d] = std::make_shared<const PackedWeights>(m.cell, static_cast<int>(in), m.hidden_size, w_ih.data(),
+                                                      w_hh.data(), b_ih.data(), b_hh.data(), false, isa, false,
+                                                      m.directions == 1);
+    }
+    m.layers.push_back(dirs);
+  }
+  if (m.vocab_size) m.embedding = f.tensor("embedding.weight", {m.vocab_size, m.input_size});
+  m.meta = f.meta;
+  auto vocab = f.meta.find("vocab");
+  if (vocab != f.meta.end()) m.vocab = vocab_from(vocab->second, m.vocab_size);
+  if (m.kind != ModelKind::rnn) {
+    m.head_w = f.tensor("head.weight", {m.output_size, m.features()});
+    m.head_b = f.tensor("head.bias", {m.output_size});
+  }
+}
+
+// Every layer over the whole sequence: y_top (T, B, D*H) and the top layer's final h (D, B, H).
+void run_stack(const Model& m, const float* x, int T, int B, const int* lengths, float* y_top, float* hn_top) {
+  const int D = m.directions, H = m.hidden_size, F = m.features();
+  const size_t rows = static_cast<size_t>(T) * B, state = static_cast<size_t>(B) * H;
+  std::vector<float> scratch[2], hn(D * state), cn(m.cell == CellKind::lstm ? D * state : 0);
+  const float* in = x;
+  for (int k = 0; k < m.num_layers; ++k) {
+    float* out = y_top;
+    if (k + 1 < m.num_layers) {
+      scratch[k & 1].resize(rows * F);
+      out = scratch[k & 1].data();
+    }
+    float* c = cn.empty() ? nullptr : cn.data();
+    if (D == 1) {
+      layer_forward(*m.layers[k][0], T, B, in, lengths, false, nullptr, nullptr, out, F, hn.data(), c, nullptr);
+    } else {
+      const DirectionForward d0{m.layers[k][0].get(), nullptr, nullptr, out, hn.data(), c, nullptr};
+      const DirectionForward d1{m.layers[k][1].get(), nullptr, nullptr, out + H, hn.data() + state,
+                                c ? c + state : nullptr, nullptr};
+      layer_forward_pair(d0, d1, T, B, in, lengths, F);
+    }
+    in = out;
+  }
+  if (hn_top) std::copy(hn.begin(), hn.end(), hn_top);
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  const ModelFile f = read_model_file(path);
+  auto m = std::make_unique<Model>();
+  try {
+    read_into(*m, f);
+  } catch (const FormatError& e) {
+    throw FormatError("'" + path + "': " + e.what());
+  }
+  return m;
+}
+
+void model_forward(const Model& m, const float* x, int T, int B, const int* lengths, float* y) {
+  const size_t rows = static_cast<size_t>(T) * B;
+  if (m.kind == ModelKind::rnn) return run_stack(m, x, T, B, lengths, y, nullptr);
+  std::vector<float> top(rows * m.features()), work(linear_work_size(m.features(), m.output_size));
+  if (m.kind == ModelKind::language_model) {
+    run_stack(m, x, T, B, lengths, top.data(), nullptr);
+    return linear(top.data(), static_cast<int>(rows), m.features(), m.head_w.data(), m.head_b.data(), m.output_size,
+                  y, work.data());
+  }
+  std::vector<float> hn(static_cast<size_t>(m.directions) * B * m.hidden_size), pooled(static_cast<size_t>(B) * m.features());
+  run_stack(m, x, T, B, lengths, top.data(), hn.data());
+  pool(m.pooling, top.data(), hn.data(), T, B, m.directions, m.hidden_size, lengths, pooled.data());
+  linear(pooled.data(), B, m.features(), m.head_w.data(), m.head_b.data(), m.output_size, y, work.data());
+}
+
+}  // namespace rnnfast::capi

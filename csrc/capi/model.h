@@ -1,0 +1,41 @@
+// A loaded deployment model: packed recurrent layers plus the embedding and head of the models,
+// and its whole-sequence forward. Immutable after load_model, so threads may share one.
+#pragma once
+
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/layer.h"
+#include "dense.h"
+
+namespace rnnfast::capi {
+
+enum class ModelKind { rnn = 0, language_model = 1, sequence_classifier = 2 };
+
+struct Model {
+  ModelKind kind = ModelKind::rnn;
+  CellKind cell = CellKind::lstm;
+  int input_size = 0, hidden_size = 0, num_layers = 0, directions = 1;
+  int vocab_size = 0;   // 0: no embedding (input features are given)
+  int output_size = 0;  // per step (rnn, language model) or per sequence (classifier)
+  Pooling pooling = Pooling::none;
+  // [layer][direction]; unidirectional layers are packed for single steps too (streams).
+  std::vector<std::array<std::shared_ptr<const PackedWeights>, 2>> layers;
+  std::vector<float> embedding;       // (vocab_size, input_size)
+  std::vector<float> head_w, head_b;  // (output_size, directions * hidden_size), (output_size)
+  std::map<std::string, std::string> meta;  // the file's metadata strings
+  std::vector<std::string> vocab;           // token texts by id, or empty
+
+  int features() const { return directions * hidden_size; }  // of the top layer's output
+};
+
+// IoError / FormatError (errors.h) for unreadable or invalid files.
+std::unique_ptr<Model> load_model(const std::string& path);
+
+// x: (T, B, input_size), already embedded for token models; y as rnnfast_model_forward.
+void model_forward(const Model& m, const float* x, int T, int B, const int* lengths, float* y);
+
+}  // namespace rnnfast::capi
