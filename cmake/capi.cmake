@@ -56,5 +56,7 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/rnnfastConfigVersio
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rnnfastConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/rnnfastConfigVersion.cmake
   DESTINATION ${RNNFAST_CMAKE_DIR})
+# Relocatable: the prefix is found from the .pc file's own place (cmake --install --prefix works).
+file(RELATIVE_PATH RNNFAST_PC_UP "${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig" "${CMAKE_INSTALL_PREFIX}")
 configure_file(cmake/rnnfast.pc.in ${CMAKE_CURRENT_BINARY_DIR}/rnnfast.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rnnfast.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

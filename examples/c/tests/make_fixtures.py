@@ -64,7 +64,8 @@ def bad_files(out, good):
     from rnnfast.export import read
 
     with open(os.path.join(out, "garbage.bin"), "wb") as f:
-        f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00this is no json")
+        header = b'{"a": nope}'
+        f.write(len(header).to_bytes(8, "little") + header)
     save_checkpoint(os.path.join(out, "checkpoint.safetensors"), nn.GRU(3, 4, seed=0))
     meta, arrays = read(good)
     save_file(arrays, os.path.join(out, "future.rnnfast"), metadata=dict(meta, format_version="99"))
@@ -101,9 +102,41 @@ def main(out):
     bad_files(out, os.path.join(out, "lstm2.rnnfast"))
     # the generation example's model: a tiny char LM with its vocabulary
     from rnnfast.text import Vocab
-    vocab = Vocab.build("hello world, hello c api")
-    lm = LanguageModel(len(vocab.itos), 8, 16, num_layers=2, seed=10)
+    text = "hello world, hello c api. " * 4
+    vocab = Vocab.build(text)
+    lm = train_briefly(LanguageModel(len(vocab.itos), 8, 32, num_layers=2, seed=10), vocab.encode(text))
     rnnfast.export(lm, os.path.join(out, "charlm.rnnfast"), vocab=vocab)
+    with open(os.path.join(out, "charlm.greedy"), "w", encoding="utf-8", newline="") as f:
+        f.write(greedy_text(lm.eval(), vocab, "hel", 40))
+
+
+def train_briefly(lm, ids):
+    """A few Adam steps on the text, so that greedy generation is not one repeated character."""
+    from rnnfast.losses import cross_entropy
+    from rnnfast.optim import Adam
+
+    ids = np.asarray(ids)[None]
+    opt = Adam(lm.parameters(), lr=0.02)
+    for _ in range(150):
+        opt.zero_grad()
+        logits, _ = lm(ids[:, :-1])
+        _, grad = cross_entropy(logits, ids[:, 1:])
+        lm.backward(grad)
+        opt.step()
+    return lm
+
+
+def greedy_text(lm, vocab, prime, length):
+    """What `generate charlm.rnnfast --greedy --prime PRIME --length N` prints: argmax each step."""
+    stream = lm.rnn.stream(1)
+    out = prime
+    for tok in vocab.encode(prime):
+        logits = lm.decoder(stream.step(lm.embedding.weight.data[[tok]]))
+    for _ in range(length):
+        tok = int(np.argmax(logits[0]))
+        out += vocab.itos[tok]
+        logits = lm.decoder(stream.step(lm.embedding.weight.data[[tok]]))
+    return out
 
 
 if __name__ == "__main__":
