@@ -35,7 +35,7 @@ def set_isa(name: str) -> None:
 # Submodules load on first use (PEP 562), so `import rnnfast` stays cheap and `rnnfast.optim` works
 # without its own import.
 _SUBMODULES = ("bench", "charlm", "checkpoint", "cli", "data", "experiments", "interop", "losses", "metrics",
-               "models", "nn", "optim", "text", "train")
+               "models", "nn", "onnx", "optim", "text", "train")
 _FROM_SUBMODULES = {"no_grad": "nn"}  # names re-exported from a submodule, loaded with it
 
 
@@ -54,4 +54,4 @@ def __dir__():
     return sorted(set(globals()) | set(_SUBMODULES) | set(_FROM_SUBMODULES))
 
 
-__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn", "no_grad", "export", "load_export"]
+__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn", "no_grad", "export", "load_export", "onnx"]
