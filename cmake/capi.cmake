@@ -26,6 +26,10 @@ target_include_directories(rnnfast PRIVATE csrc)
 # Only the C functions are exported (RNNFAST_API); the C++ core stays hidden inside.
 target_compile_options(rnnfast PRIVATE -O3 -fvisibility=hidden -fvisibility-inlines-hidden -Wall -Wextra)
 target_link_libraries(rnnfast PRIVATE rnnfast_core)
+if(RNNFAST_CAPI_SHARED AND CMAKE_SYSTEM_NAME STREQUAL "Linux")
+  target_link_options(rnnfast PRIVATE -Wl,--version-script=${CMAKE_CURRENT_SOURCE_DIR}/cmake/rnnfast.map)
+  set_property(TARGET rnnfast APPEND PROPERTY LINK_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/cmake/rnnfast.map)
+endif()
 set_target_properties(rnnfast PROPERTIES VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR}
   PUBLIC_HEADER include/rnnfast/rnnfast.h)
 

@@ -32,6 +32,28 @@ void linear(const float* x, int M, int K, const float* w, const float* b, int N,
     for (int j = 0; j < N; ++j) y[static_cast<long>(i) * N + j] += b[j];
 }
 
+namespace {
+
+float dot(const float* a, const float* b, int n) {
+  constexpr int kLanes = 16;  // independent partial sums: the compiler keeps them in vector registers
+  float acc[kLanes] = {};
+  int k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[k + l] * b[k + l];
+  for (int l = 0; k < n; ++k, ++l) acc[l] += a[k] * b[k];
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+}  // namespace
+
+void linear_step(const float* x, int M, int K, const float* w, const float* b, int N, float* y) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j)
+      y[static_cast<long>(i) * N + j] = dot(x + static_cast<long>(i) * K, w + static_cast<long>(j) * K, K) + b[j];
+}
+
 void pool(Pooling p, const float* y, const float* hn, int T, int B, int D, int H, const int* lengths, float* pooled) {
   const int F = D * H;
   for (int b = 0; b < B; ++b) {

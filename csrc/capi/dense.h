@@ -16,6 +16,10 @@ void embed(const float* table, int E, const int* ids, long n, float* out);
 long linear_work_size(int K, int N);
 void linear(const float* x, int M, int K, const float* w, const float* b, int N, float* y, float* work);
 
+// The same product for the few rows of a stream step, as dot products of x with W's rows: the
+// GEMM would pack W (or pad x to a whole panel) on every call. Fixed summation order.
+void linear_step(const float* x, int M, int K, const float* w, const float* b, int N, float* y);
+
 enum class Pooling { none, last, mean, max };
 // pooled (B, F) from the top layer's y (T, B, F) over steps t < lengths[b] ('mean', 'max'), or
 // from its final states hn (D, B, H) with F = D*H ('last': forward then reverse direction).

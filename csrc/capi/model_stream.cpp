@@ -21,7 +21,6 @@ ModelStream::ModelStream(const Model& m, int batch) : m_(m), B_(batch) {
   if (m.kind == ModelKind::language_model) {
     x_.resize(static_cast<size_t>(batch) * m.input_size);
     h_.resize(static_cast<size_t>(batch) * m.hidden_size);
-    work_.resize(linear_work_size(m.hidden_size, m.output_size));
   }
 }
 
@@ -37,7 +36,7 @@ void ModelStream::step_tokens(const int* ids, float* logits) {
   check_ids(ids, B_, m_.vocab_size);
   embed(m_.embedding.data(), m_.input_size, ids, B_, x_.data());
   stream_->step(x_.data(), h_.data());
-  linear(h_.data(), B_, m_.hidden_size, m_.head_w.data(), m_.head_b.data(), m_.output_size, logits, work_.data());
+  linear_step(h_.data(), B_, m_.hidden_size, m_.head_w.data(), m_.head_b.data(), m_.output_size, logits);
 }
 
 long ModelStream::state_size() const {

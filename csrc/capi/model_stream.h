@@ -28,7 +28,7 @@ class ModelStream {
   const Model& m_;
   int B_;
   std::unique_ptr<Stream> stream_;
-  std::vector<float> x_, h_, work_;  // embedded ids, top h, GEMM packing scratch
+  std::vector<float> x_, h_;  // embedded ids, top h
 };
 
 }  // namespace rnnfast::capi
