@@ -1,4 +1,4 @@
-// Reads an rnnfast deployment file (python/rnnfast/export.py): a safetensors file whose header
+// Reads an rnnfast deployment file (python/rnnfast/deploy.py): a safetensors file whose header
 // metadata says format "rnnfast.model" and a format_version this library knows.
 #pragma once
 

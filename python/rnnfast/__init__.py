@@ -12,7 +12,6 @@ if "OMP_WAIT_POLICY" not in _os.environ:
 
 from . import _core
 from ._core import get_num_threads, set_num_threads
-from .export import export, load as load_export  # the deployment file (rnnfast.export is the function)
 
 __version__ = "0.1.0"
 
@@ -34,9 +33,10 @@ def set_isa(name: str) -> None:
 
 # Submodules load on first use (PEP 562), so `import rnnfast` stays cheap and `rnnfast.optim` works
 # without its own import.
-_SUBMODULES = ("bench", "charlm", "checkpoint", "cli", "data", "experiments", "interop", "losses", "metrics",
-               "models", "nn", "onnx", "optim", "text", "train")
-_FROM_SUBMODULES = {"no_grad": "nn"}  # names re-exported from a submodule, loaded with it
+_SUBMODULES = ("bench", "charlm", "checkpoint", "cli", "data", "deploy", "experiments", "interop", "losses",
+               "metrics", "models", "nn", "onnx", "optim", "text", "train")
+# names re-exported from a submodule, loaded with it: name -> (submodule, its attribute)
+_FROM_SUBMODULES = {"no_grad": ("nn", "no_grad"), "export": ("deploy", "export"), "load_export": ("deploy", "load")}
 
 
 def __getattr__(name: str):
@@ -44,7 +44,8 @@ def __getattr__(name: str):
         import importlib
         return importlib.import_module(f"{__name__}.{name}")  # also binds it here: later lookups are direct
     if name in _FROM_SUBMODULES:
-        value = getattr(__getattr__(_FROM_SUBMODULES[name]), name)
+        module, attr = _FROM_SUBMODULES[name]
+        value = getattr(__getattr__(module), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -54,4 +55,5 @@ def __dir__():
     return sorted(set(globals()) | set(_SUBMODULES) | set(_FROM_SUBMODULES))
 
 
-__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn", "no_grad", "export", "load_export", "onnx"]
+__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "nn", "no_grad", "export", "load_export",
+           "onnx"]

@@ -61,7 +61,7 @@ def write(out, name, module, kind, T, B, S, SB, rng, features=None, vocab=None):
 def bad_files(out, good):
     from safetensors.numpy import save_file
     from rnnfast.checkpoint import save_checkpoint
-    from rnnfast.export import read
+    from rnnfast.deploy import read
 
     with open(os.path.join(out, "garbage.bin"), "wb") as f:
         header = b'{"a": nope}'

@@ -1,4 +1,5 @@
-"""The deployment file: one model's weights and configuration, for the C API and other runtimes.
+"""The deployment file (``rnnfast.export``, ``rnnfast.load_export``): one model's weights and
+configuration, for the C API and other runtimes.
 
 ``export(module, path)`` writes one safetensors file (a JSON header plus raw little-endian
 arrays, no pickle). The header's ``__metadata__`` holds flat strings, so a reader in any

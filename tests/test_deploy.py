@@ -6,7 +6,7 @@ import pytest
 
 import rnnfast
 from rnnfast import nn
-from rnnfast.export import FORMAT, read
+from rnnfast.deploy import FORMAT, read
 from rnnfast.models import LanguageModel, SequenceClassifier
 
 pytest.importorskip("safetensors")
