@@ -59,7 +59,8 @@ RNNFAST_API int rnnfast_get_num_threads(void);
 RNNFAST_API int rnnfast_model_load(const char* path, rnnfast_model** out);
 RNNFAST_API void rnnfast_model_free(rnnfast_model* model); /* null is fine */
 
-RNNFAST_API int rnnfast_model_kind_of(const rnnfast_model* model); /* an rnnfast_model_kind, -1 for null */
+/* The queries below return -1 for a null model (or stream). */
+RNNFAST_API int rnnfast_model_kind_of(const rnnfast_model* model); /* an rnnfast_model_kind */
 /* Features per step that `forward` takes (the embedding size of token models: forward_tokens embeds). */
 RNNFAST_API int rnnfast_model_input_size(const rnnfast_model* model);
 /* Features (RNN: directions * hidden), logits (language model) or outputs (classifier) per row. */
