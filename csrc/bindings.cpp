@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "binding_args.h"
 #include "core/cpu.h"
 #include "core/layer.h"
 #include "core/peak.h"
@@ -15,48 +16,9 @@
 
 namespace py = pybind11;
 using namespace rnnfast;
+using namespace rnnfast_py;
 
 namespace {
-
-using FArray = py::array_t<float, py::array::c_style>;
-
-std::string shape_str(const std::vector<long>& shape) {
-  std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
-
-// The array behind a Python object, which must be a C-contiguous float32 array of this shape
-// (the Python layer converts user input; this guards the kernels against anything else).
-template <class T>
-py::array_t<T, py::array::c_style> checked(py::handle obj, const char* name, const std::vector<long>& shape,
-                                           bool writable = false) {
-  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + ": expected a numpy array");
-  py::array arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().equal(py::dtype::of<T>()) || !(arr.flags() & py::array::c_style))
-    throw py::type_error(std::string(name) + ": expected a C-contiguous " + std::string(py::str(py::dtype::of<T>())) +
-                         " array, got dtype " + std::string(py::str(arr.dtype())));
-  std::vector<long> got(arr.shape(), arr.shape() + arr.ndim());
-  if (got != shape) throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
-  if (writable && !arr.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
-  return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(arr);
-}
-
-template <class T>
-const T* optional_ptr(py::handle obj, const char* name, const std::vector<long>& shape, std::vector<py::object>& keep) {
-  if (obj.is_none()) return nullptr;
-  auto arr = checked<T>(obj, name, shape);
-  keep.push_back(arr);
-  return arr.data();
-}
-
-template <class T>
-T* optional_out(py::handle obj, const char* name, const std::vector<long>& shape, std::vector<py::object>& keep) {
-  if (obj.is_none()) return nullptr;
-  auto arr = checked<T>(obj, name, shape, true);
-  keep.push_back(arr);
-  return arr.mutable_data();
-}
 
 // Direction d's (B, H) block of an optional (2, B, H) array of a bidirectional pair (s = B*H).
 template <class T>
@@ -64,7 +26,8 @@ T* direction_rows(T* p, long s, int d) {
   return p ? p + d * s : nullptr;
 }
 
-CellKind cell_from_name(const std::string& name) {
+CellKind cell_from_name(py::handle obj) {
+  const std::string name = str_arg(obj, "cell");
   if (name == "lstm") return CellKind::lstm;
   if (name == "gru") return CellKind::gru;
   if (name == "rnn_tanh") return CellKind::rnn_tanh;
@@ -81,7 +44,8 @@ const char* cell_name(CellKind c) {
   }
 }
 
-// Runs the kernel without the GIL and turns core errors into Python ones.
+// Runs the kernel without the GIL and turns core errors into Python ones (the core throws, it
+// never aborts: std::invalid_argument for bad arguments, std::bad_alloc when memory runs out).
 template <class F>
 void run_released(F&& f) {
   try {
@@ -90,6 +54,27 @@ void run_released(F&& f) {
   } catch (const std::invalid_argument& e) {
     throw py::value_error(e.what());
   }
+}
+
+PackedWeights& packed_arg(py::handle obj, const char* name) {
+  return object_arg<PackedWeights>(obj, name, "PackedWeights");
+}
+
+// None (inference) or a TrainCache (training).
+TrainCache* cache_arg(py::handle obj, const char* name) {
+  return obj.is_none() ? nullptr : &object_arg<TrainCache>(obj, name, "TrainCache or None");
+}
+
+// (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh) of one direction, as a tuple or list.
+py::sequence grads_arg(py::handle obj, const char* name) {
+  if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
+    throw py::type_error(std::string(name) + ": expected a tuple (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), got " +
+                         describe(obj));
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
+  if (seq.size() != 4)
+    throw py::value_error(std::string(name) + ": expected 4 arrays (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), got " +
+                          std::to_string(seq.size()));
+  return seq;
 }
 
 // The arguments both reference entry points take, checked: one sequence problem in float or double.
@@ -101,13 +86,12 @@ struct ReferenceProblem {
   const R *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0;
   const int* lengths;
 
-  ReferenceProblem(const std::string& cell_s, py::handle x_o, py::handle lengths_o, py::handle w_ih_o,
-                   py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o, py::handle h0_o, py::handle c0_o)
-      : cell(cell_from_name(cell_s)) {
-    auto xa = py::reinterpret_borrow<py::array>(x_o), wh = py::reinterpret_borrow<py::array>(w_hh_o);
-    if (xa.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I)");
-    if (!py::isinstance<py::array>(w_hh_o) || wh.ndim() != 2) throw py::value_error("w_hh: expected a 2-D array");
-    T = xa.shape(0), B = xa.shape(1), I = xa.shape(2), H = wh.shape(1), G = gate_count(cell);
+  ReferenceProblem(py::handle cell_o, py::handle x_o, py::handle lengths_o, py::handle w_ih_o, py::handle w_hh_o,
+                   py::handle b_ih_o, py::handle b_hh_o, py::handle h0_o, py::handle c0_o)
+      : cell(cell_from_name(cell_o)) {
+    const std::vector<long> xs = dims_arg(x_o, "x", 3, "(T, B, I)"), whs = dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)");
+    T = int_size(xs[0], "x.shape[0]"), B = int_size(xs[1], "x.shape[1]"), I = int_size(xs[2], "x.shape[2]");
+    H = int_size(whs[1], "w_hh.shape[1]"), G = gate_count(cell);
     x = required(x_o, "x", {T, B, I});
     w_ih = required(w_ih_o, "w_ih", {G * H, I});
     w_hh = required(w_hh_o, "w_hh", {G * H, H});
@@ -119,7 +103,9 @@ struct ReferenceProblem {
     keep.push_back(lens);
     lengths = lens.data();
     for (long b = 0; b < B; ++b)
-      if (lengths[b] < 1 || lengths[b] > T) throw py::value_error("lengths: values must be in [1, T]");
+      if (lengths[b] < 1 || lengths[b] > T)
+        throw py::value_error("lengths: values must be in [1, T=" + std::to_string(T) + "], got lengths[" +
+                              std::to_string(b) + "] = " + std::to_string(lengths[b]));
   }
 
   const R* required(py::handle obj, const char* name, const std::vector<long>& shape) {
@@ -130,10 +116,10 @@ struct ReferenceProblem {
 };
 
 template <class R>
-py::tuple reference_forward_py(const std::string& cell_s, py::handle x_o, py::handle lengths_o, bool reverse,
+py::tuple reference_forward_py(py::handle cell_o, py::handle x_o, py::handle lengths_o, bool reverse,
                                py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
                                py::handle h0_o, py::handle c0_o) {
-  ReferenceProblem<R> p(cell_s, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o);
+  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o);
   py::array_t<R> y({p.T, p.B, p.H}), hn({p.B, p.H}), cn({p.B, p.H});
   reference_forward<R>(p.cell, p.T, p.B, p.I, p.H, p.x, p.lengths, reverse, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0,
                        p.c0, y.mutable_data(), hn.mutable_data(), cn.mutable_data());
@@ -141,10 +127,10 @@ py::tuple reference_forward_py(const std::string& cell_s, py::handle x_o, py::ha
 }
 
 template <class R>
-py::dict reference_backward_py(const std::string& cell_s, py::handle x_o, py::handle lengths_o, bool reverse,
+py::dict reference_backward_py(py::handle cell_o, py::handle x_o, py::handle lengths_o, bool reverse,
                                py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
                                py::handle h0_o, py::handle c0_o, py::handle dy_o, py::handle dhn_o, py::handle dcn_o) {
-  ReferenceProblem<R> p(cell_s, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o);
+  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o);
   const long T = p.T, B = p.B, I = p.I, H = p.H, G = p.G;
   const R* dy = p.required(dy_o, "dy", {T, B, H});
   const R* dhn = optional_ptr<R>(dhn_o, "dhn", {B, H}, p.keep);
@@ -158,6 +144,11 @@ py::dict reference_backward_py(const std::string& cell_s, py::handle x_o, py::ha
   out["dx"] = dx, out["dh0"] = dh0, out["dc0"] = dc0, out["w_ih"] = gwi, out["w_hh"] = gwh, out["b_ih"] = gbi,
   out["b_hh"] = gbh;
   return out;
+}
+
+// The reference runs in float64 when x is float64 (by value: a pickled array's dtype is a copy).
+bool is_float64(py::handle x) {
+  return py::isinstance<py::array>(x) && py::reinterpret_borrow<py::array>(x).dtype().equal(py::dtype::of<double>());
 }
 
 }  // namespace
@@ -177,6 +168,7 @@ PYBIND11_MODULE(_core, m) {
     for (Isa i : supported_isas()) available.append(isa_name(i));
     info["isas_available"] = available;
     info["num_threads"] = num_threads();
+    info["max_threads"] = kMaxKernelThreads;
 #ifdef _OPENMP
     info["openmp"] = true;
 #else
@@ -184,7 +176,8 @@ PYBIND11_MODULE(_core, m) {
 #endif
     return info;
   });
-  m.def("set_isa", [](const std::string& name) {
+  m.def("set_isa", [](py::handle name_o) {
+    const std::string name = str_arg(name_o, "isa");
     Isa isa;
     if (!isa_from_name(name, &isa))
       throw py::value_error("isa: expected one of 'generic', 'avx2', 'avx512', got '" + name + "'");
@@ -193,36 +186,34 @@ PYBIND11_MODULE(_core, m) {
     } catch (const std::invalid_argument& e) {
       throw py::value_error(std::string("isa: ") + e.what());
     }
-  });
+  }, py::arg("isa"));
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); });
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("num_threads: expected an integer >= 1, got " + std::to_string(n));
-    set_num_threads(n);
-  });
+  m.def("set_num_threads", [](py::handle n) {
+    set_num_threads(static_cast<int>(int_arg(n, "num_threads", 1, kMaxKernelThreads)));
+  }, py::arg("num_threads"), "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
 
   py::class_<PackedWeights, std::shared_ptr<PackedWeights>>(m, "PackedWeights",
       "One layer direction's weights packed for the active instruction set.")
-      .def(py::init([](const std::string& cell_s, py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o,
-                       py::handle b_hh_o, bool with_backward, const std::string& weights, bool step) {
-             const CellKind cell = cell_from_name(cell_s);
-             if (!py::isinstance<py::array>(w_hh_o) || py::reinterpret_borrow<py::array>(w_hh_o).ndim() != 2 ||
-                 !py::isinstance<py::array>(w_ih_o) || py::reinterpret_borrow<py::array>(w_ih_o).ndim() != 2)
-               throw py::value_error("w_ih, w_hh: expected 2-D float32 arrays");
-             auto wh_arr = py::reinterpret_borrow<py::array>(w_hh_o);
-             auto wi_arr = py::reinterpret_borrow<py::array>(w_ih_o);
-             const long H = wh_arr.shape(1), I = wi_arr.shape(1), G = gate_count(cell);
+      .def(py::init([](py::handle cell_o, py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o,
+                       py::handle b_hh_o, py::handle with_backward_o, py::handle weights_o, py::handle step_o) {
+             const CellKind cell = cell_from_name(cell_o);
+             const long H = dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)")[1], I = dims_arg(w_ih_o, "w_ih", 2, "(G*H, I)")[1];
+             const long G = gate_count(cell);
              std::vector<py::object> keep;
              auto wi = checked<float>(w_ih_o, "w_ih", {G * H, I});
              auto wh = checked<float>(w_hh_o, "w_hh", {G * H, H});
              const float* bi = optional_ptr<float>(b_ih_o, "b_ih", {G * H}, keep);
              const float* bh = optional_ptr<float>(b_hh_o, "b_hh", {G * H}, keep);
+             const bool with_backward = bool_arg(with_backward_o, "with_backward"), step = bool_arg(step_o, "step");
+             const std::string weights = str_arg(weights_o, "weights");
              if (weights != "float32" && weights != "bfloat16")
                throw py::value_error("weights: expected 'float32' or 'bfloat16', got '" + weights + "'");
+             const int Ii = int_size(I, "w_ih.shape[1]"), Hi = int_size(H, "w_hh.shape[1]");
              std::shared_ptr<PackedWeights> p;
              const Isa isa = active_isa();
              run_released([&] {
-               p = std::make_shared<PackedWeights>(cell, I, H, wi.data(), wh.data(), bi, bh, with_backward, isa,
+               p = std::make_shared<PackedWeights>(cell, Ii, Hi, wi.data(), wh.data(), bi, bh, with_backward, isa,
                                                    weights == "bfloat16", step);
              });
              return p;
@@ -239,24 +230,26 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("hidden_size", &PackedWeights::hidden_size)
       .def_property_readonly("has_backward", &PackedWeights::has_backward);
 
-  py::class_<TrainCache, std::shared_ptr<TrainCache>>(m, "TrainCache",
-      "Activations a training forward keeps for its backward.")
-      .def(py::init<>())
-      .def_property_readonly("consumed", [](const TrainCache& c) { return c.consumed; });
+  // A unique_ptr holder: pybind11 then allocates nothing after the object, so running out of memory
+  // while making one is a MemoryError (with a shared_ptr holder it could abort or free twice).
+  py::class_<TrainCache> train_cache(m, "TrainCache", "Activations a training forward keeps for its backward.");
+  train_cache.def(py::init<>()).def_property_readonly("consumed", [](const TrainCache& c) { return c.consumed; });
+  checked_tp_new(train_cache);
 
   m.def("layer_forward",
-        [](const PackedWeights& w, py::handle x_o, py::handle lengths_o, bool reverse, py::handle h0_o,
-           py::handle c0_o, py::handle y_o, long y_offset, py::handle hn_o, py::handle cn_o,
-           std::shared_ptr<TrainCache> cache) {
-          auto x = py::reinterpret_borrow<py::array>(x_o);
-          if (!py::isinstance<py::array>(x_o) || x.ndim() != 3) throw py::value_error("x: expected a 3-D array (T, B, I)");
-          const long T = x.shape(0), B = x.shape(1), H = w.hidden_size();
+        [](py::handle w_o, py::handle x_o, py::handle lengths_o, py::handle reverse_o, py::handle h0_o,
+           py::handle c0_o, py::handle y_o, py::handle y_offset_o, py::handle hn_o, py::handle cn_o,
+           py::handle cache_o) {
+          const PackedWeights& w = packed_arg(w_o, "packed");
+          const std::vector<long> xs = dims_arg(x_o, "x", 3, "(T, B, I)");
+          const long T = int_size(xs[0], "x.shape[0]"), B = int_size(xs[1], "x.shape[1]"), H = w.hidden_size();
+          const bool reverse = bool_arg(reverse_o, "reverse");
+          TrainCache* cache = cache_arg(cache_o, "cache");
           auto xa = checked<float>(x_o, "x", {T, B, w.input_size()});
-          auto y = py::reinterpret_borrow<py::array>(y_o);
-          if (!py::isinstance<py::array>(y_o) || y.ndim() != 3) throw py::value_error("y: expected a 3-D array");
-          const long ldy = y.shape(2);
-          if (y_offset < 0 || y_offset + H > ldy) throw py::value_error("y_offset: out of range");
+          const long ldy = dims_arg(y_o, "y", 3, "(T, B, ldy)")[2];
+          const long y_offset = int_arg(y_offset_o, "y_offset", 0, ldy - H);
           auto ya = checked<float>(y_o, "y", {T, B, ldy}, true);
+          no_overlap(y_o, "y", x_o, "x");
           std::vector<py::object> keep;
           const int* lens = optional_ptr<int>(lengths_o, "lengths", {B}, keep);
           const float* h0 = optional_ptr<float>(h0_o, "h0", {B, H}, keep);
@@ -264,32 +257,37 @@ PYBIND11_MODULE(_core, m) {
           auto hn = checked<float>(hn_o, "hn", {B, H}, true);
           float* cn = optional_out<float>(cn_o, "cn", {B, H}, keep);
           if (w.cell() == CellKind::lstm && !cn) throw py::value_error("cn: required for an LSTM");
+          std::unique_ptr<InUse> busy(cache ? new InUse(cache, "cache (a TrainCache)") : nullptr);
           run_released([&] {
             layer_forward(w, T, B, xa.data(), lens, reverse, h0, c0, ya.mutable_data() + y_offset, ldy,
-                          hn.mutable_data(), cn, cache.get());
+                          hn.mutable_data(), cn, cache);
           });
         },
         py::arg("packed"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("h0"), py::arg("c0"),
         py::arg("y"), py::arg("y_offset"), py::arg("hn"), py::arg("cn"), py::arg("cache"));
 
   m.def("layer_backward",
-        [](const PackedWeights& w, TrainCache& cache, py::handle x_o, py::handle dy_o, long dy_offset,
-           py::handle dhn_o, py::handle dcn_o, py::handle dx_o, bool dx_accumulate, py::handle dh0_o,
+        [](py::handle w_o, py::handle cache_o, py::handle x_o, py::handle dy_o, py::handle dy_offset_o,
+           py::handle dhn_o, py::handle dcn_o, py::handle dx_o, py::handle dx_accumulate_o, py::handle dh0_o,
            py::handle dc0_o, py::handle gwi_o, py::handle gwh_o, py::handle gbi_o, py::handle gbh_o) {
+          const PackedWeights& w = packed_arg(w_o, "packed");
+          TrainCache& cache = object_arg<TrainCache>(cache_o, "cache", "TrainCache");
+          InUse busy(&cache, "cache (a TrainCache)");
           if (cache.consumed)
             throw py::value_error("backward: no training forward to differentiate (run forward in train mode; "
                                   "backward runs once per forward)");
           const long T = cache.T, B = cache.B, H = w.hidden_size(), I = w.input_size(), G = gate_count(w.cell());
+          const bool dx_accumulate = bool_arg(dx_accumulate_o, "dx_accumulate");
           auto x = checked<float>(x_o, "x", {T, B, I});
-          auto dy = py::reinterpret_borrow<py::array>(dy_o);
-          if (!py::isinstance<py::array>(dy_o) || dy.ndim() != 3) throw py::value_error("dy: expected a 3-D array");
-          const long ldy = dy.shape(2);
-          if (dy_offset < 0 || dy_offset + H > ldy) throw py::value_error("dy_offset: out of range");
+          const long ldy = dims_arg(dy_o, "dy", 3, "(T, B, ldy)")[2];
+          const long dy_offset = int_arg(dy_offset_o, "dy_offset", 0, ldy - H);
           auto dya = checked<float>(dy_o, "dy", {T, B, ldy});
           std::vector<py::object> keep;
           const float* dhn = optional_ptr<float>(dhn_o, "dhn", {B, H}, keep);
           const float* dcn = optional_ptr<float>(dcn_o, "dcn", {B, H}, keep);
           auto dx = checked<float>(dx_o, "dx", {T, B, I}, true);
+          no_overlap(dx_o, "dx", dy_o, "dy");
+          no_overlap(dx_o, "dx", x_o, "x");
           auto dh0 = checked<float>(dh0_o, "dh0", {B, H}, true);
           float* dc0 = optional_out<float>(dc0_o, "dc0", {B, H}, keep);
           auto gwi = checked<float>(gwi_o, "grad_w_ih", {G * H, I}, true);
@@ -306,15 +304,21 @@ PYBIND11_MODULE(_core, m) {
         py::arg("grad_w_ih"), py::arg("grad_w_hh"), py::arg("grad_b_ih"), py::arg("grad_b_hh"));
 
   m.def("layer_forward_pair",
-        [](const PackedWeights& w0, const PackedWeights& w1, py::handle x_o, py::handle lengths_o, py::handle h0_o,
-           py::handle c0_o, py::handle y_o, py::handle hn_o, py::handle cn_o, std::shared_ptr<TrainCache> cache0,
-           std::shared_ptr<TrainCache> cache1) {
-          auto x = py::reinterpret_borrow<py::array>(x_o);
-          if (!py::isinstance<py::array>(x_o) || x.ndim() != 3) throw py::value_error("x: expected a 3-D array (T, B, I)");
-          const long T = x.shape(0), B = x.shape(1), H = w0.hidden_size();
-          if ((cache0 == nullptr) != (cache1 == nullptr)) throw py::value_error("caches: give both or neither");
+        [](py::handle w0_o, py::handle w1_o, py::handle x_o, py::handle lengths_o, py::handle h0_o,
+           py::handle c0_o, py::handle y_o, py::handle hn_o, py::handle cn_o, py::handle cache0_o,
+           py::handle cache1_o) {
+          const PackedWeights &w0 = packed_arg(w0_o, "packed0"), &w1 = packed_arg(w1_o, "packed1");
+          const std::vector<long> xs = dims_arg(x_o, "x", 3, "(T, B, I)");
+          const long T = int_size(xs[0], "x.shape[0]"), B = int_size(xs[1], "x.shape[1]"), H = w0.hidden_size();
+          TrainCache *cache0 = cache_arg(cache0_o, "cache0"), *cache1 = cache_arg(cache1_o, "cache1");
+          if ((cache0 == nullptr) != (cache1 == nullptr)) throw py::value_error("cache0, cache1: give both or neither");
+          if (cache0 && cache0 == cache1) throw py::value_error("cache1: must be another TrainCache than cache0");
+          if (w0.cell() != w1.cell()) throw py::value_error("packed1: both directions must use the same cell");
+          if (w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size())
+            throw py::value_error("packed1: both directions must have the same input and hidden sizes");
           auto xa = checked<float>(x_o, "x", {T, B, w0.input_size()});
           auto y = checked<float>(y_o, "y", {T, B, 2 * H}, true);
+          no_overlap(y_o, "y", x_o, "x");
           std::vector<py::object> keep;
           const int* lens = optional_ptr<int>(lengths_o, "lengths", {B}, keep);
           const float* h0 = optional_ptr<float>(h0_o, "h0", {2, B, H}, keep);
@@ -322,12 +326,13 @@ PYBIND11_MODULE(_core, m) {
           auto hn = checked<float>(hn_o, "hn", {2, B, H}, true);
           float* cn = optional_out<float>(cn_o, "cn", {2, B, H}, keep);
           if (w0.cell() == CellKind::lstm && !cn) throw py::value_error("cn: required for an LSTM");
-          if (w0.cell() != w1.cell()) throw py::value_error("packed: both directions must use the same cell");
           const long s = B * H;
           DirectionForward d[2];
           for (int k = 0; k < 2; ++k)
             d[k] = {k ? &w1 : &w0, direction_rows(h0, s, k), direction_rows(c0, s, k), y.mutable_data() + k * H,
-                    direction_rows(hn.mutable_data(), s, k), direction_rows(cn, s, k), (k ? cache1 : cache0).get()};
+                    direction_rows(hn.mutable_data(), s, k), direction_rows(cn, s, k), k ? cache1 : cache0};
+          std::unique_ptr<InUse> busy0(cache0 ? new InUse(cache0, "cache0 (a TrainCache)") : nullptr);
+          std::unique_ptr<InUse> busy1(cache1 ? new InUse(cache1, "cache1 (a TrainCache)") : nullptr);
           run_released([&] { layer_forward_pair(d[0], d[1], T, B, xa.data(), lens, 2 * H); });
         },
         py::arg("packed0"), py::arg("packed1"), py::arg("x"), py::arg("lengths"), py::arg("h0"), py::arg("c0"),
@@ -335,12 +340,19 @@ PYBIND11_MODULE(_core, m) {
         "Both directions of a bidirectional layer at once: h0, c0, hn, cn are (2, B, H), y is (T, B, 2H).");
 
   m.def("layer_backward_pair",
-        [](const PackedWeights& w0, const PackedWeights& w1, TrainCache& cache0, TrainCache& cache1, py::handle x_o,
+        [](py::handle w0_o, py::handle w1_o, py::handle cache0_o, py::handle cache1_o, py::handle x_o,
            py::handle dy_o, py::handle dhn_o, py::handle dcn_o, py::handle dx_o, py::handle dh0_o, py::handle dc0_o,
-           py::tuple grads0, py::tuple grads1) {
+           py::handle grads0_o, py::handle grads1_o) {
+          const PackedWeights &w0 = packed_arg(w0_o, "packed0"), &w1 = packed_arg(w1_o, "packed1");
+          TrainCache& cache0 = object_arg<TrainCache>(cache0_o, "cache0", "TrainCache");
+          TrainCache& cache1 = object_arg<TrainCache>(cache1_o, "cache1", "TrainCache");
+          if (&cache0 == &cache1) throw py::value_error("cache1: must be another TrainCache than cache0");
+          InUse busy0(&cache0, "cache0 (a TrainCache)"), busy1(&cache1, "cache1 (a TrainCache)");
           if (cache0.consumed || cache1.consumed)
             throw py::value_error("backward: no training forward to differentiate (run forward in train mode; "
                                   "backward runs once per forward)");
+          if (w0.cell() != w1.cell() || w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size())
+            throw py::value_error("packed1: both directions must have the same cell, input and hidden sizes");
           const long T = cache0.T, B = cache0.B, H = w0.hidden_size(), I = w0.input_size(), G = gate_count(w0.cell());
           auto x = checked<float>(x_o, "x", {T, B, I});
           auto dy = checked<float>(dy_o, "dy", {T, B, 2 * H});
@@ -348,14 +360,17 @@ PYBIND11_MODULE(_core, m) {
           const float* dhn = optional_ptr<float>(dhn_o, "dhn", {2, B, H}, keep);
           const float* dcn = optional_ptr<float>(dcn_o, "dcn", {2, B, H}, keep);
           auto dx = checked<float>(dx_o, "dx", {T, B, I}, true);
+          no_overlap(dx_o, "dx", dy_o, "dy");
+          no_overlap(dx_o, "dx", x_o, "x");
           auto dh0 = checked<float>(dh0_o, "dh0", {2, B, H}, true);
           float* dc0 = optional_out<float>(dc0_o, "dc0", {2, B, H}, keep);
           float* g[2][4];
           for (int d = 0; d < 2; ++d) {
-            const py::tuple& gd = d ? grads1 : grads0;
-            if (gd.size() != 4) throw py::value_error("grads: expected (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)");
-            g[d][0] = checked<float>(gd[0], "grad_w_ih", {G * H, I}, true).mutable_data();
-            g[d][1] = checked<float>(gd[1], "grad_w_hh", {G * H, H}, true).mutable_data();
+            py::sequence gd = grads_arg(d ? grads1_o : grads0_o, d ? "grads1" : "grads0");
+            keep.push_back(gd);
+            g[d][0] = optional_out<float>(gd[0], "grad_w_ih", {G * H, I}, keep);
+            g[d][1] = optional_out<float>(gd[1], "grad_w_hh", {G * H, H}, keep);
+            if (!g[d][0] || !g[d][1]) throw py::value_error("grad_w_ih, grad_w_hh: required (got None)");
             g[d][2] = optional_out<float>(gd[2], "grad_b_ih", {G * H}, keep);
             g[d][3] = optional_out<float>(gd[3], "grad_b_hh", {G * H}, keep);
           }
@@ -373,8 +388,15 @@ PYBIND11_MODULE(_core, m) {
         "Backward of layer_forward_pair: dx (T, B, I) is written with both directions' sum; grads are added to.");
 
   py::class_<Stream>(m, "Stream", "Step-by-step inference through a stack of unidirectional layers.")
-      .def(py::init([](const std::vector<std::shared_ptr<PackedWeights>>& layers, int batch) {
-             std::vector<std::shared_ptr<const PackedWeights>> cl(layers.begin(), layers.end());
+      .def(py::init([](py::handle layers_o, py::handle batch_o) {
+             if (!py::isinstance<py::list>(layers_o) && !py::isinstance<py::tuple>(layers_o))
+               throw py::type_error("layers: expected a list of PackedWeights, got " + describe(layers_o));
+             std::vector<std::shared_ptr<const PackedWeights>> cl;
+             for (py::handle l : layers_o) {
+               packed_arg(l, "layers[i]");
+               cl.push_back(l.cast<std::shared_ptr<PackedWeights>>());
+             }
+             const int batch = static_cast<int>(int_arg(batch_o, "batch_size", 1, INT_MAX));
              try {
                return new Stream(std::move(cl), batch);
              } catch (const std::invalid_argument& e) {
@@ -385,8 +407,10 @@ PYBIND11_MODULE(_core, m) {
       .def("step",
            [](Stream& s, py::handle x_o, py::handle out_o) -> py::object {
              const long B = s.batch(), I = s.input_size(), H = s.hidden_size();
-             if (!py::isinstance<py::array>(x_o)) x_o = py::array(py::reinterpret_borrow<py::object>(x_o));
-             py::array x = py::reinterpret_borrow<py::array>(x_o);
+             // Array-likes (lists, tuples) are converted; the converted array lives as long as x does.
+             py::array x = py::array::ensure(x_o);
+             if (!x)
+               throw py::type_error("x: expected a float array of shape " + shape_str({B, I}) + ", got " + describe(x_o));
              const bool unbatched = x.ndim() == 1;
              if (x.dtype().kind() != 'f')
                throw py::type_error("x: expected a floating-point array, got dtype " + std::string(py::str(x.dtype())));
@@ -396,26 +420,30 @@ PYBIND11_MODULE(_core, m) {
                throw py::value_error("x: expected shape " + shape_str({B, I}) + (B == 1 ? " or " + shape_str({I}) : "") +
                                      ", got " + shape_str(got));
              auto xa = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
+             if (!xa) throw py::error_already_set();
              py::array_t<float, py::array::c_style> out;
              if (out_o.is_none()) {
                out = unbatched ? py::array_t<float, py::array::c_style>({H}) : py::array_t<float, py::array::c_style>({B, H});
              } else {
                out = checked<float>(out_o, "out", unbatched ? std::vector<long>{H} : std::vector<long>{B, H}, true);
+               no_overlap(out, "out", xa, "x");
              }
              const float* xp = xa.data();
              float* op = out.mutable_data();
-             {
-               py::gil_scoped_release release;
-               s.step(xp, op);
-             }
+             InUse busy(&s, "this Stream");
+             run_released([&] { s.step(xp, op); });
              return std::move(out);
            },
            py::arg("x"), py::arg("out") = py::none())
-      .def("reset", &Stream::reset)
+      .def("reset", [](Stream& s) {
+        InUse busy(&s, "this Stream");
+        s.reset();
+      })
       .def_property_readonly("batch_size", &Stream::batch)
       .def_property_readonly("num_layers", &Stream::num_layers)
       .def_property_readonly("hidden_size", &Stream::hidden_size)
       .def("get_state", [](const Stream& s) -> py::object {
+        InUse busy(&s, "this Stream");
         py::array_t<float> h({(long)s.num_layers(), (long)s.batch(), (long)s.hidden_size()});
         if (!s.has_cell_state()) {
           s.get_state(h.mutable_data(), nullptr);
@@ -426,6 +454,7 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(h, c);
       })
       .def("set_state", [](Stream& s, py::handle h_o, py::handle c_o) {
+        InUse busy(&s, "this Stream");
         const std::vector<long> shape{s.num_layers(), s.batch(), s.hidden_size()};
         auto h = checked<float>(h_o, "h", shape);
         std::vector<py::object> keep;
@@ -434,14 +463,16 @@ PYBIND11_MODULE(_core, m) {
         s.set_state(h.data(), c);
       }, py::arg("h"), py::arg("c") = py::none());
 
-  m.def("gemm", [](py::handle a_o, py::handle b_o, py::handle c_o, bool accumulate, bool b_transposed) {
-    auto a = py::reinterpret_borrow<py::array>(a_o), b = py::reinterpret_borrow<py::array>(b_o);
-    if (!py::isinstance<py::array>(a_o) || !py::isinstance<py::array>(b_o) || a.ndim() != 2 || b.ndim() != 2)
-      throw py::value_error("a, b: expected 2-D arrays");
-    const long M = a.shape(0), K = a.shape(1), N = b_transposed ? b.shape(0) : b.shape(1);
+  m.def("gemm", [](py::handle a_o, py::handle b_o, py::handle c_o, py::handle accumulate_o, py::handle b_transposed_o) {
+    const std::vector<long> as = dims_arg(a_o, "a", 2, "(M, K)"), bs = dims_arg(b_o, "b", 2, "(K, N) or (N, K)");
+    const bool accumulate = bool_arg(accumulate_o, "accumulate"), b_transposed = bool_arg(b_transposed_o, "b_transposed");
+    const long M = int_size(as[0], "a.shape[0]"), K = int_size(as[1], "a.shape[1]");
+    const long N = int_size(b_transposed ? bs[0] : bs[1], "N");
     auto A = checked<float>(a_o, "a", {M, K});
     auto B = checked<float>(b_o, "b", b_transposed ? std::vector<long>{N, K} : std::vector<long>{K, N});
     auto C = checked<float>(c_o, "c", {M, N}, true);
+    no_overlap(c_o, "c", a_o, "a");
+    no_overlap(c_o, "c", b_o, "b");
     const IsaKernels& k = kernels_for(active_isa());
     // Small products are not worth waking a second thread for.
     const int threads = static_cast<double>(M) * N * K < 4.0e6 ? 1 : num_threads();
@@ -453,17 +484,23 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("accumulate") = false, py::arg("b_transposed") = false,
   "c (+)= a @ b (or a @ b.T with b_transposed) with the kernels' packed GEMM; deterministic for any thread count.");
 
-  m.def("reference_forward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse, py::handle w_ih,
-                                py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0, py::handle c0) {
-    if (x.dtype().equal(py::dtype::of<double>()))
-      return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
+  m.def("reference_forward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
+                                py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
+                                py::handle c0) {
+    const bool reverse = bool_arg(reverse_o, "reverse");
+    if (is_float64(x)) return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
     return reference_forward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
-  }, "Scalar reference forward (float32 or float64): returns (y, h_n, c_n).");
-  m.def("reference_backward", [](const std::string& cell, py::array x, py::handle lengths, bool reverse,
+  }, py::arg("cell"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("w_ih"), py::arg("w_hh"),
+  py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"),
+  "Scalar reference forward (float32 or float64): returns (y, h_n, c_n).");
+  m.def("reference_backward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
                                  py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
                                  py::handle c0, py::handle dy, py::handle dhn, py::handle dcn) {
-    if (x.dtype().equal(py::dtype::of<double>()))
+    const bool reverse = bool_arg(reverse_o, "reverse");
+    if (is_float64(x))
       return reference_backward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
     return reference_backward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
-  }, "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients.");
+  }, py::arg("cell"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("w_ih"), py::arg("w_hh"),
+  py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::arg("dy"), py::arg("dhn"), py::arg("dcn"),
+  "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients.");
 }

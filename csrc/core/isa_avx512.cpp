@@ -1,6 +1,7 @@
 // The kernels built for the avx512 instruction set (16 floats per vector); see kernels/isa_impl.h.
 #include <cstdint>
 #include <cstring>
+#include <vector>
 #include <immintrin.h>  // one widening load in simd.h (compiled with this file's ISA flags)
 #ifdef _OPENMP
 #include <omp.h>

@@ -1,6 +1,7 @@
 // The kernels built for the generic instruction set (4 floats per vector); see kernels/isa_impl.h.
 #include <cstdint>
 #include <cstring>
+#include <vector>
 #ifdef _OPENMP
 #include <omp.h>
 #endif

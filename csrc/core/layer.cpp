@@ -149,6 +149,7 @@ namespace {
 // calls may run concurrently, so nothing of theirs is shared).
 struct ForwardCall {
   ForwardArgs a{};
+  Isa isa = Isa::generic;
   std::vector<int> lens;
   AlignedBuffer gates, hs, cs, aux;
 };
@@ -161,6 +162,7 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   const bool lstm = w.cell() == CellKind::lstm, training = cache != nullptr;
   const long slot = static_cast<long>(B) * Hp;
   c.lens = checked_lengths(lengths, T, B);
+  c.isa = w.isa();
 
   ForwardArgs& a = c.a;
   a = forward_args(w, T, B, x, c.lens.data(), y, ldy);
@@ -199,6 +201,10 @@ void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
     cache->T = a.T;
     cache->B = a.B;
     cache->reverse = a.reverse;
+    cache->cell = a.cell;
+    cache->isa = c.isa;
+    cache->I = a.I;
+    cache->H = a.H;
     cache->consumed = false;
     cache->lengths = std::move(c.lens);
   }
@@ -242,6 +248,8 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   if (cache.consumed)
     throw std::invalid_argument("backward needs a training forward first, and runs once per forward");
   if (!w.has_backward()) throw std::invalid_argument("weights were packed without backward support");
+  if (w.cell() != cache.cell || w.isa() != cache.isa || w.input_size() != cache.I || w.hidden_size() != cache.H)
+    throw std::invalid_argument("the weights differ from the forward's (cell, ISA, input or hidden size)");
   const Layout& L = w.layout();
   const int T = cache.T, B = cache.B, I = w.input_size(), H = w.hidden_size(), Hp = L.Hp;
   const long TB = static_cast<long>(T) * B;

@@ -69,6 +69,10 @@ void ensure_size(AlignedBuffer& b, size_t n);
 struct TrainCache {
   int T = 0, B = 0;
   bool reverse = false;
+  // The weights' shape the forward ran with: a backward with other weights would read past the buffers.
+  CellKind cell = CellKind::rnn_tanh;
+  Isa isa = Isa::generic;
+  int I = 0, H = 0;
   bool consumed = true;  // no forward to differentiate yet
   std::vector<int> lengths;
   AlignedBuffer gates, hs, cs, aux;                        // forward activations

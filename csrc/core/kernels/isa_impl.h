@@ -49,8 +49,9 @@ static void pack_for(const Layout& L, int I, int H, const float* w_ih, const flo
                      const float* b_hh, bool with_backward, float* wx, float* wh, float* wx_bwd, float* wh_bwd,
                      float* wx_step, float* bx, float* bh) {
   constexpr int NV = Cell::G * Cell::U;
-  float* wi = new float[static_cast<long>(L.GHp) * I];  // packing is once per weight change: plain new is fine
-  float* whr = new float[static_cast<long>(L.GHp) * H];
+  // Packing is once per weight change: plain vectors are fine (and freed if the second one throws).
+  std::vector<float> wi_rows(static_cast<size_t>(L.GHp) * I), wh_rows(static_cast<size_t>(L.GHp) * H);
+  float *wi = wi_rows.data(), *whr = wh_rows.data();
   to_internal_rows(L, H, I, w_ih, wi);
   to_internal_rows(L, H, H, w_hh, whr);
   // Forward: x-projection B = W_ihᵀ (I x GHp); recurrent tiles B = W_hhᵀ (H x GHp), one panel per hidden block.
@@ -67,8 +68,6 @@ static void pack_for(const Layout& L, int I, int H, const float* w_ih, const flo
     bx[c] = row >= 0 && b_ih ? b_ih[row] : 0.0f;
     bh[c] = row >= 0 && b_hh ? b_hh[row] : 0.0f;
   }
-  delete[] wi;
-  delete[] whr;
 }
 
 static void pack(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
