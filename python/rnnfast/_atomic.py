@@ -4,11 +4,16 @@ The data goes to a temporary file in the target's directory (so ``os.replace`` i
 one filesystem), is flushed and fsync'ed, then renamed over the target; the directory is fsync'ed
 afterwards so the rename itself survives a power cut. On any failure the temporary file is removed
 and the previous file is left as it was.
+
+A writer that is killed cannot remove its temporary file, so the file's name carries the writer's
+host and process id, and the next save of the same target removes the temporary files of writers
+on this host that are no longer running (never one a live process may still be writing).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import stat
 import tempfile
 
@@ -38,7 +43,9 @@ def atomic_open(path, mode: str = "wb", *, encoding: str = "utf-8", newline: str
         raise ValueError(f"atomic_open: mode: expected 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    _remove_stale_temps(directory, os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(os.path.basename(path)) + f"{os.getpid()}.", suffix=".tmp",
+                               dir=directory)
     try:
         kwargs = {} if "b" in mode else {"encoding": encoding, "newline": newline}
         try:
@@ -60,6 +67,43 @@ def atomic_open(path, mode: str = "wb", *, encoding: str = "utf-8", newline: str
             pass
         raise
     _fsync_directory(directory)
+
+
+def _temp_prefix(name: str) -> str:
+    """Temporary files of ``name`` are ``.<name>.<host>.<pid>.<random>.tmp``."""
+    host = socket.gethostname().replace(".", "_") or "localhost"
+    return f".{name}.{host}."
+
+
+def _remove_stale_temps(directory: str, name: str) -> None:
+    """Best effort: remove temporary files of ``name`` left by dead writers on this host."""
+    prefix = _temp_prefix(name)
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, entry))
+        except OSError:
+            pass
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (owned by someone else), or unknown: keep the file
+    return True
 
 
 def _target_mode(path: str) -> int:

@@ -447,6 +447,14 @@ def sliding_windows(series, input_len: int, horizon: int, stride: int = 1, targe
     return data[x_idx], data[y_idx][:, :, cols]
 
 
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    """NaN or Inf would make every statistic (and every scaled value) NaN without a word."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name}: expected finite values, got {arr[where]} at index {where}")
+
+
 def standardize(x, mean=None, std=None, eps: float = 1e-8):
     """Zero-mean, unit-variance per feature over axis 0 (time or samples).
 
@@ -471,6 +479,7 @@ def standardize(x, mean=None, std=None, eps: float = 1e-8):
     if arr.ndim == 0 or arr.shape[0] == 0:
         raise ValueError(f"x: expected at least one step along axis 0, got shape {arr.shape}")
     arr = arr.astype(np.float32, copy=False)
+    _check_finite(arr, "x")
     if (mean is None) != (std is None):
         raise ValueError("mean, std: pass both (to reuse training statistics) or neither")
     if mean is None:
@@ -483,6 +492,8 @@ def standardize(x, mean=None, std=None, eps: float = 1e-8):
         if mean.shape != arr.shape[1:] or std.shape != arr.shape[1:]:
             raise ValueError(f"mean, std: expected shape {arr.shape[1:]} (the per-step shape of x), "
                              f"got {mean.shape} and {std.shape}")
+        _check_finite(mean, "mean")
+        _check_finite(std, "std")
         if np.any(std <= 0):
             raise ValueError(f"std: expected positive values, got min {float(std.min())}")
     return (arr - mean) / std, mean, std

@@ -350,6 +350,9 @@ class Embedding(Module):
                     found[word] = np.array(parts[1:], dtype=np.float32)
                 except ValueError:
                     raise ValueError(f"load_word_vectors: {path}: line {lineno}: not a vector of numbers") from None
+                if not np.isfinite(found[word]).all():  # "nan"/"inf" parse as floats but poison training
+                    raise ValueError(f"load_word_vectors: {path}: line {lineno}: the vector of {word!r} has "
+                                     "non-finite values (nan or inf)")
         if found:
             self.weight.data[[stoi[w] for w in found]] = np.stack(list(found.values()))
             self.weight.mark_changed()
