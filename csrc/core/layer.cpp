@@ -1,6 +1,7 @@
 #include "layer.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -11,6 +12,7 @@ namespace rnnfast {
 
 AlignedBuffer::AlignedBuffer(size_t n, bool zero) : n_(n) {
   if (n == 0) return;
+  if (n > (SIZE_MAX - 63) / sizeof(float)) throw std::bad_alloc();  // the byte count would wrap around
   const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
   float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (!p) throw std::bad_alloc();
