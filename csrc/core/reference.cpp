@@ -49,7 +49,7 @@ void cell_step(CellKind cell, int H, const R* xa, Step<R>& s) {
       s.act[j] = r, s.act[H + j] = z, s.act[2 * H + j] = n;
     } else {
       R v = xa[j] + s.rec[j];
-      s.h[j] = cell == CellKind::rnn_relu ? (v > R(0) ? v : R(0)) : std::tanh(v);
+      s.h[j] = cell == CellKind::rnn_relu ? (v > R(0) || v != v ? v : R(0)) : std::tanh(v);  // relu(NaN) = NaN, as in torch
       s.act[j] = s.h[j];
     }
   }

@@ -709,7 +709,7 @@ def one_hot(ids, num_classes: int) -> np.ndarray:
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"ids: expected values in [0, {num_classes - 1}] (num_classes={num_classes}), "
                              f"got {lo if lo < 0 else hi}")
-    out = np.zeros(arr.shape + (num_classes,), dtype=np.float32)
+    out = _allocate(lambda: np.zeros(arr.shape + (num_classes,), dtype=np.float32), "num_classes", num_classes)
     np.put_along_axis(out, arr[..., None].astype(np.intp), 1.0, axis=-1)
     return out
 
@@ -802,7 +802,15 @@ def length_mask(lengths, max_len: int | None = None) -> np.ndarray:
         max_len = longest
     elif max_len < longest:
         raise ValueError(f"max_len: expected at least the longest length {longest}, got {max_len}")
-    return np.arange(max_len)[None, :] < lengths[:, None]
+    return _allocate(lambda: np.arange(max_len)[None, :] < lengths[:, None], "max_len", max_len)
+
+
+def _allocate(make, name: str, value):
+    """make() for an output sized by argument ``name``; numpy's "array is too big" names no argument."""
+    try:
+        return make()
+    except ValueError:
+        raise ValueError(f"{name}: {value} makes the result larger than an array can be") from None
 
 
 # ----------------------------------------------------------------------------------------

@@ -48,8 +48,8 @@ int main() {
 
   // After those failures the same cache and weights still work, once per forward.
   layer_forward(w, T, B, x.data(), nullptr, false, nullptr, nullptr, y.data(), H, hn.data(), cn.data(), &cache);
-  const PackedWeights other(CellKind::lstm, I, H + 1, wi.data(), check::randn(rng, G * (H + 1) * (H + 1)).data(),
-                            nullptr, nullptr, true, isa);
+  const PackedWeights other(CellKind::lstm, I, H + 1, check::randn(rng, G * (H + 1) * I).data(),
+                            check::randn(rng, G * (H + 1) * (H + 1)).data(), nullptr, nullptr, true, isa);
   std::vector<float> big(G * (H + 1) * (H + 1)), bigi(G * (H + 1) * I), dh_big(B * (H + 1));
   CHECK_THROWS(std::invalid_argument, layer_backward(other, cache, x.data(), y.data(), H, nullptr, nullptr, dx.data(),
                                                      false, dh_big.data(), dh_big.data(), bigi.data(), big.data(),
