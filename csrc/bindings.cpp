@@ -193,9 +193,10 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("num_threads"), "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
 
-  py::class_<PackedWeights, std::shared_ptr<PackedWeights>>(m, "PackedWeights",
-      "One layer direction's weights packed for the active instruction set.")
-      .def(py::init([](py::handle cell_o, py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o,
+  py::class_<PackedWeights, std::shared_ptr<PackedWeights>> packed_weights(m, "PackedWeights",
+      "One layer direction's weights packed for the active instruction set.");
+  checked_tp_new(packed_weights);
+  packed_weights.def(py::init([](py::handle cell_o, py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o,
                        py::handle b_hh_o, py::handle with_backward_o, py::handle weights_o, py::handle step_o) {
              const CellKind cell = cell_from_name(cell_o);
              const long H = dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)")[1], I = dims_arg(w_ih_o, "w_ih", 2, "(G*H, I)")[1];
@@ -233,8 +234,8 @@ PYBIND11_MODULE(_core, m) {
   // A unique_ptr holder: pybind11 then allocates nothing after the object, so running out of memory
   // while making one is a MemoryError (with a shared_ptr holder it could abort or free twice).
   py::class_<TrainCache> train_cache(m, "TrainCache", "Activations a training forward keeps for its backward.");
-  train_cache.def(py::init<>()).def_property_readonly("consumed", [](const TrainCache& c) { return c.consumed; });
   checked_tp_new(train_cache);
+  train_cache.def(py::init<>()).def_property_readonly("consumed", [](const TrainCache& c) { return c.consumed; });
 
   m.def("layer_forward",
         [](py::handle w_o, py::handle x_o, py::handle lengths_o, py::handle reverse_o, py::handle h0_o,
@@ -387,8 +388,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("grads1"),
         "Backward of layer_forward_pair: dx (T, B, I) is written with both directions' sum; grads are added to.");
 
-  py::class_<Stream>(m, "Stream", "Step-by-step inference through a stack of unidirectional layers.")
-      .def(py::init([](py::handle layers_o, py::handle batch_o) {
+  py::class_<Stream> stream(m, "Stream", "Step-by-step inference through a stack of unidirectional layers.");
+  checked_tp_new(stream);
+  stream.def(py::init([](py::handle layers_o, py::handle batch_o) {
              if (!py::isinstance<py::list>(layers_o) && !py::isinstance<py::tuple>(layers_o))
                throw py::type_error("layers: expected a list of PackedWeights, got " + describe(layers_o));
              std::vector<std::shared_ptr<const PackedWeights>> cl;

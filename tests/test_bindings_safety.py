@@ -230,3 +230,11 @@ def test_one_train_cache_in_two_threads_at_once_raises_not_corrupts(isa):
             t.join()
     assert all("in use by another thread" in e for e in errors)
     assert len(errors) + len(done) == 2
+
+
+def test_reference_relu_keeps_nan():
+    # Found by the fuzz suite: the scalar reference (the tests' oracle) turned relu(NaN) into 0.
+    x = np.array([[[np.nan]]], np.float32)
+    one = np.ones((1, 1), np.float32)
+    y, hn, _ = _core.reference_forward("rnn_relu", x, np.ones(1, np.int32), False, one, one, None, None, None, None)
+    assert np.isnan(y).all() and np.isnan(hn).all()

@@ -86,3 +86,14 @@ def test_load_word_vectors_refuses_non_finite_vectors(tmp_path, value):
     with pytest.raises(ValueError, match=r"vectors.txt: line 2: the vector of 'cat' has non-finite values"):
         emb.load_word_vectors(path, {"the": 1, "cat": 2})
     np.testing.assert_array_equal(emb.weight.data, before)  # nothing half-loaded
+
+
+def test_cross_entropy_ignored_rows_do_not_leak_nan():
+    # Found by the fuzz suite: a NaN in an ignored row made the mean loss NaN (torch: 0.8544).
+    from rnnfast import losses
+    logits = np.array([[np.nan, 1.0], [0.5, 0.2]], np.float32)
+    loss, grad = losses.cross_entropy(logits, np.array([-100, 1]))
+    z = logits[1].astype(np.float64)
+    assert loss == pytest.approx(np.log(np.exp(z).sum()) - z[1])
+    np.testing.assert_array_equal(grad[0], 0.0)
+    assert np.isfinite(grad).all()

@@ -128,7 +128,7 @@ def cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "me
     per = lse - picked  # -log p(target)
     if eps:
         per = (1.0 - eps) * per + eps * (lse - z_mean)  # smoothing term: mean over classes of -log p
-    per *= weight
+    per = np.where(weight != 0, per * weight, 0.0)  # ignored rows contribute nothing, even a NaN (as in torch)
 
     if reduction == "mean":
         denom = weight.sum()
@@ -147,6 +147,8 @@ def cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "me
     z[rows, t_safe] -= ((1.0 - eps) * scale).astype(z.dtype)
     if eps:
         z -= (eps / num_classes * scale).astype(z.dtype)[:, None]
+    if not all_counted:
+        z[weight == 0] = 0.0
     return loss, z.reshape(logits.shape)
 
 
