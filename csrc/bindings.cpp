@@ -186,11 +186,11 @@ PYBIND11_MODULE(_core, m) {
     } catch (const std::invalid_argument& e) {
       throw py::value_error(std::string("isa: ") + e.what());
     }
-  }, py::arg("isa"));
+  });
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_num_threads", [](py::handle n) {
     set_num_threads(static_cast<int>(int_arg(n, "num_threads", 1, kMaxKernelThreads)));
-  }, py::arg("num_threads"), "Threads the kernels use, 1 to cpu_info()['max_threads'].");
+  }, "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
 
   py::class_<PackedWeights, std::shared_ptr<PackedWeights>> packed_weights(m, "PackedWeights",
@@ -492,9 +492,7 @@ PYBIND11_MODULE(_core, m) {
     const bool reverse = bool_arg(reverse_o, "reverse");
     if (is_float64(x)) return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
     return reference_forward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
-  }, py::arg("cell"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("w_ih"), py::arg("w_hh"),
-  py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"),
-  "Scalar reference forward (float32 or float64): returns (y, h_n, c_n).");
+  }, "Scalar reference forward (float32 or float64): returns (y, h_n, c_n).");
   m.def("reference_backward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
                                  py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
                                  py::handle c0, py::handle dy, py::handle dhn, py::handle dcn) {
@@ -502,7 +500,5 @@ PYBIND11_MODULE(_core, m) {
     if (is_float64(x))
       return reference_backward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
     return reference_backward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
-  }, py::arg("cell"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("w_ih"), py::arg("w_hh"),
-  py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::arg("dy"), py::arg("dhn"), py::arg("dcn"),
-  "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients.");
+  }, "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients.");
 }

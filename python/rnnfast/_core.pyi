@@ -20,15 +20,16 @@ class CpuInfo(TypedDict):
     isa: str
     isas_available: list[str]
     num_threads: int
+    max_threads: int
     openmp: bool
 
 def cpu_info() -> CpuInfo:
-    """The instruction set in use, the ones this CPU runs, the thread count, whether OpenMP is built in."""
+    """The instruction set in use, the ones this CPU runs, the thread count (and its maximum), OpenMP or not."""
 def set_isa(name: Isa, /) -> None:
     """Use this instruction set's kernels (ValueError if unknown or not supported by this CPU)."""
 def get_isa() -> str: ...
 def set_num_threads(n: int, /) -> None:
-    """Kernel threads (n >= 1, else ValueError)."""
+    """Kernel threads, 1 to cpu_info()['max_threads'] (else ValueError; TypeError for a non-integer)."""
 def get_num_threads() -> int: ...
 def peak_gflops(threads: int, seconds: float = 0.05) -> float:
     """GFLOP/s of a register-only FMA loop of the active ISA on ``threads`` threads at once, for about
