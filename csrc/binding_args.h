@@ -47,6 +47,19 @@ inline long long int_arg(py::handle obj, const char* name, long long lo, long lo
   return v;
 }
 
+// A real number in (lo, hi] (ints and numpy floats too; NaN and bool refused).
+inline double float_arg(py::handle obj, const char* name, double lo, double hi) {
+  if (PyBool_Check(obj.ptr()) || !(PyFloat_Check(obj.ptr()) || PyIndex_Check(obj.ptr()) ||
+                                   py::isinstance(obj, py::module_::import("numpy").attr("floating"))))
+    throw py::type_error(std::string(name) + ": expected a number, got " + describe(obj));
+  const double v = PyFloat_AsDouble(obj.ptr());
+  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  if (!(v > lo && v <= hi))
+    throw py::value_error(std::string(name) + ": expected a number in (" + std::to_string(lo) + ", " +
+                          std::to_string(hi) + "], got " + std::string(py::str(obj)));
+  return v;
+}
+
 // True or False (or a numpy bool): an int or None here is more likely a misplaced argument.
 inline bool bool_arg(py::handle obj, const char* name) {
   if (obj.ptr() == Py_True) return true;

@@ -155,7 +155,9 @@ bool is_float64(py::handle x) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "rnnfast C++ kernels";
-  m.def("peak_gflops", [](int threads, double seconds) {
+  m.def("peak_gflops", [](py::handle threads_o, py::handle seconds_o) {
+    const int threads = static_cast<int>(int_arg(threads_o, "threads", 1, kMaxKernelThreads));
+    const double seconds = float_arg(seconds_o, "seconds", 0.0, 10.0);
     double g = 0.0;
     run_released([&] { g = peak_gflops(threads, seconds); });
     return g;

@@ -238,3 +238,16 @@ def test_reference_relu_keeps_nan():
     one = np.ones((1, 1), np.float32)
     y, hn, _ = _core.reference_forward("rnn_relu", x, np.ones(1, np.int32), False, one, one, None, None, None, None)
     assert np.isnan(y).all() and np.isnan(hn).all()
+
+
+@pytest.mark.parametrize("threads, seconds, exc, words", [
+    (2**31, 0.01, ValueError, "threads: expected an integer in"), (0, 0.01, ValueError, "threads"),
+    ("2", 0.01, TypeError, "threads"), (1, float("nan"), ValueError, "seconds"), (1, 0.0, ValueError, "seconds"),
+    (1, "0.1", TypeError, "seconds"), (1, None, TypeError, "seconds")])
+def test_peak_gflops_arguments(threads, seconds, exc, words):
+    with pytest.raises(exc, match=words):
+        _core.peak_gflops(threads, seconds)
+
+
+def test_peak_gflops_accepts_numpy_numbers():
+    assert _core.peak_gflops(np.int64(1), np.float64(0.01)) > 0
