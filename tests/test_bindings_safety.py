@@ -1,5 +1,6 @@
 """Regression tests for the bindings' argument handling (issue 11): each of these crashed, refused
 valid input or gave pybind's generic error before."""
+import os
 import pickle
 import subprocess
 import sys
@@ -251,3 +252,19 @@ def test_peak_gflops_arguments(threads, seconds, exc, words):
 
 def test_peak_gflops_accepts_numpy_numbers():
     assert _core.peak_gflops(np.int64(1), np.float64(0.01)) > 0
+
+
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""), reason="AddressSanitizer reserves more "
+                    "address space than any cap (this test runs in the default build)")
+@pytest.mark.parametrize("cap_mb", [800, 1200, 1500, 2000])
+def test_running_out_of_memory_building_a_layer_is_a_python_error(cap_mb):
+    # Used to abort ("terminate called ... std::bad_alloc", rc -6) or segfault at most caps.
+    code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, ({cap_mb} << 20, {cap_mb} << 20))
+import rnnfast
+rnnfast.nn.LSTM(4, 8, num_layers=10**9)
+"""
+    r = run_python(code, timeout=300)
+    assert r.returncode == 1, (r.returncode, r.stderr[-1000:])
+    assert "Error" in r.stderr.strip().splitlines()[-1]
