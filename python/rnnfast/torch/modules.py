@@ -78,14 +78,10 @@ class _RNNBase(KernelState):
                 raise ValueError(f"{kind}: Expected input to be 2D or 3D, got {input.dim()}D instead")
             unbatched = input.dim() == 2
             if unbatched:
-                input = input.unsqueeze(1 if self.batch_first else 0)
-                input = input.transpose(0, 1) if self.batch_first else input
+                input = input.unsqueeze(0 if self.batch_first else 1)
                 hx = _unsqueeze_state(hx, lstm)
-                x = input
-                self._check_args(input.transpose(0, 1) if self.batch_first else input, hx, None)
-            else:
-                self._check_args(input, hx, None)
-                x = input.transpose(0, 1) if self.batch_first else input
+            self._check_args(input, hx, None)
+            x = input.transpose(0, 1) if self.batch_first else input
         h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
         check_supported(self, [("hx[0]" if lstm else "hx", h0), ("hx[1]", c0)], kind)
         y, hn, cn = self._run(x, layout, h0, c0, flat)

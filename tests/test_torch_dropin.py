@@ -1,0 +1,142 @@
+"""rnnfast.torch against torch.nn: outputs, final states and every gradient, on every ISA path."""
+import copy
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import ISAS, using_isa
+
+KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+# (num_layers, bidirectional, batch_first, bias)
+CONFIGS = [(1, False, False, True), (2, True, False, True), (3, False, True, False), (2, True, True, True),
+           (1, True, False, False)]
+INPUTS = ["padded", "packed_sorted", "packed_unsorted"]
+LENGTHS = [6, 2, 5, 1]  # ragged and unsorted: T=6, B=4
+I, H = 5, 7
+
+
+def pair(torch, kind, num_layers=1, bidirectional=False, batch_first=False, bias=True, dropout=0.0, seed=0):
+    """A torch.nn module and its rnnfast.torch twin with the same weights."""
+    import rnnfast.torch as rt
+    name = {"lstm": "LSTM", "gru": "GRU"}.get(kind, "RNN")
+    kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias,
+                  dropout=dropout)
+    if name == "RNN":
+        kwargs["nonlinearity"] = kind.split("_")[1]
+    torch.manual_seed(seed)
+    ref = getattr(torch.nn, name)(I, H, **kwargs)
+    ours = getattr(rt, name)(I, H, **kwargs)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def make_input(torch, form, batch_first, lengths=LENGTHS, features=I, seed=1):
+    """(model input, leaf tensor whose gradient we compare)."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+    g = torch.Generator().manual_seed(seed)
+    T, B = max(lengths), len(lengths)
+    shape = (B, T, features) if batch_first else (T, B, features)
+    leaf = torch.randn(shape, generator=g).requires_grad_(True)
+    if form == "padded":
+        return leaf, leaf
+    lens = torch.tensor(lengths)
+    if form == "packed_sorted":
+        order = torch.argsort(lens, descending=True)
+        x = leaf.index_select(0 if batch_first else 1, order)
+        return pack_padded_sequence(x, lens[order], batch_first=batch_first, enforce_sorted=True), leaf
+    return pack_padded_sequence(leaf, lens, batch_first=batch_first, enforce_sorted=False), leaf
+
+
+def initial_state(torch, kind, layers_dirs, batch, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(layers_dirs, batch, H, generator=g).requires_grad_(True)
+    if kind != "lstm":
+        return h, [h]
+    c = torch.randn(layers_dirs, batch, H, generator=g).requires_grad_(True)
+    return (h, c), [h, c]
+
+
+def run_and_grad(torch, module, x, leaves, hx, seed=3):
+    """Forward, a random linear loss of every output, and the gradients of the leaves and parameters."""
+    from torch.nn.utils.rnn import PackedSequence
+    module.zero_grad(set_to_none=True)
+    for leaf in leaves:
+        leaf.grad = None
+    out, hidden = module(x, hx)
+    data = out.data if isinstance(out, PackedSequence) else out
+    states = list(hidden) if isinstance(hidden, tuple) else [hidden]
+    g = torch.Generator().manual_seed(seed)
+    loss = sum((t * torch.randn(t.shape, generator=g)).sum() for t in [data] + states)
+    loss.backward()
+    results = {"output": data.detach().clone()}
+    results.update((f"state{i}", s.detach().clone()) for i, s in enumerate(states))
+    results.update((f"grad_leaf{i}", leaf.grad.clone()) for i, leaf in enumerate(leaves))
+    results.update((f"grad_{n}", p.grad.clone()) for n, p in module.named_parameters())
+    return results
+
+
+def assert_same(ref, ours, atol=2e-5):
+    assert ref.keys() == ours.keys()
+    for key in ref:
+        np.testing.assert_allclose(ours[key].numpy(), ref[key].numpy(), rtol=1e-4, atol=atol, err_msg=key)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("form", INPUTS)
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "L{}{}{}{}".format(c[0], "-bi" if c[1] else "",
+                                                                         "-bf" if c[2] else "", "" if c[3] else "-nobias"))
+@pytest.mark.parametrize("kind", KINDS)
+def test_parity_with_torch_nn(torch, kind, config, form, isa):
+    layers, bidir, batch_first, bias = config
+    ref, ours = pair(torch, kind, layers, bidir, batch_first, bias)
+    with_hx = layers != 1 or bidir  # half the configurations start from a given state
+    results = []
+    for module in (ref, ours):
+        x, leaf = make_input(torch, form, batch_first)
+        hx, state_leaves = initial_state(torch, kind, layers * (2 if bidir else 1), len(LENGTHS)) if with_hx \
+            else (None, [])
+        with using_isa(isa):
+            results.append(run_and_grad(torch, module, x, [leaf] + state_leaves, hx))
+    assert_same(*results)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unbatched_input_and_state(torch, kind):
+    ref, ours = pair(torch, kind, num_layers=2)
+    results = []
+    for module in (ref, ours):
+        x = torch.randn(4, I, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        g = torch.Generator().manual_seed(2)
+        hx = torch.randn(2, H, generator=g).requires_grad_(True)
+        state = (hx, torch.randn(2, H, generator=g).requires_grad_(True)) if kind == "lstm" else hx
+        leaves = [x] + (list(state) if kind == "lstm" else [state])
+        results.append(run_and_grad(torch, module, x, leaves, state))
+    assert results[1]["output"].shape == (4, H)
+    assert_same(*results)
+
+
+@pytest.mark.parametrize("form", INPUTS)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_dropout_masks_follow_torch_manual_seed(torch, kind, form):
+    """Dropout between layers draws from torch's generator exactly as torch.nn does: the same seed
+    gives the same outputs and gradients; eval() switches it off."""
+    ref, ours = pair(torch, kind, num_layers=3, bidirectional=True, dropout=0.4)
+    results = []
+    for module in (ref, ours):
+        x, leaf = make_input(torch, form, False)
+        torch.manual_seed(123)
+        results.append(run_and_grad(torch, module, x, [leaf], None))
+    assert_same(*results)
+    torch.manual_seed(7)
+    a, b = (run_and_grad(torch, ours, x, [leaf], None) for x, leaf in
+            (make_input(torch, form, False) for _ in range(2)))
+    assert not torch.equal(a["output"], b["output"]), "two training forwards drew the same masks"
+    ref.eval(), ours.eval()
+    results = []
+    for module in (ref, ours):
+        x, leaf = make_input(torch, form, False)
+        results.append(run_and_grad(torch, module, x, [leaf], None))
+    assert_same(*results)
