@@ -140,3 +140,90 @@ def test_dropout_masks_follow_torch_manual_seed(torch, kind, form):
         x, leaf = make_input(torch, form, False)
         results.append(run_and_grad(torch, module, x, [leaf], None))
     assert_same(*results)
+
+
+CELL_KINDS = ["RNNCell-tanh", "RNNCell-relu", "LSTMCell", "GRUCell"]
+
+
+def cell_pair(torch, kind, bias=True):
+    import rnnfast.torch as rt
+    name, _, act = kind.partition("-")
+    kwargs = dict(bias=bias, **({"nonlinearity": act} if act else {}))
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, name)(I, H, **kwargs)
+    ours = getattr(rt, name)(I, H, **kwargs)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def unroll(torch, cell, steps, batched, with_hx, seed=4):
+    """A few steps of a decoder-style loop (state fed back), a loss over every step's state, and the
+    gradients of the inputs, the initial state and the parameters."""
+    g = torch.Generator().manual_seed(seed)
+    lstm = isinstance(cell, torch.nn.LSTMCell)
+    lead = (3,) if batched else ()
+    xs = [torch.randn(*lead, I, generator=g).requires_grad_(True) for _ in range(steps)]
+    leaves = list(xs)
+    state = None
+    if with_hx:
+        state = tuple(torch.randn(*lead, H, generator=g).requires_grad_(True) for _ in range(2 if lstm else 1))
+        leaves += list(state)
+        state = state if lstm else state[0]
+    cell.zero_grad(set_to_none=True)
+    loss, outs = 0.0, []
+    for x in xs:
+        state = cell(x, state)
+        h = state[0] if lstm else state
+        outs.append(h.detach().clone())
+        loss = loss + (h * torch.randn(h.shape, generator=g)).sum()
+        if lstm:
+            loss = loss + (state[1] * torch.randn(h.shape, generator=g)).sum()
+    loss.backward()
+    results = {f"out{i}": o for i, o in enumerate(outs)}
+    results.update((f"grad_leaf{i}", t.grad.clone()) for i, t in enumerate(leaves))
+    results.update((f"grad_{n}", p.grad.clone()) for n, p in cell.named_parameters())
+    return results
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("batched,with_hx,bias", [(True, True, True), (True, False, False), (False, True, True)])
+@pytest.mark.parametrize("kind", CELL_KINDS)
+def test_cells_match_torch_nn(torch, kind, batched, with_hx, bias, isa):
+    ref, ours = cell_pair(torch, kind, bias)
+    with using_isa(isa):
+        results = [unroll(torch, m, 4, batched, with_hx) for m in (ref, ours)]
+    assert_same(*results)
+    with torch.no_grad(), using_isa(isa):  # the eval path (no activations kept)
+        x = torch.randn(3, I)
+        np.testing.assert_allclose(_first(ours(x)).numpy(), _first(ref(x)).numpy(), rtol=1e-4, atol=2e-5)
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_grad_and_inference_mode_keep_no_graph(torch, kind, monkeypatch):
+    """Forwards without a graph match torch.nn's and never enter the autograd Function (the kernels
+    then run without saving activations)."""
+    from rnnfast.torch import _function
+    ref, ours = pair(torch, kind, num_layers=2, bidirectional=True)
+    x, _ = make_input(torch, "packed_unsorted", False)
+    expected, _ = ref(x)
+
+    def refuse(*args):
+        raise AssertionError("a forward without a graph went through the autograd Function")
+
+    monkeypatch.setattr(_function.StackFunction, "apply", refuse)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            got, hidden = ours(x)
+        assert got.data.grad_fn is None
+        np.testing.assert_allclose(got.data.numpy(), expected.data.detach().numpy(), rtol=1e-4, atol=2e-5)
+    ours.requires_grad_(False)  # nothing requires grad: no graph either, also with grad enabled
+    ours(torch.randn(3, 2, I))
+
+
+def test_import_rnnfast_does_not_import_torch():
+    code = "import sys, rnnfast, rnnfast.nn; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,6 +5,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("rnnfast.torch needs PyTorch (pip install torch); the rest of rnnfast works without it") from exc
 
+from .cells import GRUCell, LSTMCell, RNNCell
 from .modules import GRU, LSTM, RNN
+from .patch import patch
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "patch"]

@@ -104,6 +104,9 @@ class _RNNBase(KernelState):
 
     def _run(self, x, layout, h0, c0, flat):
         """Time-major (T, B, I) in, time-major y, h_n, c_n out (c_n None except for an LSTM)."""
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"{self._kind}: input: expected a non-empty sequence and batch, got {x.shape[0]} steps "
+                             f"of batch {x.shape[1]}")
         spec = Spec(self, self.dropout if self.training else 0.0)
         state = self._rnnfast_state()
         x = x.contiguous()
