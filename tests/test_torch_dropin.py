@@ -227,3 +227,90 @@ def test_no_grad_and_inference_mode_keep_no_graph(torch, kind, monkeypatch):
 def test_import_rnnfast_does_not_import_torch():
     code = "import sys, rnnfast, rnnfast.nn; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_clear_errors(torch):
+    import rnnfast.torch as rt
+    with pytest.raises(ValueError, match="proj_size"):
+        rt.LSTM(I, H, proj_size=3)
+    m = rt.GRU(I, H)
+    with pytest.raises(TypeError, match=r"input: expected dtype torch.float32, got torch.float64"):
+        m(torch.randn(4, 2, I, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"weight_ih_l0: expected dtype torch.float32, got torch.float64"):
+        copy.deepcopy(m).double()(torch.randn(4, 2, I, dtype=torch.float64))
+    with pytest.raises(ValueError, match="input: expected a CPU tensor, got device meta"):
+        m(torch.empty(4, 2, I, device="meta"))
+    with pytest.raises(ValueError, match="non-empty"):
+        m(torch.randn(0, 2, I))
+    ref = torch.nn.GRU(I, H)
+    for module in (ref, m):  # torch.nn's own argument checks and messages
+        with pytest.raises(RuntimeError, match=r"Expected hidden size \(1, 2, 7\), got \[1, 3, 7\]"):
+            module(torch.randn(4, 2, I), torch.zeros(1, 3, H))
+        with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size"):
+            module(torch.randn(4, 2, I + 1))
+    with pytest.raises(TypeError, match=r"hx: expected a tuple \(h_0, c_0\)"):
+        rt.LSTM(I, H)(torch.randn(4, 2, I), torch.zeros(1, 2, H))
+    with pytest.raises(ValueError, match=r"hx: expected shape \(2, 7\), got \(3, 7\)"):
+        rt.GRUCell(I, H)(torch.randn(2, I), torch.zeros(3, H))
+
+
+@pytest.mark.parametrize("module", ["LSTM", "LSTMCell"])
+def test_double_backward_and_second_backward_are_refused(torch, module):
+    import rnnfast.torch as rt
+    m = getattr(rt, module)(I, H)
+    x = torch.randn(4, 2, I) if module == "LSTM" else torch.randn(2, I)
+    x.requires_grad_(True)
+
+    def out():
+        return _first(m(x))
+
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(out().sum(), x, create_graph=True)
+    y = out()
+    y.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="already ran"):
+        y.sum().backward()
+
+
+def test_input_edited_before_backward_is_caught(torch):
+    """As with torch.nn: the saved input's version check fires, no silent wrong gradient."""
+    import rnnfast.torch as rt
+    m = rt.LSTM(I, H)
+    x = torch.randn(4, 2, I, requires_grad=True)
+    xc = x * 1.0
+    y, _ = m(xc)
+    with torch.no_grad():
+        xc.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_weights_edited_in_place_are_repacked(torch):
+    """Optimizer-style in-place edits bump the tensors' versions: the next forward repacks; edits
+    through .data need flatten_parameters()."""
+    ref, ours = pair(torch, "lstm", num_layers=2)
+    x = torch.randn(4, 2, I)
+    with torch.no_grad():
+        ours(x)  # packs
+        for m in (ref, ours):
+            m.weight_hh_l1.mul_(0.5)
+        np.testing.assert_allclose(ours(x)[0].numpy(), ref(x)[0].numpy(), rtol=1e-4, atol=2e-5)
+        for m in (ref, ours):
+            m.weight_ih_l0.data.mul_(2.0)
+        ours.flatten_parameters()
+        np.testing.assert_allclose(ours(x)[0].numpy(), ref(x)[0].numpy(), rtol=1e-4, atol=2e-5)
+
+
+def test_state_dict_pickle_and_deepcopy(torch):
+    import rnnfast.torch as rt
+    ref, ours = pair(torch, "gru", num_layers=2, bidirectional=True)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in ref.parameters()]
+    x = torch.randn(5, 3, I)
+    ours(x)[0].sum().backward()  # leaves packed weights and caches in the module's state
+    for twin in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        assert type(twin) is rt.GRU
+        np.testing.assert_array_equal(twin(x)[0].detach().numpy(), ours(x)[0].detach().numpy())
+    back = torch.nn.GRU(I, H, num_layers=2, bidirectional=True)
+    back.load_state_dict(ours.state_dict())
+    np.testing.assert_allclose(back(x)[0].detach().numpy(), ours(x)[0].detach().numpy(), rtol=1e-4, atol=2e-5)

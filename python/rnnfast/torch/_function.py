@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from ._kernels import array, stack_backward, stack_forward
 
@@ -20,8 +19,8 @@ class StackFunction(torch.autograd.Function):
         return out + (torch.from_numpy(cn),) if spec.lstm else out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dhn, dcn=None):
+        refuse_double_backward()
         if ctx.saved is None:
             raise RuntimeError("rnnfast.torch: backward through this RNN forward already ran; its activations are "
                                "freed (retain_graph=True is not supported: run the forward again)")
@@ -33,6 +32,13 @@ class StackFunction(torch.autograd.Function):
         return (None, None, None, None, torch.from_numpy(dx) if need[4] else None,
                 torch.from_numpy(dh0) if need[5] else None,
                 torch.from_numpy(dc0) if dc0 is not None and need[6] else None, *grads)
+
+
+def refuse_double_backward() -> None:
+    """Backward runs with grad mode on only under create_graph=True (a double backward)."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("rnnfast.torch: double backward (create_graph=True through an rnnfast RNN) is not "
+                           "supported: the kernels have no second derivative; use torch.nn for this part")
 
 
 def _f32(t):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from .. import _core
+from ._function import refuse_double_backward
 from ._kernels import array
 from .modules import KernelState, check_supported
 
@@ -25,8 +25,8 @@ class CellFunction(torch.autograd.Function):
         return (h, c) if ctx.lstm else h
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dh, dc=None):
+        refuse_double_backward()
         if ctx.cache is None:
             raise RuntimeError("rnnfast.torch: backward through this cell step already ran; its activations are "
                                "freed (retain_graph=True is not supported: run the step again)")
@@ -75,7 +75,7 @@ class _CellBase(KernelState):
         lstm = self._kind == "LSTMCell"
         kind = self._kind
         weights = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
-        check_supported(self, [("input", input)] + [(f"weight {i}", w) for i, w in enumerate(weights)], kind)
+        check_supported(self, [*self.named_parameters(), ("input", input)], kind)
         if input.dim() not in (1, 2):
             raise ValueError(f"{kind}: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if input.shape[-1] != self.input_size or input.numel() == 0:

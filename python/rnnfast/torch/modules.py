@@ -68,12 +68,12 @@ class _RNNBase(KernelState):
         layout = None
         if isinstance(input, PackedSequence):
             data, batch_sizes, sorted_indices, unsorted_indices = input
-            check_supported(self, [("input", data)] + [(f"weight {i}", w) for i, w in enumerate(flat)], kind)
+            check_supported(self, [*zip(self._flat_weights_names, flat), ("input", data)], kind)
             layout = Layout(batch_sizes, sorted_indices)
             self._check_args(data, hx, batch_sizes)
             x, unbatched = layout.pad(data), False
         else:
-            check_supported(self, [("input", input)] + [(f"weight {i}", w) for i, w in enumerate(flat)], kind)
+            check_supported(self, [*zip(self._flat_weights_names, flat), ("input", input)], kind)
             if input.dim() not in (2, 3):
                 raise ValueError(f"{kind}: Expected input to be 2D or 3D, got {input.dim()}D instead")
             unbatched = input.dim() == 2
