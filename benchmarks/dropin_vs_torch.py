@@ -77,27 +77,31 @@ def main():
     p.add_argument("--rounds", type=int, default=11)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--variants", default="torch.nn,rnnfast.torch,dropin+y.bwd,kernels",
+                   help="comma-separated subset (e.g. dropin+y.bwd,kernels for the glue alone)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rnnfast.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {args.threads}, isa {rnnfast.cpu_info()['isa']}, rounds {args.rounds}")
     for name in args.configs.split(","):
         cell, B, T, H = CONFIGS[name]
-        steps = variants(cell, B, T, H)
+        steps = {k: v for k, v in variants(cell, B, T, H).items() if k in args.variants.split(",")}
         times = {k: [] for k in steps}
+        names = list(steps)
         for r in range(args.rounds + 2):  # two warm-up rounds
-            for k, step in steps.items():
+            for k in names[r % len(names):] + names[:r % len(names)]:  # each round starts one later
+                step = steps[k]
                 time.sleep(0.01)  # let the other pool's spinning threads sleep
                 t0 = time.perf_counter()
                 step()
                 if r >= 2:
                     times[k].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        per_round = lambda a, b: statistics.median(x / y for x, y in zip(times[a], times[b]))  # noqa: E731
         print(f"{name} (B={B} T={T} H={H}): " + ", ".join(f"{k} {v:.1f} ms" for k, v in med.items()))
-        print(f"  torch.nn / rnnfast.torch = {per_round('torch.nn', 'rnnfast.torch'):.2f}x;  "
-              f"glue: dropin+y.bwd / kernels = {per_round('dropin+y.bwd', 'kernels'):.3f};  "
-              f"torch.nn / kernels = {per_round('torch.nn', 'kernels'):.2f}x  (medians of per-round ratios)")
+        ratios = [(a, b) for a, b in (("torch.nn", "rnnfast.torch"), ("dropin+y.bwd", "kernels"),
+                                      ("torch.nn", "kernels")) if a in times and b in times]
+        print("  " + ";  ".join(f"{a} / {b} = {statistics.median(x / y for x, y in zip(times[a], times[b])):.3f}"
+                                for a, b in ratios) + "  (medians of per-round ratios)")
 
 
 if __name__ == "__main__":

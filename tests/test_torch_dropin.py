@@ -314,3 +314,100 @@ def test_state_dict_pickle_and_deepcopy(torch):
     back = torch.nn.GRU(I, H, num_layers=2, bidirectional=True)
     back.load_state_dict(ours.state_dict())
     np.testing.assert_allclose(back(x)[0].detach().numpy(), ours(x)[0].detach().numpy(), rtol=1e-4, atol=2e-5)
+
+
+class TinyTagger:
+    """embedding -> 2-layer LSTM (dropout between layers) over packed variable-length batches -> linear."""
+
+    @staticmethod
+    def build(torch, seed=0):
+        torch.manual_seed(seed)
+        return torch.nn.ModuleDict(dict(embed=torch.nn.Embedding(20, 6),
+                                        rnn=torch.nn.LSTM(6, 8, num_layers=2, dropout=0.25, batch_first=True),
+                                        head=torch.nn.Linear(8, 20)))
+
+    @staticmethod
+    def loss(torch, model, tokens, lengths):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+        packed = pack_padded_sequence(model["embed"](tokens[:, :-1]), lengths - 1, batch_first=True,
+                                      enforce_sorted=False)
+        out, _ = model["rnn"](packed)
+        hidden, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1] - 1)
+        logits = model["head"](hidden)
+        mask = torch.arange(tokens.shape[1] - 1)[None, :] < (lengths - 1)[:, None]
+        return torch.nn.functional.cross_entropy(logits[mask], tokens[:, 1:][mask])
+
+
+def train_losses(torch, model, steps=12, patch=False):
+    import rnnfast.torch as rt
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    if patch:
+        rt.patch(model)
+        assert type(model["rnn"]) is rt.LSTM
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(11)  # the dropout masks
+    losses = []
+    for _ in range(steps):
+        lengths = torch.randint(2, 9, (6,), generator=g)
+        tokens = (torch.randint(0, 20, (6, 1), generator=g) + torch.arange(8)) % 20  # learnable: counting
+        opt.zero_grad()
+        loss = TinyTagger.loss(torch, model, tokens, lengths)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_training_loop_matches_torch_nn(torch):
+    """Adam, gradient clipping, dropout and packed ragged batches: the same losses step for step,
+    with patch() applied after the optimizer's parameters were taken (the same tensors)."""
+    expected = train_losses(torch, TinyTagger.build(torch))
+    got = train_losses(torch, TinyTagger.build(torch), patch=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    assert got[-1] < 0.9 * got[0]  # and it trains
+
+
+def test_patch_swaps_in_place_and_skips_what_it_cannot_run(torch):
+    import rnnfast.torch as rt
+
+    class CustomLSTM(torch.nn.LSTM):
+        pass
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.GRU(I, H), torch.nn.ModuleList([torch.nn.LSTMCell(I, H),
+                                torch.nn.RNN(I, H, nonlinearity="relu"), torch.nn.LSTM(I, H, proj_size=3),
+                                CustomLSTM(I, H), torch.nn.RNNCell(I, H).double()]))
+    params = [id(p) for p in model.parameters()]
+    x = torch.randn(4, 2, I)
+    before = model[0](x)[0].detach()
+    with pytest.warns(RuntimeWarning, match=r"1.2 \(proj_size=3\), 1.4 \(parameters on cpu as torch.float64"):
+        assert rt.patch(model) is model
+    assert [type(m) for m in (model[0], model[1][0], model[1][1], model[1][2], model[1][3], model[1][4])] == \
+        [rt.GRU, rt.LSTMCell, rt.RNN, torch.nn.LSTM, CustomLSTM, torch.nn.RNNCell]
+    assert [id(p) for p in model.parameters()] == params
+    assert model[1][1].nonlinearity == "relu"
+    np.testing.assert_allclose(model[0](x)[0].detach().numpy(), before.numpy(), rtol=1e-4, atol=2e-5)
+    assert type(rt.patch(torch.nn.LSTM(I, H))) is rt.LSTM  # the model itself
+    with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
+        rt.patch("lstm")
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_torch_compile_falls_back_around_the_rnn(torch, backend):
+    """torch.compile graph-breaks on torch.nn.RNN/LSTM/GRU (and so on their subclasses): the RNN runs
+    eagerly on our kernels, the rest compiles; outputs and gradients stay torch.nn's."""
+    torch._dynamo.reset()
+    results = []
+    for patched in (False, True):
+        import rnnfast.torch as rt
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(I, I), torch.nn.GRU(I, H, batch_first=True))
+        if patched:
+            rt.patch(model)
+        compiled = torch.compile(model, backend=backend)
+        x = torch.randn(3, 4, I)
+        y, h = compiled(x)
+        (y.sum() + h.sum()).backward()
+        results.append({"y": y.detach(), "grad": model[0].weight.grad.clone(), "h": h.detach()})
+    assert_same(*results)

@@ -1,6 +1,7 @@
 """The torch.autograd.Function of a whole layer stack: forward and backward in rnnfast's kernels."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ._kernels import array, stack_backward, stack_forward
@@ -26,8 +27,9 @@ class StackFunction(torch.autograd.Function):
                                "freed (retain_graph=True is not supported: run the forward again)")
         x, *flat = ctx.saved_tensors
         saved, ctx.saved = ctx.saved, None
-        dy = torch.zeros((x.shape[0], x.shape[1], ctx.spec.D * ctx.spec.H)) if dy is None else _f32(dy)
-        dx, dh0, dc0, grads = stack_backward(ctx.spec, ctx.state, flat, saved, array(dy), _opt(dhn), _opt(dcn))
+        T, B = x.shape[0], x.shape[1]
+        dy = np.zeros((T, B, ctx.spec.D * ctx.spec.H), np.float32) if dy is None else array(_f32(dy))
+        dx, dh0, dc0, grads = stack_backward(ctx.spec, ctx.state, flat, saved, dy, _opt(dhn), _opt(dcn))
         need = ctx.needs_input_grad
         return (None, None, None, None, torch.from_numpy(dx) if need[4] else None,
                 torch.from_numpy(dh0) if need[5] else None,

@@ -10,6 +10,12 @@ from .. import _core
 _CELLS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
 
 
+def zeros_like(t: torch.Tensor) -> torch.Tensor:
+    """Zeros from numpy (calloc'ed pages): torch.zeros would wake torch's thread pool, whose
+    spinning workers then slow the kernel that starts next (measured: 2 threads, ~15%)."""
+    return torch.from_numpy(np.zeros(tuple(t.shape), np.float32))
+
+
 def array(t: torch.Tensor) -> np.ndarray:
     """The numpy view of a tensor (shares memory; the caller made it contiguous float32 CPU)."""
     return t.detach().numpy()
@@ -129,7 +135,7 @@ def stack_backward(spec: Spec, state: State, flat, saved, dy, dhn, dcn):
     B = dy.shape[1]
     dh0 = np.empty((L * D, B, H), np.float32)
     dc0 = np.empty_like(dh0) if spec.lstm else None
-    grads = [torch.zeros_like(w) for w in flat]
+    grads = [zeros_like(w) for w in flat]
     for k in reversed(range(L)):
         layer_in, mask, packs = layers[k]
         dx = np.empty(layer_in.shape, np.float32)

@@ -7,7 +7,7 @@ import torch
 
 from .. import _core
 from ._function import refuse_double_backward
-from ._kernels import array
+from ._kernels import array, zeros_like
 from .modules import KernelState, check_supported
 
 
@@ -39,7 +39,7 @@ class CellFunction(torch.autograd.Function):
         dx = np.empty((1, B, I), np.float32)
         dh0 = np.empty((B, H), np.float32)
         dc0 = np.empty_like(dh0) if ctx.lstm else None
-        grads = [torch.zeros_like(w) for w in weights]
+        grads = [zeros_like(w) for w in weights]
         g = [array(t) for t in grads] + [None] * (4 - len(grads))
         _core.layer_backward(ctx.packed, cache, array(x).reshape(1, B, I), dy, 0, None, dcn, dx, False, dh0, dc0, *g)
         need = ctx.needs_input_grad
