@@ -410,4 +410,25 @@ def test_torch_compile_falls_back_around_the_rnn(torch, backend):
         y, h = compiled(x)
         (y.sum() + h.sum()).backward()
         results.append({"y": y.detach(), "grad": model[0].weight.grad.clone(), "h": h.detach()})
+        if backend == "eager":  # fullgraph=True refuses RNN modules, torch.nn's and ours alike
+            torch._dynamo.reset()
+            with pytest.raises(Exception, match="RNN, GRU, or LSTM"):
+                torch.compile(model, backend=backend, fullgraph=True)(x)
     assert_same(*results)
+
+
+@pytest.mark.parametrize("kind", ["inference", "stream", "train"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_bench_engine_runs_torch_cases_on_our_kernels(torch, cell, kind):
+    import rnnfast.torch as rt
+    from rnnfast.bench import engine_dropin, peer_torch
+    from rnnfast.bench.configs import Spec, make_data, numpy_weights
+    spec = Spec(f"{kind}-tiny", kind, kind, 3, 5, 16)
+    weights, data = numpy_weights(cell, 16), make_data(spec)
+    ours = engine_dropin.make_case(cell, spec, weights, data, 1)
+    ref = peer_torch.make_case(cell, spec, weights, data, 1)
+    assert ours.engine == "rnnfast.torch" and type(ours.module).__module__.startswith("rnnfast.torch")
+    expected, got = ref.outputs(), ours.outputs()
+    assert expected.keys() == got.keys()
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=2e-5, err_msg=key)
