@@ -21,12 +21,8 @@ class StackFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, dhn, dcn=None):
-        refuse_double_backward()
-        if ctx.saved is None:
-            raise RuntimeError("rnnfast.torch: backward through this RNN forward already ran; its activations are "
-                               "freed (retain_graph=True is not supported: run the forward again)")
+        saved = take_saved(ctx, "RNN forward")
         x, *flat = ctx.saved_tensors
-        saved, ctx.saved = ctx.saved, None
         T, B = x.shape[0], x.shape[1]
         dy = np.zeros((T, B, ctx.spec.D * ctx.spec.H), np.float32) if dy is None else array(_f32(dy))
         dx, dh0, dc0, grads = stack_backward(ctx.spec, ctx.state, flat, saved, dy, _opt(dhn), _opt(dcn))
@@ -36,11 +32,18 @@ class StackFunction(torch.autograd.Function):
                 torch.from_numpy(dc0) if dc0 is not None and need[6] else None, *grads)
 
 
-def refuse_double_backward() -> None:
-    """Backward runs with grad mode on only under create_graph=True (a double backward)."""
+def take_saved(ctx, what: str):
+    """``ctx.saved``, once. Backward runs with grad mode on only under create_graph=True (a double
+    backward), which the kernels cannot differentiate; a second backward (retain_graph=True) would
+    find the activations freed or reused."""
     if torch.is_grad_enabled():
         raise RuntimeError("rnnfast.torch: double backward (create_graph=True through an rnnfast RNN) is not "
                            "supported: the kernels have no second derivative; use torch.nn for this part")
+    saved, ctx.saved = ctx.saved, None
+    if saved is None:
+        raise RuntimeError(f"rnnfast.torch: backward through this {what} already ran; its activations are freed "
+                           "(retain_graph=True is not supported: run the forward again)")
+    return saved
 
 
 def _f32(t):

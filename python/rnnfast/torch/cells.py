@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .. import _core
-from ._function import refuse_double_backward
+from ._function import take_saved
 from ._kernels import array, zeros_like
 from .modules import KernelState, check_supported
 
@@ -19,19 +19,15 @@ class CellFunction(torch.autograd.Function):
         packed = module._rnnfast_state().packed("train", module._cell, weights + (None,) * (4 - len(weights)), True)
         cache = _core.TrainCache()
         h, c = _step(module, packed, x, h0, c0, cache)
-        ctx.packed, ctx.cache, ctx.lstm = packed, cache, c is not None
+        ctx.saved, ctx.lstm = (packed, cache), c is not None
         ctx.save_for_backward(x, *weights)
         ctx.set_materialize_grads(False)
         return (h, c) if ctx.lstm else h
 
     @staticmethod
     def backward(ctx, dh, dc=None):
-        refuse_double_backward()
-        if ctx.cache is None:
-            raise RuntimeError("rnnfast.torch: backward through this cell step already ran; its activations are "
-                               "freed (retain_graph=True is not supported: run the step again)")
+        packed, cache = take_saved(ctx, "cell step")
         x, *weights = ctx.saved_tensors
-        cache, ctx.cache = ctx.cache, None
         B, I = x.shape
         H = weights[1].shape[1]
         dy = np.zeros((1, B, H), np.float32) if dh is None else array(dh.contiguous()).reshape(1, B, H)
@@ -41,7 +37,7 @@ class CellFunction(torch.autograd.Function):
         dc0 = np.empty_like(dh0) if ctx.lstm else None
         grads = [zeros_like(w) for w in weights]
         g = [array(t) for t in grads] + [None] * (4 - len(grads))
-        _core.layer_backward(ctx.packed, cache, array(x).reshape(1, B, I), dy, 0, None, dcn, dx, False, dh0, dc0, *g)
+        _core.layer_backward(packed, cache, array(x).reshape(1, B, I), dy, 0, None, dcn, dx, False, dh0, dc0, *g)
         need = ctx.needs_input_grad
         return (None, torch.from_numpy(dx[0]) if need[1] else None, torch.from_numpy(dh0) if need[2] else None,
                 torch.from_numpy(dc0) if ctx.lstm and need[3] else None, *grads)
