@@ -432,3 +432,18 @@ def test_bench_engine_runs_torch_cases_on_our_kernels(torch, cell, kind):
     assert expected.keys() == got.keys()
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=2e-5, err_msg=key)
+
+
+def test_frozen_weights_get_no_gradient(torch):
+    """requires_grad=False on some weights: they stay without .grad, the rest match torch.nn."""
+    ref, ours = pair(torch, "lstm", num_layers=2)
+    results = []
+    for module in (ref, ours):
+        module.weight_hh_l0.requires_grad_(False)
+        module.bias_ih_l1.requires_grad_(False)
+        x = torch.randn(6, 3, I, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        y, _ = module(x)
+        (y * y).sum().backward()
+        assert module.weight_hh_l0.grad is None and module.bias_ih_l1.grad is None
+        results.append({"x": x.grad, **{n: p.grad for n, p in module.named_parameters() if p.requires_grad}})
+    assert_same(*results)
