@@ -35,23 +35,48 @@ struct PackedView {  // pointers into a PackedWeights (layer.h)
   const uint16_t* wx16_step;
 };
 
+// Which batch rows each time step computes. A layer sorts its rows by length, longest first (a
+// stable sort), so the rows still running at time t are a prefix 0..rows(t)-1 of the sorted rows.
+// Buffers of training activations, gathered inputs and gate rows hold only valid (t, row) pairs,
+// time-major: (t, p) at row first(t) + p. Dense (start null): every row runs all T steps, in the
+// caller's order, (t, p) at t*B + p.
+struct RowPlan {
+  int T = 0, B = 0;
+  const int* order = nullptr;   // sorted row p -> the caller's row; null: identity
+  const long* start = nullptr;  // (T+1): first(t); null: dense
+
+  bool dense() const { return start == nullptr; }
+  int rows(int t) const { return t < 0 || t >= T ? 0 : start ? static_cast<int>(start[t + 1] - start[t]) : B; }
+  long first(int t) const { return start ? start[t] : static_cast<long>(t) * B; }
+  long total() const { return first(T); }  // valid (t, row) pairs
+  int user(int p) const { return order ? order[p] : p; }
+  // Training states: the state row p enters time t with is at first(t) + p; after its last step
+  // its final state is at total() + p. This is where row p's state after time t goes.
+  long state_after(int t, int p, bool reverse) const {
+    const int next = reverse ? t - 1 : t + 1;
+    return p < rows(next) ? first(next) + p : total() + p;
+  }
+};
+
 struct ForwardArgs {
   CellKind cell;
   Layout L;
   PackedView w;
   int T, B, I, H;
-  const float* x;         // (T, B, I)
-  const int* lengths;     // (B), each in [1, T]
+  const float* x;         // (T, B, I), the caller's rows
+  RowPlan rows;
+  float* xg;              // not dense: x's valid rows gathered (training: all, inference: a chunk's)
   bool reverse;
-  float* y;               // row (t, b) at y + (t*B + b)*ldy, H columns
+  float* y;               // row (t, b) at y + (t*B + b)*ldy, H columns (b: the caller's row)
   long ldy;
   bool training;          // keep activations for backward
-  float* gates;           // training: (T, B, GHp); inference: (chunk, B, GHp)
+  float* gates;           // valid rows of GHp (inference: those of a chunk of steps)
   int chunk;              // time steps per x-projection chunk (T in training)
-  float* hs;              // states, rows of Hp: training (T+1) slots of B rows, inference 2 slots
+  float* hs;              // states, rows of Hp, sorted rows: training total()+B (RowPlan), inference
+                          // 2 slots of B rows
   int first_slot;         // inference: the slot (0 or 1) holding the initial state
   float* cs;              // LSTM cell states, same shape as hs
-  float* aux;             // GRU training: (T, B, Hp) recurrent part of n
+  float* aux;             // GRU training: recurrent part of n, valid rows of Hp
   int nthreads;
 };
 
@@ -60,19 +85,20 @@ struct BackwardArgs {
   Layout L;
   PackedView w;
   int T, B, I, H;
-  const float* x;
-  const int* lengths;
+  const float* x;         // valid rows of the input (dense: the caller's x; else the forward's xg)
+  RowPlan rows;           // the forward's
   bool reverse;
   const float* dy;        // like y
   long ldy;
-  float* dx;              // (T, B, I)
+  float* dx;              // (T, B, I), the caller's rows
+  float* dx_rows;         // not dense: scratch for dx's valid rows (may be x: read before)
   bool dx_accumulate;
   float *dh0, *dc0;       // (B, H); dc0 only for LSTM
   float *gw_ih, *gw_hh, *gb_ih, *gb_hh;  // PyTorch layout, accumulated; biases may be null
   float* gates;           // in: activations from forward; out: gradient of pre-activations (input side)
-  float* dgh;             // GRU: gradient of the recurrent pre-activations (T, B, GHp); else == gates
+  float* dgh;             // GRU: gradient of the recurrent pre-activations (like gates); else == gates
   const float *hs, *cs, *aux;  // from forward
-  float *dh_pass, *dc;    // (B, Hp) each; in: gradients of h_n and c_n (padded)
+  float *dh_pass, *dc;    // (B, Hp) each, sorted rows; in: gradients of h_n and c_n (padded)
   float* wgrad;           // scratch (max(I, H), GHp)
   float* bpack;           // scratch kGemmKC x (GHp rounded to NR)
   float* colsum;          // scratch (GHp rounded to NR): bias-gradient sums

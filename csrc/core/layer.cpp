@@ -97,20 +97,24 @@ int threads_for(int B, int H, int G) {
 
 namespace {
 
-// Copy (B, H) rows into a padded (B, Hp) state slot, zeros where src is null or in the padding.
-void load_state(const float* src, int B, int H, int Hp, float* dst) {
-  for (int b = 0; b < B; ++b) {
-    float* d = dst + static_cast<long>(b) * Hp;
+// Copy the caller's (B, H) rows into padded state rows, sorted row p at dst + row_of(p)*Hp;
+// zeros where src is null or in the padding.
+template <class RowOf>
+void load_state(const float* src, const RowPlan& R, int H, int Hp, float* dst, RowOf row_of) {
+  for (int p = 0; p < R.B; ++p) {
+    float* d = dst + row_of(p) * Hp;
     if (src)
-      std::memcpy(d, src + static_cast<long>(b) * H, sizeof(float) * H);
+      std::memcpy(d, src + static_cast<long>(R.user(p)) * H, sizeof(float) * H);
     else
       std::memset(d, 0, sizeof(float) * H);
     std::memset(d + H, 0, sizeof(float) * (Hp - H));
   }
 }
 
-void save_state(const float* src, int B, int H, int Hp, float* dst) {
-  for (int b = 0; b < B; ++b) std::memcpy(dst + static_cast<long>(b) * H, src + static_cast<long>(b) * Hp, sizeof(float) * H);
+template <class RowOf>
+void save_state(const float* src, const RowPlan& R, int H, int Hp, float* dst, RowOf row_of) {
+  for (int p = 0; p < R.B; ++p)
+    std::memcpy(dst + static_cast<long>(R.user(p)) * H, src + row_of(p) * Hp, sizeof(float) * H);
 }
 
 std::vector<int> checked_lengths(const int* lengths, int T, int B) {
@@ -125,10 +129,28 @@ std::vector<int> checked_lengths(const int* lengths, int T, int B) {
   return out;
 }
 
+// The rows sorted by length, longest first (stable: equal lengths keep their order), and where
+// each step's valid rows start (RowPlan); both left empty when every row runs all T steps.
+void sort_rows(const std::vector<int>& lens, int T, std::vector<int>& order, std::vector<long>& start) {
+  const int B = static_cast<int>(lens.size());
+  order.clear();
+  start.clear();
+  if (std::all_of(lens.begin(), lens.end(), [T](int n) { return n == T; })) return;
+  order.resize(B);
+  for (int b = 0; b < B; ++b) order[b] = b;
+  std::stable_sort(order.begin(), order.end(), [&](int i, int j) { return lens[i] > lens[j]; });
+  std::vector<int> ending(T + 1, 0);  // rows whose last step is t - 1
+  for (int n : lens) ++ending[n];
+  start.assign(T + 1, 0);
+  for (int t = 0, running = B; t < T; ++t) {
+    start[t + 1] = start[t] + running;
+    running -= ending[t + 1];
+  }
+}
+
 }  // namespace
 
-ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, const int* lengths, float* y,
-                         long ldy) {
+ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, float* y, long ldy) {
   ForwardArgs a{};
   a.cell = w.cell();
   a.L = w.layout();
@@ -138,7 +160,7 @@ ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, c
   a.I = w.input_size();
   a.H = w.hidden_size();
   a.x = x;
-  a.lengths = lengths;
+  a.rows = RowPlan{T, B, nullptr, nullptr};
   a.y = y;
   a.ldy = ldy;
   a.nthreads = threads_for(B, a.H, a.L.G);
@@ -152,8 +174,9 @@ namespace {
 struct ForwardCall {
   ForwardArgs a{};
   Isa isa = Isa::generic;
-  std::vector<int> lens;
-  AlignedBuffer gates, hs, cs, aux;
+  std::vector<int> lens, order;  // lens: the caller's rows
+  std::vector<long> row_start;
+  AlignedBuffer gates, hs, cs, aux, xg;
 };
 
 void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const float* x, const int* lengths,
@@ -165,40 +188,65 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   const long slot = static_cast<long>(B) * Hp;
   c.lens = checked_lengths(lengths, T, B);
   c.isa = w.isa();
+  sort_rows(c.lens, T, c.order, c.row_start);
 
   ForwardArgs& a = c.a;
-  a = forward_args(w, T, B, x, c.lens.data(), y, ldy);
+  a = forward_args(w, T, B, x, y, ldy);
+  const RowPlan R{T, B, c.order.empty() ? nullptr : c.order.data(),
+                  c.row_start.empty() ? nullptr : c.row_start.data()};
+  a.rows = R;
   a.reverse = reverse;
   a.training = training;
 
-  const int slots = training ? T + 1 : 2;
+  // Training keeps every valid row's state and the final states (RowPlan::state_after).
+  const long state_rows = training ? R.total() + B : 2L * B, act_rows = R.total();
   // Inference projects the input a chunk of steps at a time (~2 MB): memory O(B*H), not O(T*B*H).
   a.chunk = training ? T : std::max(1, std::min<int>(T, static_cast<int>((512L * 1024) / (static_cast<long>(B) * L.GHp))));
+  const long gate_rows = training ? act_rows : static_cast<long>(a.chunk) * B;
   AlignedBuffer& gates = training ? cache->gates : c.gates;
   AlignedBuffer& hs = training ? cache->hs : c.hs;
   AlignedBuffer& cs = training ? cache->cs : c.cs;
   AlignedBuffer& aux = training ? cache->aux : c.aux;
+  AlignedBuffer& xg = training ? cache->xg : c.xg;
   if (training) cache->consumed = true;  // until this forward completes
-  ensure_size(gates, static_cast<size_t>(a.chunk) * B * L.GHp);
-  ensure_size(hs, slots * slot);
-  if (lstm) ensure_size(cs, slots * slot);
-  if (training && w.cell() == CellKind::gru) ensure_size(aux, static_cast<size_t>(T) * slot);
+  ensure_size(gates, static_cast<size_t>(gate_rows) * L.GHp);
+  ensure_size(hs, state_rows * Hp);
+  if (lstm) ensure_size(cs, state_rows * Hp);
+  if (training && w.cell() == CellKind::gru) ensure_size(aux, static_cast<size_t>(act_rows) * Hp);
+  if (!R.dense()) ensure_size(xg, static_cast<size_t>(gate_rows) * w.input_size());
   a.gates = gates.data();
   a.hs = hs.data();
   a.cs = lstm ? cs.data() : nullptr;
   a.aux = training && w.cell() == CellKind::gru ? aux.data() : nullptr;
+  a.xg = R.dense() ? nullptr : xg.data();
 
-  const int first = training ? (reverse ? T : 0) : 0;  // slot of the initial state
-  load_state(h0, B, H, Hp, a.hs + first * slot);
-  if (lstm) load_state(c0, B, H, Hp, a.cs + first * slot);
+  // Where each row's initial state goes: training, at the state its first step starts from (the
+  // reverse direction starts at each row's last valid step); inference, in both slots (a reverse
+  // row may begin on either).
+  auto initial = [&](int p) {
+    return training ? R.first(reverse ? c.lens[R.user(p)] - 1 : 0) + p : static_cast<long>(p);
+  };
+  auto other_slot = [&](int p) { return B + static_cast<long>(p); };
+  load_state(h0, R, H, Hp, a.hs, initial);
+  if (lstm) load_state(c0, R, H, Hp, a.cs, initial);
+  if (!training) {
+    load_state(h0, R, H, Hp, a.hs, other_slot);
+    if (lstm) load_state(c0, R, H, Hp, a.cs, other_slot);
+  }
 }
 
 void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
   const ForwardArgs& a = c.a;
-  const long slot = static_cast<long>(a.B) * a.L.Hp;
-  const int last = a.training ? (a.reverse ? 0 : a.T) : (a.T & 1);  // slot of the final state
-  save_state(a.hs + last * slot, a.B, a.H, a.L.Hp, hn);
-  if (a.cs && cn) save_state(a.cs + last * slot, a.B, a.H, a.L.Hp, cn);
+  const RowPlan& R = a.rows;
+  // Row of each final state: training keeps them after the valid rows; inference leaves a row's
+  // state in the slot its last step wrote (no later step writes that row).
+  auto last = [&](int p) {
+    if (a.training) return R.total() + p;
+    const int steps = a.reverse ? a.T : c.lens[R.user(p)];
+    return static_cast<long>(steps & 1) * a.B + p;
+  };
+  save_state(a.hs, R, a.H, a.L.Hp, hn, last);
+  if (a.cs && cn) save_state(a.cs, R, a.H, a.L.Hp, cn, last);
   if (cache) {
     cache->T = a.T;
     cache->B = a.B;
@@ -208,7 +256,8 @@ void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
     cache->I = a.I;
     cache->H = a.H;
     cache->consumed = false;
-    cache->lengths = std::move(c.lens);
+    cache->order = std::move(c.order);
+    cache->row_start = std::move(c.row_start);
   }
 }
 
@@ -254,7 +303,6 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
     throw std::invalid_argument("the weights differ from the forward's (cell, ISA, input or hidden size)");
   const Layout& L = w.layout();
   const int T = cache.T, B = cache.B, I = w.input_size(), H = w.hidden_size(), Hp = L.Hp;
-  const long TB = static_cast<long>(T) * B;
   const bool lstm = w.cell() == CellKind::lstm;
 
   BackwardArgs a{};
@@ -265,8 +313,9 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   a.B = B;
   a.I = I;
   a.H = H;
-  a.x = x;
-  a.lengths = cache.lengths.data();
+  a.rows = cache.rows();
+  a.x = a.rows.dense() ? x : cache.xg.data();  // the forward gathered the valid rows
+  a.dx_rows = a.rows.dense() ? nullptr : cache.xg.data();  // free once the weight gradient read it
   a.reverse = cache.reverse;
   a.dy = dy;
   a.ldy = ldy;
@@ -279,7 +328,7 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   a.gb_ih = gb_ih;
   a.gb_hh = gb_hh;
   a.gates = cache.gates.data();
-  if (w.cell() == CellKind::gru) ensure_size(cache.dgh, TB * L.GHp);
+  if (w.cell() == CellKind::gru) ensure_size(cache.dgh, static_cast<size_t>(a.rows.total()) * L.GHp);
   a.dgh = w.cell() == CellKind::gru ? cache.dgh.data() : a.gates;
   a.hs = cache.hs.data();
   a.cs = lstm ? cache.cs.data() : nullptr;
@@ -292,8 +341,9 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   ensure_size(cache.colsum, panels_width);
   a.dh_pass = cache.dh_pass.data();
   a.dc = cache.dc.data();
-  load_state(dhn, B, H, Hp, a.dh_pass);
-  load_state(lstm ? dcn : nullptr, B, H, Hp, a.dc);
+  auto same = [](int p) { return static_cast<long>(p); };
+  load_state(dhn, a.rows, H, Hp, a.dh_pass, same);
+  load_state(lstm ? dcn : nullptr, a.rows, H, Hp, a.dc, same);
   a.wgrad = cache.wgrad.data();
   a.bpack = cache.bpack.data();
   a.colsum = cache.colsum.data();

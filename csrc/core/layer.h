@@ -74,13 +74,20 @@ struct TrainCache {
   Isa isa = Isa::generic;
   int I = 0, H = 0;
   bool consumed = true;  // no forward to differentiate yet
-  std::vector<int> lengths;
-  AlignedBuffer gates, hs, cs, aux;                        // forward activations
+  std::vector<int> order;       // the rows sorted by length (RowPlan); empty when all run T steps
+  std::vector<long> row_start;  // RowPlan::start, or empty
+  AlignedBuffer gates, hs, cs, aux, xg;                    // forward activations; xg: x's valid rows
   AlignedBuffer dgh, dh_pass, dc, wgrad, bpack, colsum;  // backward scratch
   AlignedBuffer dx_other;  // the reverse direction's dx in layer_backward_pair
+
+  RowPlan rows() const {
+    return {T, B, order.empty() ? nullptr : order.data(), row_start.empty() ? nullptr : row_start.data()};
+  }
 };
 
 // x: (T, B, I). lengths: B values in [1, T] or null (all T). h0, c0: (B, H) or null (zeros).
+// Inside, the rows are sorted by length so that each step computes only the rows still running;
+// inputs and outputs keep the caller's row order.
 // y: row (t, b) at y + (t*B + b)*ldy, H floats written. hn, cn: (B, H); cn only for LSTM.
 // cache: null for inference (no activations kept), else filled for backward.
 void layer_forward(const PackedWeights& w, int T, int B, const float* x, const int* lengths, bool reverse,
@@ -119,10 +126,9 @@ struct DirectionBackward {
 void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d1, const float* x, long ldy,
                          float* dx);
 
-// The kernel arguments every forward of w shares (inference, forward in time); the caller adds
-// the state and scratch buffers.
-ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, const int* lengths, float* y,
-                         long ldy);
+// The kernel arguments every forward of w shares (inference, forward in time, every row running
+// all T steps); the caller adds the state and scratch buffers.
+ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, float* y, long ldy);
 
 // Threads worth using for a step of this size (small steps lose more to barriers than they gain).
 int threads_for(int B, int H, int G);

@@ -8,7 +8,7 @@
 namespace rnnfast {
 
 Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int batch)
-    : layers_(std::move(layers)), lengths_(batch, 1), B_(batch) {
+    : layers_(std::move(layers)), B_(batch) {
   if (layers_.empty()) throw std::invalid_argument("a stream needs at least one layer");
   if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
   for (size_t k = 0; k < layers_.size(); ++k) {
@@ -25,8 +25,7 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     if (w.cell() == CellKind::lstm) b.cs = AlignedBuffer(2 * slot, true);
     b.y = AlignedBuffer(static_cast<size_t>(B_) * w.hidden_size());
     // The first layer's input and the last one's output are the caller's, set by each step.
-    ForwardArgs a = forward_args(w, 1, B_, k > 0 ? buf_[k - 1].y.data() : nullptr, lengths_.data(), b.y.data(),
-                                 w.hidden_size());
+    ForwardArgs a = forward_args(w, 1, B_, k > 0 ? buf_[k - 1].y.data() : nullptr, b.y.data(), w.hidden_size());
     a.gates = b.gates.data();
     a.chunk = 1;
     a.hs = b.hs.data();

@@ -40,7 +40,6 @@ class Stream {
   std::vector<std::shared_ptr<const PackedWeights>> layers_;
   std::vector<LayerBuffers> buf_;
   std::vector<ForwardArgs> args_;  // per layer, filled once; a step sets x, y and the slot
-  std::vector<int> lengths_;       // all ones
   int B_, slot_ = 0, nthreads_ = 1;
 };
 

@@ -1,5 +1,5 @@
 // Weight and bias gradients after the backward time loop (per-ISA): one large GEMM each, summed
-// over all T*B rows in a fixed order, split across threads by output element only.
+// over the valid (t, row) pairs in a fixed order, split across threads by output element only.
 #pragma once
 
 // PyTorch row (gate g, unit j) of internal gate column c, or -1 for a padding column.
@@ -31,17 +31,17 @@ static void pack_rows_sum(int K, int N, const float* src, long ld, float* dst, i
   }
 }
 
-// gw (G*H x M, PyTorch layout) += dGᵀ X for X (TB x M, row stride ldx), computed as
+// gw (G*H x M, PyTorch layout) += dGᵀ X for X (rows x M, row stride ldx), computed as
 // wgrad (M x GHp) = Xᵀ dG, one block of kGemmKC rows of X and dG at a time: the GEMM reads Xᵀ in
 // place (row stride 1, k stride ldx) and the block of dG is packed into panels. gb (G*H, may be
 // null) += the column sums of dG, taken while packing (each panel's sums run over the blocks in
 // order, whoever packs them: a fixed order).
-static void weight_grad(PhaseRunner& phases, int M, const BackwardArgs& a, const float* dG, const float* X, long ldx,
-                        float* gw, long ldgw, float* gb) {
-  const int TB = a.T * a.B, GHp = a.L.GHp, NR = a.L.NR, npanels = ceil_div(GHp, NR);
+static void weight_grad(PhaseRunner& phases, int M, int rows, const BackwardArgs& a, const float* dG, const float* X,
+                        long ldx, float* gw, long ldgw, float* gb) {
+  const int GHp = a.L.GHp, NR = a.L.NR, npanels = ceil_div(GHp, NR);
   float* colsum = gb ? a.colsum : nullptr;
-  for (int k0 = 0; k0 < TB; k0 += kGemmKC) {
-    const int kc = TB - k0 < kGemmKC ? TB - k0 : kGemmKC;
+  for (int k0 = 0; k0 < rows; k0 += kGemmKC) {
+    const int kc = rows - k0 < kGemmKC ? rows - k0 : kGemmKC;
     phases.run(npanels, [&](long t) {
       const int p = static_cast<int>(t);
       if (colsum && k0 == 0)

@@ -19,39 +19,71 @@ static inline void zero_out(float* dst, int n) {
   if (n % W) store_partial(dst + n / W * W, splat(0.0f), n % W);
 }
 
+// Before a chunk's input projection, when not every row runs all T steps: gather the valid rows
+// of x for times [t_lo, t_hi) into xg (compact, from row first(t_lo)), and zero the outputs of the
+// rows past their length (the steps below only visit valid rows). One tile per time step.
+static void gather_chunk(const ForwardArgs& a, int t_lo, int t_hi, float* xg, PhaseRunner& phases) {
+  const RowPlan& R = a.rows;
+  const long base = R.first(t_lo);
+  phases.run(t_hi - t_lo, [&](long i) {
+    const int t = t_lo + static_cast<int>(i), n = R.rows(t);
+    for (int p = 0; p < a.B; ++p) {
+      const long user = static_cast<long>(t) * a.B + R.user(p);
+      if (p < n)
+        std::memcpy(xg + (R.first(t) - base + p) * a.I, a.x + user * a.I, sizeof(float) * a.I);
+      else
+        zero_out(a.y + user * a.ldy, a.H);
+    }
+  });
+}
+
 // wx, wh: the packed input and recurrent weights, float or bfloat16 (BT). wx_step: W_ih packed per
 // hidden block, or null. Given it, a one-step forward (streams, cells) projects each block's input
 // inside its recurrent tile, so a step is one phase, not two: one wait less between the threads.
+// Each step computes only the rows still running (a prefix of the sorted rows, see RowPlan).
 template <class Cell, class BT>
 static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* wh, const BT* wx_step,
                                   PhaseRunner& phases) {
   constexpr int G = Cell::G, NB = Cell::NB, NV = G * Cell::U, MR = Cell::MR;
   const int T = a.T, B = a.B, H = a.H, Hp = a.L.Hp, GHp = a.L.GHp, I = a.I;
+  const RowPlan& R = a.rows;
   const long slot = static_cast<long>(B) * Hp;
-  const int nblk = Hp / NB, nmb = ceil_div(B, MR);
+  const int nblk = Hp / NB;
   const long x_panel = static_cast<long>(I) * a.L.NR, h_panel = static_cast<long>(H) * NV * W;
   const long x_step_panel = static_cast<long>(I) * NV * W;
-  const bool fused = T == 1 && wx_step;
+  const bool fused = T == 1 && wx_step && R.dense();
   auto time_of = [&](int s) { return a.reverse ? T - 1 - s : s; };
-  auto prev_slot = [&](int s) { return a.training ? (a.reverse ? T - s : s) : ((s + a.first_slot) & 1); };
-  auto out_slot = [&](int s) { return a.training ? (a.reverse ? T - 1 - s : s + 1) : ((s + 1 + a.first_slot) & 1); };
+  // Row 0 of the state a step starts from, and where row p's new state goes: training keeps every
+  // state for backward (RowPlan::state_after), inference alternates two slots of B rows.
+  auto state_in = [&](float* base, int s, int t) -> float* {
+    return a.training ? base + R.first(t) * Hp : base + ((s + a.first_slot) & 1) * slot;
+  };
+  auto state_out = [&](float* base, int s, int t, int p) -> float* {
+    return a.training ? base + R.state_after(t, p, a.reverse) * Hp : base + ((s + 1 + a.first_slot) & 1) * slot + p * Hp;
+  };
 
   for (int s0 = 0; s0 < T; s0 += a.chunk) {
     const int s1 = s0 + a.chunk < T ? s0 + a.chunk : T;
-    const int t_lo = a.reverse ? T - s1 : s0;
-    // Input projection of every step in the chunk: one GEMM (bias is added in the cell).
-    const GemmT<BT> xproj{(s1 - s0) * B, GHp, I, a.x + static_cast<long>(t_lo) * B * I, I, wx, x_panel, a.gates,
-                          GHp, false};
-    if (!fused) phases.run(xproj.tiles(), [&](long t) { xproj.tile(t); });
+    const int t_lo = a.reverse ? T - s1 : s0, t_hi = t_lo + (s1 - s0);
+    const long row_lo = R.first(t_lo), nrows = R.first(t_hi) - row_lo;  // valid rows of the chunk
+    const float* xrows = a.x + row_lo * I;
+    if (!R.dense()) {
+      float* xg = a.training ? a.xg + row_lo * I : a.xg;
+      gather_chunk(a, t_lo, t_hi, xg, phases);
+      xrows = xg;
+    }
+    // Input projection of every valid row in the chunk: one GEMM (bias is added in the cell).
+    const GemmT<BT> xproj{static_cast<int>(nrows), GHp, I, xrows, I, wx, x_panel, a.gates, GHp, false};
+    if (!fused && nrows > 0) phases.run(xproj.tiles(), [&](long t) { xproj.tile(t); });
     for (int s = s0; s < s1; ++s) {
-      const int t = time_of(s);
-      const float* hprev = a.hs + prev_slot(s) * slot;
-      float* hout = a.hs + out_slot(s) * slot;
-      const float* cprev = a.cs ? a.cs + prev_slot(s) * slot : nullptr;
-      float* cout = a.cs ? a.cs + out_slot(s) * slot : nullptr;
+      const int t = time_of(s), n = R.rows(t), nmb = ceil_div(n, MR);
+      if (n == 0) continue;  // every row has ended (forward) or not yet begun (reverse)
+      const float* hprev = state_in(a.hs, s, t);
+      const float* cprev = a.cs ? state_in(a.cs, s, t) : nullptr;
+      float* gates_t = a.gates + (R.first(t) - row_lo) * GHp;
       phases.run(static_cast<long>(nblk) * nmb, [&](long tile) {
         const int jb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
-        const int mr = B - m0 < MR ? B - m0 : MR;
+        const int mr = n - m0 < MR ? n - m0 : MR;
         const int j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
         vf acc[MR][NV];
         if (fused) {  // this block's input part, into the gate rows the cell reads it from
@@ -60,27 +92,20 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
           microkernel_rows<MR, NV, BT>(mr, I, a.x + static_cast<long>(m0) * I, I, wx_step + jb * x_step_panel, acc);
           for (int m = 0; m < mr; ++m)
             for (int v = 0; v < NV; ++v)
-              store(a.gates + static_cast<long>(m0 + m) * GHp + static_cast<long>(jb) * G * NB + v * W, acc[m][v]);
+              store(gates_t + static_cast<long>(m0 + m) * GHp + static_cast<long>(jb) * G * NB + v * W, acc[m][v]);
         }
         for (int m = 0; m < MR; ++m)
           for (int v = 0; v < NV; ++v) acc[m][v] = load(a.w.bh + static_cast<long>(jb) * G * NB + v * W);
         microkernel_rows<MR, NV, BT>(mr, H, hprev + static_cast<long>(m0) * Hp, Hp, wh + jb * h_panel, acc);
         for (int m = 0; m < mr; ++m) {
-          const int b = m0 + m;
-          const long r = static_cast<long>(b) * Hp + j0;
-          float* yrow = a.y + (static_cast<long>(t) * B + b) * a.ldy + j0;
-          if (t < a.lengths[b]) {
-            float* g = a.gates + (static_cast<long>(t - t_lo) * B + b) * GHp + static_cast<long>(jb) * G * NB;
-            float* aux = a.aux ? a.aux + (static_cast<long>(t) * B + b) * Hp + j0 : nullptr;
-            Cell::forward(g, a.w.bx + static_cast<long>(jb) * G * NB, acc[m], hprev + r, hout + r,
-                          cprev ? cprev + r : nullptr, cout ? cout + r : nullptr, aux, a.training);
-            copy_out(yrow, hout + r, ncols);
-          } else {  // past this sample's length: state carried, output zero
-            for (int i = 0; i < NB; i += W) store(hout + r + i, load(hprev + r + i));
-            if (cout)
-              for (int i = 0; i < NB; i += W) store(cout + r + i, load(cprev + r + i));
-            zero_out(yrow, ncols);
-          }
+          const int p = m0 + m;
+          const long r = static_cast<long>(p) * Hp + j0;
+          float* g = gates_t + static_cast<long>(p) * GHp + static_cast<long>(jb) * G * NB;
+          float* aux = a.aux ? a.aux + (R.first(t) + p) * Hp + j0 : nullptr;
+          float* hout = state_out(a.hs, s, t, p) + j0;
+          Cell::forward(g, a.w.bx + static_cast<long>(jb) * G * NB, acc[m], hprev + r, hout,
+                        cprev ? cprev + r : nullptr, a.cs ? state_out(a.cs, s, t, p) + j0 : nullptr, aux, a.training);
+          copy_out(a.y + (static_cast<long>(t) * B + R.user(p)) * a.ldy + j0, hout, ncols);
         }
       });
     }
@@ -96,82 +121,102 @@ static void forward_sequence(const ForwardArgs& a, PhaseRunner& phases) {
     forward_sequence_with<Cell, float>(a, a.w.wx, a.w.wh, a.w.wx_step, phases);
 }
 
+// dx's valid rows (computed compactly) to the caller's rows; rows past their length get zeros
+// (or keep their values when accumulating). One tile per time step.
+static void scatter_dx(const BackwardArgs& a, PhaseRunner& phases) {
+  const RowPlan& R = a.rows;
+  phases.run(a.T, [&](long i) {
+    const int t = static_cast<int>(i), n = R.rows(t), I = a.I;
+    for (int p = 0; p < a.B; ++p) {
+      float* out = a.dx + (static_cast<long>(t) * a.B + R.user(p)) * I;
+      const float* src = a.dx_rows + (R.first(t) + p) * I;
+      if (p < n && a.dx_accumulate)
+        for (int k = 0; k < I; ++k) out[k] += src[k];
+      else if (p < n)
+        std::memcpy(out, src, sizeof(float) * I);
+      else if (!a.dx_accumulate)
+        std::memset(out, 0, sizeof(float) * I);
+    }
+  });
+}
+
 template <class Cell>
 static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
   // A backward tile spans Q hidden blocks, so its recurrent GEMM (dh = dG W_hh) keeps Q*U
   // vectors per row in registers, as wide as the forward tile.
   constexpr int G = Cell::G, NB = Cell::NB, U = Cell::U, Q = Cell::BWD_Q, MR = Cell::MR_BWD;
-  const int T = a.T, B = a.B, H = a.H, I = a.I, Hp = a.L.Hp, GHp = a.L.GHp, TB = T * B, NR = a.L.NR;
-  const long slot = static_cast<long>(B) * Hp;
-  const int nblk = Hp / NB, nsb = ceil_div(nblk, Q), nmb = ceil_div(B, MR);
+  const int T = a.T, B = a.B, H = a.H, I = a.I, Hp = a.L.Hp, GHp = a.L.GHp, NR = a.L.NR;
+  const RowPlan& R = a.rows;
+  const int nblk = Hp / NB, nsb = ceil_div(nblk, Q);
   const long dh_panel = static_cast<long>(GHp) * Q * U * W;
   auto time_of = [&](int s) { return a.reverse ? T - 1 - s : s; };
-  auto prev_slot = [&](int t) { return a.reverse ? t + 1 : t; };  // slot of the state before time t
-  auto out_slot = [&](int t) { return a.reverse ? t : t + 1; };
-  const float* hprev_rows = a.hs + (a.reverse ? slot : 0);  // row t*B + b: state before time t
 
-  // Steps in reverse processing order; s == -1 only turns the last gradient into dh0.
+  // Steps in reverse processing order; s == -1 only turns the last gradients into dh0. At time
+  // t the rows still running (n) get the cell's backward; the rows that ran at the time processed
+  // just before (nn) get their recurrent gradient; a row in the second set only is at its first
+  // step, and its gradient is final (dh0).
   for (int s = T - 1; s >= -1; --s) {
-    const int t = s >= 0 ? time_of(s) : -1;
-    const float* dgh_next = s + 1 < T ? a.dgh + static_cast<long>(time_of(s + 1)) * B * GHp : nullptr;
+    const int t = s >= 0 ? time_of(s) : -1, tn = s + 1 < T ? time_of(s + 1) : -1;
+    const int n = R.rows(t), nn = R.rows(tn), nrows = n > nn ? n : nn, nmb = ceil_div(nrows, MR);
+    if (nrows == 0) continue;
+    const float* dgh_next = nn ? a.dgh + R.first(tn) * GHp : nullptr;
     phases.run(static_cast<long>(nsb) * nmb, [&](long tile) {
       const int sb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
-      const int mr = B - m0 < MR ? B - m0 : MR;
+      const int mr = nrows - m0 < MR ? nrows - m0 : MR;
       vf acc[MR][Q * U];
       for (int m = 0; m < MR; ++m)
         for (int v = 0; v < Q * U; ++v) acc[m][v] = splat(0.0f);
-      if (dgh_next)
-        microkernel_rows<MR, Q * U>(mr, GHp, dgh_next + static_cast<long>(m0) * GHp, GHp,
+      if (m0 < nn)
+        microkernel_rows<MR, Q * U>(nn - m0 < mr ? nn - m0 : mr, GHp, dgh_next + static_cast<long>(m0) * GHp, GHp,
                                     a.w.wh_bwd + sb * dh_panel, acc);
       for (int m = 0; m < mr; ++m) {
-        const int b = m0 + m;
-        const long row = static_cast<long>(t) * B + b;
-        const bool valid = s >= 0 && t < a.lengths[b];
+        const int p = m0 + m;
+        const long row = R.first(t >= 0 ? t : 0) + p;  // used only while p < n
         for (int q = 0; q < Q && sb * Q + q < nblk; ++q) {
           const int jb = sb * Q + q, j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
-          const long r = static_cast<long>(b) * Hp + j0;
+          const long r = static_cast<long>(p) * Hp + j0;
           vf dh[U], pass[U];
           for (int u = 0; u < U; ++u) dh[u] = acc[m][q * U + u] + load(a.dh_pass + r + u * W);
-          if (s < 0) {
+          if (p >= n) {  // first step done (or, for s == -1, every row): the gradient of h0
             for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, dh[u]);
             continue;
           }
           float* g = a.gates + row * GHp + static_cast<long>(jb) * G * NB;
           float* gh = a.dgh + row * GHp + static_cast<long>(jb) * G * NB;
-          if (valid) {
-            const float* dyrow = a.dy + row * a.ldy + j0;
-            for (int u = 0; u < U; ++u) {
-              const int n = ncols - u * W;
-              if (n >= W) dh[u] += load(dyrow + u * W);
-              else if (n > 0) dh[u] += load_partial(dyrow + u * W, n);
-            }
-            Cell::backward(g, gh, dh, pass, a.dc + r, a.hs + prev_slot(t) * slot + r,
-                           a.hs + out_slot(t) * slot + r, a.cs ? a.cs + prev_slot(t) * slot + r : nullptr,
-                           a.cs ? a.cs + out_slot(t) * slot + r : nullptr, a.aux ? a.aux + row * Hp + j0 : nullptr);
-          } else {  // the state passed through this step unchanged
-            for (int i = 0; i < G * NB; i += W) {
-              store(g + i, splat(0.0f));
-              store(gh + i, splat(0.0f));
-            }
-            for (int u = 0; u < U; ++u) pass[u] = dh[u];
+          const float* dyrow = a.dy + (static_cast<long>(t) * B + R.user(p)) * a.ldy + j0;
+          for (int u = 0; u < U; ++u) {
+            const int nc = ncols - u * W;
+            if (nc >= W) dh[u] += load(dyrow + u * W);
+            else if (nc > 0) dh[u] += load_partial(dyrow + u * W, nc);
           }
+          const long after = R.state_after(t, p, a.reverse) * Hp + j0;
+          Cell::backward(g, gh, dh, pass, a.dc + r, a.hs + row * Hp + j0, a.hs + after,
+                         a.cs ? a.cs + row * Hp + j0 : nullptr, a.cs ? a.cs + after : nullptr,
+                         a.aux ? a.aux + row * Hp + j0 : nullptr);
           for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, pass[u]);
         }
       }
     });
   }
 
-  // After the loop: the large GEMMs over all T*B rows at once.
-  const Gemm dx{TB, I, GHp, a.gates, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR, a.dx, I, a.dx_accumulate};
-  phases.run(dx.tiles(), [&](long t) { dx.tile(t); });
-  weight_grad(phases, I, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
-  weight_grad(phases, H, a, a.dgh, hprev_rows, Hp, a.gw_hh, H, a.gb_hh);
-  // Gradients of the initial state (padded buffers -> (B, H)), once dh_pass is final.
+  // After the loop: the large GEMMs over the valid rows at once. Row first(t) + p of the states
+  // is the state time t started from, so it pairs with the same row of dG.
+  const int rows = static_cast<int>(R.total());
+  weight_grad(phases, I, rows, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
+  weight_grad(phases, H, rows, a, a.dgh, a.hs, Hp, a.gw_hh, H, a.gb_hh);
+  float* dx = R.dense() ? a.dx : a.dx_rows;
+  const Gemm dxg{rows, I, GHp, a.gates, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR, dx, I,
+                 R.dense() && a.dx_accumulate};
+  phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
+  if (!R.dense()) scatter_dx(a, phases);
+  // Gradients of the initial state (padded, sorted buffers -> the caller's (B, H)).
   phases.run(1, [&](long) {
-    for (int b = 0; b < B; ++b)
+    for (int p = 0; p < B; ++p) {
+      const long out = static_cast<long>(R.user(p)) * H, in = static_cast<long>(p) * Hp;
       for (int j = 0; j < H; ++j) {
-        a.dh0[static_cast<long>(b) * H + j] = a.dh_pass[static_cast<long>(b) * Hp + j];
-        if (a.dc0) a.dc0[static_cast<long>(b) * H + j] = a.dc[static_cast<long>(b) * Hp + j];
+        a.dh0[out + j] = a.dh_pass[in + j];
+        if (a.dc0) a.dc0[out + j] = a.dc[in + j];
       }
+    }
   });
 }
