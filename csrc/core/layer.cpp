@@ -185,7 +185,6 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   const Layout& L = w.layout();
   const int H = w.hidden_size(), Hp = L.Hp;
   const bool lstm = w.cell() == CellKind::lstm, training = cache != nullptr;
-  const long slot = static_cast<long>(B) * Hp;
   c.lens = checked_lengths(lengths, T, B);
   c.isa = w.isa();
   sort_rows(c.lens, T, c.order, c.row_start);
