@@ -220,15 +220,15 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   a.xg = R.dense() ? nullptr : xg.data();
 
   // Where each row's initial state goes: training, at the state its first step starts from (the
-  // reverse direction starts at each row's last valid step); inference, in both slots (a reverse
-  // row may begin on either).
+  // reverse direction starts at each row's last valid step); inference, in slot 0, and in a
+  // ragged reverse pass also in slot 1 (a row begins on either, and nothing writes it before).
   auto initial = [&](int p) {
     return training ? R.first(reverse ? c.lens[R.user(p)] - 1 : 0) + p : static_cast<long>(p);
   };
   auto other_slot = [&](int p) { return B + static_cast<long>(p); };
   load_state(h0, R, H, Hp, a.hs, initial);
   if (lstm) load_state(c0, R, H, Hp, a.cs, initial);
-  if (!training) {
+  if (!training && reverse && !R.dense()) {
     load_state(h0, R, H, Hp, a.hs, other_slot);
     if (lstm) load_state(c0, R, H, Hp, a.cs, other_slot);
   }
