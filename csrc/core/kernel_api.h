@@ -51,11 +51,7 @@ struct RowPlan {
   long total() const { return first(T); }  // valid (t, row) pairs
   int user(int p) const { return order ? order[p] : p; }
   // Training states: the state row p enters time t with is at first(t) + p; after its last step
-  // its final state is at total() + p. This is where row p's state after time t goes.
-  long state_after(int t, int p, bool reverse) const {
-    const int next = reverse ? t - 1 : t + 1;
-    return p < rows(next) ? first(next) + p : total() + p;
-  }
+  // its final state is at total() + p.
 };
 
 struct ForwardArgs {

@@ -197,7 +197,7 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   a.reverse = reverse;
   a.training = training;
 
-  // Training keeps every valid row's state and the final states (RowPlan::state_after).
+  // Training keeps every valid row's state and the final states (RowPlan).
   const long state_rows = training ? R.total() + B : 2L * B, act_rows = R.total();
   // Inference projects the input a chunk of steps at a time (~2 MB): memory O(B*H), not O(T*B*H).
   a.chunk = training ? T : std::max(1, std::min<int>(T, static_cast<int>((512L * 1024) / (static_cast<long>(B) * L.GHp))));

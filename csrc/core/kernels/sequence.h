@@ -19,6 +19,23 @@ static inline void zero_out(float* dst, int n) {
   if (n % W) store_partial(dst + n / W * W, splat(0.0f), n % W);
 }
 
+// Where the states after time t go: row p at row(p) (+ the block's column). Training: the rows
+// that also run the next time start it from there, the others are done and go to the final
+// rows (RowPlan); inference: the other slot. Worked out once per step, not per row.
+// (F: float, or const float in backward.)
+template <class F>
+struct StateTarget {
+  F *next, *last;
+  int n_next, Hp;
+  F* row(int p) const { return (p < n_next ? next : last) + static_cast<long>(p) * Hp; }
+};
+template <class F>
+static inline StateTarget<F> training_target(F* base, const RowPlan& R, int Hp, int t, bool reverse) {
+  const int next = reverse ? t - 1 : t + 1, n = R.rows(next);
+  F* last = base + R.total() * Hp;
+  return {n ? base + R.first(next) * Hp : last, last, n, Hp};
+}
+
 // Before a chunk's input projection, when not every row runs all T steps: gather the valid rows
 // of x for times [t_lo, t_hi) into xg (compact, from row first(t_lo)), and zero the outputs of the
 // rows past their length (the steps below only visit valid rows). One tile per time step.
@@ -53,13 +70,15 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
   const long x_step_panel = static_cast<long>(I) * NV * W;
   const bool fused = T == 1 && wx_step && R.dense();
   auto time_of = [&](int s) { return a.reverse ? T - 1 - s : s; };
-  // Row 0 of the state a step starts from, and where row p's new state goes: training keeps every
-  // state for backward (RowPlan::state_after), inference alternates two slots of B rows.
+  // Row 0 of the state a step starts from, and where its new states go: training keeps every
+  // state for backward (RowPlan), inference alternates two slots of B rows.
   auto state_in = [&](float* base, int s, int t) -> float* {
     return a.training ? base + R.first(t) * Hp : base + ((s + a.first_slot) & 1) * slot;
   };
-  auto state_out = [&](float* base, int s, int t, int p) -> float* {
-    return a.training ? base + R.state_after(t, p, a.reverse) * Hp : base + ((s + 1 + a.first_slot) & 1) * slot + p * Hp;
+  auto state_out = [&](float* base, int s, int t) -> StateTarget<float> {
+    if (!base) return {nullptr, nullptr, 0, Hp};
+    if (a.training) return training_target(base, R, Hp, t, a.reverse);
+    return {base + ((s + 1 + a.first_slot) & 1) * slot, nullptr, B, Hp};
   };
 
   for (int s0 = 0; s0 < T; s0 += a.chunk) {
@@ -80,6 +99,7 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
       if (n == 0) continue;  // every row has ended (forward) or not yet begun (reverse)
       const float* hprev = state_in(a.hs, s, t);
       const float* cprev = a.cs ? state_in(a.cs, s, t) : nullptr;
+      const StateTarget<float> hnext = state_out(a.hs, s, t), cnext = state_out(a.cs, s, t);
       float* gates_t = a.gates + (R.first(t) - row_lo) * GHp;
       phases.run(static_cast<long>(nblk) * nmb, [&](long tile) {
         const int jb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
@@ -102,9 +122,9 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
           const long r = static_cast<long>(p) * Hp + j0;
           float* g = gates_t + static_cast<long>(p) * GHp + static_cast<long>(jb) * G * NB;
           float* aux = a.aux ? a.aux + (R.first(t) + p) * Hp + j0 : nullptr;
-          float* hout = state_out(a.hs, s, t, p) + j0;
+          float* hout = hnext.row(p) + j0;
           Cell::forward(g, a.w.bx + static_cast<long>(jb) * G * NB, acc[m], hprev + r, hout,
-                        cprev ? cprev + r : nullptr, a.cs ? state_out(a.cs, s, t, p) + j0 : nullptr, aux, a.training);
+                        cprev ? cprev + r : nullptr, cprev ? cnext.row(p) + j0 : nullptr, aux, a.training);
           copy_out(a.y + (static_cast<long>(t) * B + R.user(p)) * a.ldy + j0, hout, ncols);
         }
       });
@@ -160,6 +180,9 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
     const int n = R.rows(t), nn = R.rows(tn), nrows = n > nn ? n : nn, nmb = ceil_div(nrows, MR);
     if (nrows == 0) continue;
     const float* dgh_next = nn ? a.dgh + R.first(tn) * GHp : nullptr;
+    const long row0 = R.first(t >= 0 ? t : 0);  // of time t's rows (used while p < n)
+    const StateTarget<const float> hnext = training_target(a.hs, R, Hp, t, a.reverse);
+    const StateTarget<const float> cnext = a.cs ? training_target(a.cs, R, Hp, t, a.reverse) : hnext;
     phases.run(static_cast<long>(nsb) * nmb, [&](long tile) {
       const int sb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
       const int mr = nrows - m0 < MR ? nrows - m0 : MR;
@@ -171,7 +194,7 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
                                     a.w.wh_bwd + sb * dh_panel, acc);
       for (int m = 0; m < mr; ++m) {
         const int p = m0 + m;
-        const long row = R.first(t >= 0 ? t : 0) + p;  // used only while p < n
+        const long row = row0 + p;
         for (int q = 0; q < Q && sb * Q + q < nblk; ++q) {
           const int jb = sb * Q + q, j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
           const long r = static_cast<long>(p) * Hp + j0;
@@ -189,9 +212,8 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
             if (nc >= W) dh[u] += load(dyrow + u * W);
             else if (nc > 0) dh[u] += load_partial(dyrow + u * W, nc);
           }
-          const long after = R.state_after(t, p, a.reverse) * Hp + j0;
-          Cell::backward(g, gh, dh, pass, a.dc + r, a.hs + row * Hp + j0, a.hs + after,
-                         a.cs ? a.cs + row * Hp + j0 : nullptr, a.cs ? a.cs + after : nullptr,
+          Cell::backward(g, gh, dh, pass, a.dc + r, a.hs + row * Hp + j0, hnext.row(p) + j0,
+                         a.cs ? a.cs + row * Hp + j0 : nullptr, a.cs ? cnext.row(p) + j0 : nullptr,
                          a.aux ? a.aux + row * Hp + j0 : nullptr);
           for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, pass[u]);
         }
