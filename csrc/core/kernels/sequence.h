@@ -223,14 +223,17 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
 
   // After the loop: the large GEMMs over the valid rows at once. Row first(t) + p of the states
   // is the state time t started from, so it pairs with the same row of dG.
+  // A ragged batch computes dx's valid rows into the gathered input, once its gradient read it.
   const int rows = static_cast<int>(R.total());
+  const Gemm dxg{rows, I, GHp, a.gates, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR,
+                 R.dense() ? a.dx : a.dx_rows, I, R.dense() && a.dx_accumulate};
+  if (R.dense()) phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
   weight_grad(phases, I, rows, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
   weight_grad(phases, H, rows, a, a.dgh, a.hs, Hp, a.gw_hh, H, a.gb_hh);
-  float* dx = R.dense() ? a.dx : a.dx_rows;
-  const Gemm dxg{rows, I, GHp, a.gates, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR, dx, I,
-                 R.dense() && a.dx_accumulate};
-  phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
-  if (!R.dense()) scatter_dx(a, phases);
+  if (!R.dense()) {
+    phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
+    scatter_dx(a, phases);
+  }
   // Gradients of the initial state (padded, sorted buffers -> the caller's (B, H)).
   phases.run(1, [&](long) {
     for (int p = 0; p < B; ++p) {
