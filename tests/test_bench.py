@@ -499,3 +499,14 @@ def test_ragged_check_catches_a_wrong_peer(keep_threads, monkeypatch):
     size = ragged.QUICK
     row = ragged.measure_batch("train", ragged.uniform_lengths(size["B"], size["T"]), size, 1, ["torch"], "x", True)
     assert row["status"] == "MISMATCH" and row["check"]["failed"] == ["torch packed", "torch padded"]
+
+
+def test_the_drop_in_is_an_engine_but_never_the_faster_peer():
+    from rnnfast.bench import report, runner
+
+    assert "rnnfast.torch" in runner.ENGINES and "rnnfast.torch" in runner.FACTORIES
+    row = dict(label="train", cell="lstm", engines={
+        "rnnfast": dict(status="ok"), "torch": dict(status="ok", speedup=1.4),
+        "rnnfast.torch": dict(status="ok", speedup=1.01)})
+    (s,) = report.speedups([row])
+    assert s["vs"]["rnnfast.torch"] == 1.01 and s["best"] == 1.4

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import compare, configs, engine_rnnfast, peer_onnx, peer_torch, report, timing
+from . import compare, configs, engine_dropin, engine_rnnfast, peer_onnx, peer_torch, report, timing
 from .configs import Spec, Unsupported
 
-ENGINES = ("rnnfast", "torch", "onnxruntime")
+ENGINES = ("rnnfast", "torch", "onnxruntime", "rnnfast.torch")  # the last: our kernels behind torch.autograd
 FACTORIES = {"rnnfast": engine_rnnfast.make_case, "torch": peer_torch.make_case,
-             "onnxruntime": peer_onnx.make_case}
+             "onnxruntime": peer_onnx.make_case, "rnnfast.torch": engine_dropin.make_case}
 
 
 def _csv(value: str) -> list[str]:
