@@ -92,3 +92,15 @@ def test_sequence_classifier(tmp_path, kw):
 def test_refuses_unsupported_module(tmp_path):
     with pytest.raises(TypeError, match="rnnfast.onnx.export: module: expected an nn.RNN.*got Embedding"):
         rnnfast.onnx.export(nn.Embedding(3, 4), tmp_path / "x.onnx")
+
+
+def test_bfloat16_inference_weights_are_refused_not_widened(tmp_path):
+    import rnnfast
+    from rnnfast import nn
+
+    m = nn.LSTM(4, 8).eval().set_inference_weights("bfloat16")
+    for export in (rnnfast.export, rnnfast.onnx.export):
+        with pytest.raises(ValueError, match="bfloat16 inference weights"):
+            export(m, tmp_path / "m.out")
+    m.set_inference_weights("float32")
+    rnnfast.export(m, tmp_path / "m.rnnfast")

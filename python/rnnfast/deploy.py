@@ -81,12 +81,22 @@ def _describe(module):
     else:
         raise TypeError("export: module: expected an nn.RNN, nn.LSTM, nn.GRU, models.LanguageModel or "
                         f"models.SequenceClassifier, got {type(module).__name__}")
+    check_float32_weights(rnn, "export")
     arrays.update(_recurrent_arrays(rnn))
     meta = dict(format=FORMAT, format_version=str(FORMAT_VERSION), precision="float32", model=kind,
                 cell=rnn.cell, input_size=str(rnn.input_size), hidden_size=str(rnn.hidden_size),
                 num_layers=str(rnn.num_layers), bidirectional=str(int(rnn.bidirectional)),
                 vocab_size=str(vocab), output_size=str(out), pooling=pooling, config=json.dumps(config))
     return meta, arrays
+
+
+def check_float32_weights(rnn, where: str) -> None:
+    """Deployment formats hold float32 weights only: a model set to bfloat16 inference weights would
+    compute differently once exported, so it is refused rather than silently widened."""
+    if getattr(rnn, "inference_weights", "float32") != "float32":
+        raise ValueError(f"{where}: module: uses {rnn.inference_weights} inference weights, which the deployment "
+                         "formats (rnnfast file, C API, ONNX) do not have; call set_inference_weights('float32') "
+                         "before exporting")
 
 
 def _vocab_field(vocab, vocab_size: int) -> str:

@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from ._atomic import atomic_write
+from .deploy import check_float32_weights
 
 __all__ = ["export", "OPSET"]
 
@@ -150,6 +151,7 @@ def _build(module):
     else:
         raise TypeError("rnnfast.onnx.export: module: expected an nn.RNN, nn.LSTM, nn.GRU, models.LanguageModel "
                         f"or models.SequenceClassifier, got {type(module).__name__}")
+    check_float32_weights(rnn, "rnnfast.onnx.export")
     LD, H, lstm = rnn.num_layers * rnn.num_directions, rnn.hidden_size, rnn.cell == "lstm"
     inputs, outputs = [], []
     state_in = [h.make_tensor_value_info("h0", f, [LD, "B", H])] + \
