@@ -44,16 +44,27 @@ const char* cell_name(CellKind c) {
   }
 }
 
+// Polled by long kernel calls about every 20 ms: runs Python's signal handlers (Ctrl-C), which
+// only the main thread does. An exception they raise stops the call and is raised by it.
+bool python_signal_pending(void* interrupted) {
+  py::gil_scoped_acquire gil;
+  return *static_cast<bool*>(interrupted) = PyErr_CheckSignals() != 0;
+}
+
 // Runs the kernel without the GIL and turns core errors into Python ones (the core throws, it
 // never aborts: std::invalid_argument for bad arguments, std::bad_alloc when memory runs out).
 template <class F>
 void run_released(F&& f) {
+  bool interrupted = false;
   try {
     py::gil_scoped_release release;
+    CancelScope scope(python_signal_pending, &interrupted);
     f();
+  } catch (const Cancelled&) {
   } catch (const std::invalid_argument& e) {
     throw py::value_error(e.what());
   }
+  if (interrupted) throw py::error_already_set();
 }
 
 PackedWeights& packed_arg(py::handle obj, const char* name) {
@@ -171,11 +182,13 @@ PYBIND11_MODULE(_core, m) {
     info["isas_available"] = available;
     info["num_threads"] = num_threads();
     info["max_threads"] = kMaxKernelThreads;
-#ifdef _OPENMP
-    info["openmp"] = true;
-#else
-    info["openmp"] = false;
-#endif
+    const TeamCosts team = team_costs();
+    py::dict costs;
+    costs["sync_ns"] = team.sync_ns;
+    costs["wake_us"] = team.wake_ns / 1000.0;
+    costs["spin_us"] = team.spin_ns / 1000.0;
+    costs["measured"] = team.measured;
+    info["team"] = costs;
     return info;
   });
   m.def("set_isa", [](py::handle name_o) {
@@ -194,6 +207,8 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(static_cast<int>(int_arg(n, "num_threads", 1, kMaxKernelThreads)));
   }, "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
+  m.def("_team_testing", &set_team_testing, py::arg("force_threads") = 0, py::arg("join_delay_us") = 0,
+        py::arg("tile_delay_us") = 0, "Test hooks of the thread team (csrc/core/team.h); all 0 turns them off.");
 
   py::class_<PackedWeights, std::shared_ptr<PackedWeights>> packed_weights(m, "PackedWeights",
       "One layer direction's weights packed for the active instruction set.");

@@ -4,10 +4,10 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include <thread>
+
 #include <cpuid.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <sched.h>
 
 namespace rnnfast {
 namespace {
@@ -54,12 +54,17 @@ std::atomic<int>& isa_slot() {
   return slot;
 }
 
-std::atomic<int>& threads_slot() {
-#ifdef _OPENMP
-  static std::atomic<int> slot{omp_get_max_threads() < kMaxKernelThreads ? omp_get_max_threads() : kMaxKernelThreads};
-#else
-  static std::atomic<int> slot{1};
+int default_threads() {
+  int n = static_cast<int>(std::thread::hardware_concurrency());
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
 #endif
+  return n < 1 ? 1 : n < kMaxKernelThreads ? n : kMaxKernelThreads;
+}
+
+std::atomic<int>& threads_slot() {
+  static std::atomic<int> slot{default_threads()};
   return slot;
 }
 

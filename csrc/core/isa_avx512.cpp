@@ -3,9 +3,6 @@
 #include <cstring>
 #include <vector>
 #include <immintrin.h>  // one widening load in simd.h (compiled with this file's ISA flags)
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "core/kernel_api.h"
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "cpu.h"
+#include "team.h"
 
 namespace rnnfast {
 
@@ -73,7 +74,7 @@ struct ForwardArgs {
   int first_slot;         // inference: the slot (0 or 1) holding the initial state
   float* cs;              // LSTM cell states, same shape as hs
   float* aux;             // GRU training: recurrent part of n, valid rows of Hp
-  int nthreads;
+  TeamPlan team;
 };
 
 struct BackwardArgs {
@@ -98,7 +99,7 @@ struct BackwardArgs {
   float* wgrad;           // scratch (max(I, H), GHp)
   float* bpack;           // scratch kGemmKC x (GHp rounded to NR)
   float* colsum;          // scratch (GHp rounded to NR): bias-gradient sums
-  int nthreads;
+  TeamPlan team;
 };
 
 struct IsaKernels {
@@ -107,14 +108,14 @@ struct IsaKernels {
   void (*pack)(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh,
                const float* b_ih, const float* b_hh, bool with_backward, float* wx, float* wh,
                float* wx_bwd, float* wh_bwd, float* wx_step, float* bx, float* bh);
-  // Layers one after another on one team of nthreads (their own nthreads fields are ignored):
-  // a stack of layers costs one parallel region, not one per layer.
-  void (*forward)(const ForwardArgs* layers, int n, int nthreads);
+  // Layers one after another in one team call (their own team fields are ignored): a stack of
+  // layers costs one call to the team, not one per layer.
+  void (*forward)(const ForwardArgs* layers, int n, TeamPlan team);
   void (*backward)(const BackwardArgs& a);
-  // Two independent layer directions at once, each on half of a team of nthreads (their
-  // own nthreads fields are ignored); the two must not write the same memory.
-  void (*forward_pair)(const ForwardArgs& a0, const ForwardArgs& a1, int nthreads);
-  void (*backward_pair)(const BackwardArgs& a0, const BackwardArgs& a1, int nthreads);
+  // Two independent layer directions at once, each on half of the team (their own team fields
+  // are ignored); the two must not write the same memory.
+  void (*forward_pair)(const ForwardArgs& a0, const ForwardArgs& a1, TeamPlan team);
+  void (*backward_pair)(const BackwardArgs& a0, const BackwardArgs& a1, TeamPlan team);
   // C (M x N) (+)= A (M x K, row stride lda) B, where B(k, n) = B[k*b_rs + n*b_cs] (so a transposed
   // B costs nothing); packs B into `work` (gemm_work_size floats). The kernels' GEMM, exposed for
   // the dense layers, tests and benchmarks.

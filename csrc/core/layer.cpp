@@ -1,6 +1,8 @@
 #include "layer.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -89,10 +91,51 @@ PackedView PackedWeights::view() const {
   return v;
 }
 
-int threads_for(int B, int H, int G) {
-  const double work = static_cast<double>(B) * G * H * H;  // multiply-adds per recurrent step
-  if (work < 48.0 * 1024) return 1;
-  return std::max(1, std::min(num_threads(), B * std::max(1, H / 16)));
+namespace {
+
+// Multiply-adds per nanosecond of one thread on this ISA's kernels, timed once per ISA on a
+// product of about one recurrent step's size (a tenth of a millisecond).
+double macs_per_ns(Isa isa) {
+  static std::atomic<double> rates[3] = {};
+  std::atomic<double>& rate = rates[static_cast<int>(isa)];
+  if (const double r = rate.load(std::memory_order_relaxed); r > 0) return r;
+  const IsaKernels& k = kernels_for(isa);
+  const int M = 64, N = 256, K = 256;
+  AlignedBuffer a(static_cast<size_t>(M) * K), b(static_cast<size_t>(K) * N), c(static_cast<size_t>(M) * N),
+      work(k.gemm_work_size(K, N));
+  std::fill(a.data(), a.data() + a.size(), 0.5f);
+  std::fill(b.data(), b.data() + b.size(), 0.25f);
+  double best = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    k.gemm(M, N, K, a.data(), K, b.data(), N, 1, c.data(), N, false, work.data(), 1);
+    best = std::min(best, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double r = static_cast<double>(M) * N * K / std::max(best, 1.0);
+  rate.store(r, std::memory_order_relaxed);
+  return r;
+}
+
+double step_macs(const PackedWeights& w, int B) {
+  return static_cast<double>(B) * w.layout().GHp * (w.input_size() + w.hidden_size());
+}
+
+long step_tiles(const PackedWeights& w, int B) { return static_cast<long>(w.layout().Hp / w.layout().NB) * B; }
+
+}  // namespace
+
+TeamPlan team_for(const PackedWeights& w, int B, long steps) {
+  return plan_team(step_macs(w, B) / macs_per_ns(w.isa()), steps, step_tiles(w, B));
+}
+
+TeamPlan team_for_stack(const std::vector<const PackedWeights*>& layers, int B) {
+  double macs = 0;
+  long tiles = 1;
+  for (const PackedWeights* w : layers) {
+    macs += step_macs(*w, B);
+    tiles = std::max(tiles, step_tiles(*w, B));
+  }
+  return plan_team(macs / macs_per_ns(layers.front()->isa()), 1, tiles);
 }
 
 namespace {
@@ -163,7 +206,7 @@ ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, f
   a.rows = RowPlan{T, B, nullptr, nullptr};
   a.y = y;
   a.ldy = ldy;
-  a.nthreads = threads_for(B, a.H, a.L.G);
+  a.team = team_for(w, B, T);
   return a;
 }
 
@@ -260,12 +303,14 @@ void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
   }
 }
 
-// Threads for two directions at once: what one would use, for each (within the user's limit).
-int pair_threads(const PackedWeights& w0, const PackedWeights& w1, int B) {
+// The team for two directions at once: what one would use, for each (within the user's limit).
+TeamPlan pair_team(const PackedWeights& w0, const PackedWeights& w1, int B, int T) {
   if (w0.isa() != w1.isa()) throw std::invalid_argument("both directions must be packed for the same ISA");
   if (w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size())
     throw std::invalid_argument("both directions must have the same input and hidden sizes");
-  return std::min(num_threads(), 2 * threads_for(B, w0.hidden_size(), w0.layout().G));
+  TeamPlan plan = team_for(w0, B, T);
+  plan.threads = std::min(num_threads(), 2 * plan.threads);
+  return plan;
 }
 
 }  // namespace
@@ -274,17 +319,17 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
                    const float* h0, const float* c0, float* y, long ldy, float* hn, float* cn, TrainCache* cache) {
   ForwardCall c;
   begin_forward(c, w, T, B, x, lengths, reverse, h0, c0, y, ldy, cache);
-  kernels_for(w.isa()).forward(&c.a, 1, c.a.nthreads);
+  kernels_for(w.isa()).forward(&c.a, 1, c.a.team);
   end_forward(c, hn, cn, cache);
 }
 
 void layer_forward_pair(const DirectionForward& d0, const DirectionForward& d1, int T, int B, const float* x,
                         const int* lengths, long ldy) {
-  const int nthreads = pair_threads(*d0.w, *d1.w, B);
+  const TeamPlan team = pair_team(*d0.w, *d1.w, B, T);
   ForwardCall c0, c1;
   begin_forward(c0, *d0.w, T, B, x, lengths, false, d0.h0, d0.c0, d0.y, ldy, d0.cache);
   begin_forward(c1, *d1.w, T, B, x, lengths, true, d1.h0, d1.c0, d1.y, ldy, d1.cache);
-  kernels_for(d0.w->isa()).forward_pair(c0.a, c1.a, nthreads);
+  kernels_for(d0.w->isa()).forward_pair(c0.a, c1.a, team);
   end_forward(c0, d0.hn, d0.cn, d0.cache);
   end_forward(c1, d1.hn, d1.cn, d1.cache);
 }
@@ -346,7 +391,7 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   a.wgrad = cache.wgrad.data();
   a.bpack = cache.bpack.data();
   a.colsum = cache.colsum.data();
-  a.nthreads = threads_for(B, H, L.G);
+  a.team = team_for(w, B, T);
 
   cache.consumed = true;  // gates are overwritten with gradients by the kernel
   return a;
@@ -369,7 +414,7 @@ void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d
     throw std::invalid_argument("backward needs a training forward first, and runs once per forward");
   if (c0.T != c1.T || c0.B != c1.B || c0.reverse || !c1.reverse)
     throw std::invalid_argument("the two caches must come from one layer_forward_pair");
-  const int nthreads = pair_threads(*d0.w, *d1.w, c0.B);
+  const TeamPlan team = pair_team(*d0.w, *d1.w, c0.B, c0.T);
   // Both directions write dx: the second into its own buffer, added once both are done.
   const size_t n = static_cast<size_t>(c0.T) * c0.B * d0.w->input_size();
   ensure_size(c1.dx_other, n);
@@ -377,7 +422,7 @@ void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d
                                          d0.gw_ih, d0.gw_hh, d0.gb_ih, d0.gb_hh);
   const BackwardArgs a1 = begin_backward(*d1.w, c1, x, d1.dy, ldy, d1.dhn, d1.dcn, c1.dx_other.data(), false,
                                          d1.dh0, d1.dc0, d1.gw_ih, d1.gw_hh, d1.gb_ih, d1.gb_hh);
-  kernels_for(d0.w->isa()).backward_pair(a0, a1, nthreads);
+  kernels_for(d0.w->isa()).backward_pair(a0, a1, team);
   const float* other = c1.dx_other.data();
   for (size_t i = 0; i < n; ++i) dx[i] += other[i];
 }

@@ -130,7 +130,10 @@ void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d
 // all T steps); the caller adds the state and scratch buffers.
 ForwardArgs forward_args(const PackedWeights& w, int T, int B, const float* x, float* y, long ldy);
 
-// Threads worth using for a step of this size (small steps lose more to barriers than they gain).
-int threads_for(int B, int H, int G);
+// How the team runs `steps` sequential steps of one layer direction over B rows: threads from the
+// work per step against the measured hand-off and wake-up costs (team.h).
+TeamPlan team_for(const PackedWeights& w, int B, long steps);
+// The same for several layers one after another per step (a stream step through a stack).
+TeamPlan team_for_stack(const std::vector<const PackedWeights*>& layers, int B);
 
 }  // namespace rnnfast

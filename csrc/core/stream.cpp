@@ -30,17 +30,19 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     a.chunk = 1;
     a.hs = b.hs.data();
     a.cs = b.cs.data();
-    nthreads_ = std::max(nthreads_, a.nthreads);
     buf_.push_back(std::move(b));
     args_.push_back(a);
   }
+  std::vector<const PackedWeights*> ws;
+  for (const auto& w : layers_) ws.push_back(w.get());
+  team_ = team_for_stack(ws, B_);
 }
 
 void Stream::step(const float* x, float* out) {
   args_.front().x = x;
   args_.back().y = out;
   for (ForwardArgs& a : args_) a.first_slot = slot_;
-  kernels_for(layers_[0]->isa()).forward(args_.data(), static_cast<int>(args_.size()), nthreads_);
+  kernels_for(layers_[0]->isa()).forward(args_.data(), static_cast<int>(args_.size()), team_);
   args_.back().y = buf_.back().y.data();
   slot_ ^= 1;  // the new state is in the other slot
 }

@@ -40,7 +40,8 @@ class Stream {
   std::vector<std::shared_ptr<const PackedWeights>> layers_;
   std::vector<LayerBuffers> buf_;
   std::vector<ForwardArgs> args_;  // per layer, filled once; a step sets x, y and the slot
-  int B_, slot_ = 0, nthreads_ = 1;
+  int B_, slot_ = 0;
+  TeamPlan team_;
 };
 
 }  // namespace rnnfast

@@ -102,22 +102,22 @@ static void backward_on(const BackwardArgs& a, PhaseRunner& phases) {
   }
 }
 
-static void forward(const ForwardArgs* layers, int n, int nthreads) {
-  in_team(nthreads, [&](PhaseRunner& phases) {
+static void forward(const ForwardArgs* layers, int n, TeamPlan team) {
+  in_team(team, [&](PhaseRunner& phases) {
     for (int k = 0; k < n; ++k) forward_on(layers[k], phases);
   });
 }
 
 static void backward(const BackwardArgs& a) {
-  in_team(a.nthreads, [&](PhaseRunner& phases) { backward_on(a, phases); });
+  in_team(a.team, [&](PhaseRunner& phases) { backward_on(a, phases); });
 }
 
-static void forward_pair(const ForwardArgs& a0, const ForwardArgs& a1, int nthreads) {
-  in_two_teams(nthreads, [&](PhaseRunner& p) { forward_on(a0, p); }, [&](PhaseRunner& p) { forward_on(a1, p); });
+static void forward_pair(const ForwardArgs& a0, const ForwardArgs& a1, TeamPlan team) {
+  in_two_teams(team, [&](PhaseRunner& p) { forward_on(a0, p); }, [&](PhaseRunner& p) { forward_on(a1, p); });
 }
 
-static void backward_pair(const BackwardArgs& a0, const BackwardArgs& a1, int nthreads) {
-  in_two_teams(nthreads, [&](PhaseRunner& p) { backward_on(a0, p); }, [&](PhaseRunner& p) { backward_on(a1, p); });
+static void backward_pair(const BackwardArgs& a0, const BackwardArgs& a1, TeamPlan team) {
+  in_two_teams(team, [&](PhaseRunner& p) { backward_on(a0, p); }, [&](PhaseRunner& p) { backward_on(a1, p); });
 }
 
 static long gemm_work_size(int K, int N) { return static_cast<long>(K) * ceil_div(N, GEMM_NV * W) * GEMM_NV * W; }
@@ -125,7 +125,7 @@ static long gemm_work_size(int K, int N) { return static_cast<long>(K) * ceil_di
 static void gemm(int M, int N, int K, const float* A, long lda, const float* B, long b_rs, long b_cs, float* C,
                  long ldc, bool accumulate, float* work, int nthreads) {
   const int npanels = ceil_div(N, GEMM_NV * W);
-  in_team(nthreads, [&](PhaseRunner& phases) {
+  in_team(TeamPlan{nthreads, true}, [&](PhaseRunner& phases) {
     phases.run(npanels, [&](long p) { pack_panels<GEMM_NV>(K, N, B, b_rs, b_cs, work, static_cast<int>(p), static_cast<int>(p) + 1); });
     const Gemm g{M, N, K, A, lda, work, static_cast<long>(K) * GEMM_NV * W, C, ldc, accumulate};
     phases.run(g.tiles(), [&](long t) { g.tile(t); });

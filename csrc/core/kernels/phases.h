@@ -1,19 +1,12 @@
-// Work sharing inside one parallel region (per-ISA): a sequence of phases, each a set of
-// independent tiles; phase p starts once every tile of phase p-1 is finished.
+// Work sharing inside one team call (per-ISA; the team itself is team.h): a sequence of phases,
+// each a set of independent tiles; phase p starts once every tile of phase p-1 is finished.
 //
-// Each thread first takes the tiles of its own static share, so from step to step a thread
+// Each participant first takes the tiles of its own static share, so from step to step a thread
 // touches the same slice of the weights and keeps it in its own cache; then it helps with the
-// other shares' unclaimed tiles. A thread the OS deschedules therefore delays the others by at
-// most the one tile it holds, where a barrier would stall every step until it ran again. A tile is
+// other shares' unclaimed tiles. A share whose worker has not arrived (yet) is done by the others,
+// and a thread the OS deschedules delays the others by at most the one tile it holds. A tile is
 // computed whole by whichever thread claims it, so results do not depend on the schedule.
 #pragma once
-
-#ifdef _OPENMP
-#include <omp.h>
-#else
-static inline int omp_get_thread_num() { return 0; }
-static inline int omp_get_num_threads() { return 1; }
-#endif
 
 constexpr int kMaxThreads = kMaxKernelThreads;
 
@@ -21,21 +14,27 @@ struct PhaseShared {
   struct alignas(64) Counter {
     long value = 0;
   };
-  Counter done;                  // tiles finished, over all phases so far
+  WaitCounter done;              // tiles finished, over all phases so far
   Counter cursor[kMaxThreads];   // tiles claimed from each thread's shares, over all phases
 };
 
 class PhaseRunner {
  public:
-  PhaseRunner(PhaseShared& shared, int tid, int nth) : sh_(shared), tid_(tid), nth_(nth) {}
+  // tid: this participant's preferred share; nth: the shares (participants planned). Any number
+  // of participants may run the same phases: tiles are claimed, never assigned.
+  PhaseRunner(PhaseShared& shared, TeamCall& call, int tid, int nth, bool caller)
+      : sh_(shared), call_(call), tid_(tid % nth), nth_(nth), caller_(caller) {}
 
   template <class F>
   void run(long ntiles, F&& tile) {
-    if (nth_ == 1) {
+    if (call_.stop.load(std::memory_order_relaxed)) return;
+    if (caller_) team_poll(call_);
+    if (nth_ == 1 && call_.nslots == 1) {
       for (long i = 0; i < ntiles; ++i) tile(i);
       return;
     }
-    while (__atomic_load_n(&sh_.done.value, __ATOMIC_ACQUIRE) < finished_before_) __builtin_ia32_pause();
+    const long waited = sh_.done.wait_at_least(finished_before_, call_.stop);
+    if (caller_) call_.wait_ns += waited;
     for (int k = 0; k < nth_; ++k) {
       const int u = (tid_ + k) % nth_;  // own share first
       const long lo = ntiles * u / nth_, len = ntiles * (u + 1) / nth_ - lo;
@@ -44,6 +43,9 @@ class PhaseRunner {
       long cur = __atomic_load_n(cursor, __ATOMIC_RELAXED), finished = 0;
       while (cur < limit) {
         if (__atomic_compare_exchange_n(cursor, &cur, cur + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+          if (!caller_) {
+            if (const int us = g_team_tile_delay_us.load(std::memory_order_relaxed)) team_test_delay(us);
+          }
           tile(lo + (cur - base));
           ++finished;
           cur = __atomic_load_n(cursor, __ATOMIC_RELAXED);
@@ -51,63 +53,67 @@ class PhaseRunner {
       }
       // One increment per share, not per tile: the counter's cache line is what the waiting
       // threads spin on, and every write to it is a round trip between cores.
-      if (finished) __atomic_fetch_add(&sh_.done.value, finished, __ATOMIC_RELEASE);
+      if (finished) sh_.done.add(finished);
       claimed_before_[u] = limit;
     }
     finished_before_ += ntiles;
   }
 
+  // Waits until every tile of every phase so far is finished (the caller, before returning).
+  void finish() {
+    if (nth_ == 1 && call_.nslots == 1) return;
+    const long waited = sh_.done.wait_at_least(finished_before_, call_.stop);
+    if (caller_) call_.wait_ns += waited;
+  }
+
  private:
   PhaseShared& sh_;
+  TeamCall& call_;
   int tid_, nth_;
+  bool caller_;
   long finished_before_ = 0;
   long claimed_before_[kMaxThreads] = {};
 };
 
-// body(phases) on a team of nthreads: one parallel region, denormals flushed inside. A team of
-// one runs on the calling thread: libgomp allocates and frees a team even for one thread.
+// body(phases) on the team (team.h): the caller starts at once, workers join as they wake.
+// Denormals are flushed inside. A team of one never leaves the calling thread.
 template <class F>
-static void in_team(int nthreads, F&& body) {
-  PhaseShared shared;
-  if (nthreads <= 1) {
+static void in_team(TeamPlan plan, F&& body) {
+  struct Ctx {
+    F* body;
+    PhaseShared shared;
+  } ctx{&body, {}};
+  team_run(plan, [](void* p, TeamCall& call, int slot) {
+    Ctx& c = *static_cast<Ctx*>(p);
     DenormalGuard denormals;
-    PhaseRunner phases(shared, 0, 1);
-    body(phases);
-    return;
-  }
-#pragma omp parallel num_threads(nthreads)
-  {
-    DenormalGuard denormals;
-    PhaseRunner phases(shared, omp_get_thread_num(), omp_get_num_threads());
-    body(phases);
-  }
+    PhaseRunner phases(c.shared, call, slot, call.nslots, slot == 0);
+    (*c.body)(phases);
+    if (slot == 0) phases.finish();
+  }, &ctx);
 }
 
 // Two independent jobs at once (the directions of a bidirectional layer), each on its own half of
-// one team with its own phases: they never wait for each other, and each half keeps its own
-// job's weights in its cores' caches. One thread runs them one after the other.
+// the team with its own phases: they never wait for each other, and each half keeps its own job's
+// weights in its cores' caches. A participant helps the other job once its own is done, so the
+// caller alone (or any one thread) completes both.
 template <class F0, class F1>
-static void in_two_teams(int nthreads, F0&& job0, F1&& job1) {
-  if (nthreads <= 1) {
-    in_team(1, job0);
-    in_team(1, job1);
-    return;
-  }
-  PhaseShared shared[2];
-#pragma omp parallel num_threads(nthreads)
-  {
+static void in_two_teams(TeamPlan plan, F0&& job0, F1&& job1) {
+  struct Ctx {
+    F0* job0;
+    F1* job1;
+    PhaseShared shared[2];
+  } ctx{&job0, &job1, {}};
+  team_run(plan, [](void* p, TeamCall& call, int slot) {
+    Ctx& c = *static_cast<Ctx*>(p);
     DenormalGuard denormals;
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads(), n0 = (nth + 1) / 2;
-    if (nth == 1) {
-      PhaseRunner p0(shared[0], 0, 1), p1(shared[1], 0, 1);
-      job0(p0);
-      job1(p1);
-    } else if (tid < n0) {
-      PhaseRunner phases(shared[0], tid, n0);
-      job0(phases);
-    } else {
-      PhaseRunner phases(shared[1], tid - n0, nth - n0);
-      job1(phases);
+    const int n0 = (call.nslots + 1) / 2, n1 = call.nslots - n0 > 0 ? call.nslots - n0 : 1;
+    const int first = slot < n0 ? 0 : 1;
+    for (int k = 0; k < 2; ++k) {
+      const int job = first ^ k;
+      const int tid = job == 1 && slot >= n0 ? slot - n0 : slot;  // its own share, or a helper's guess
+      PhaseRunner phases(c.shared[job], call, tid, job == 0 ? n0 : n1, slot == 0);
+      if (job == 0) (*c.job0)(phases); else (*c.job1)(phases);
+      if (slot == 0) phases.finish();
     }
-  }
+  }, &ctx);
 }

@@ -1,0 +1,400 @@
+#include "team.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <pthread.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include "cpu.h"
+
+namespace rnnfast {
+namespace {
+
+long now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+#else
+  if (word->load() == expected) std::this_thread::sleep_for(std::chrono::microseconds(50));
+#endif
+}
+
+void futex_wake(std::atomic<uint32_t>* word, int n) {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, n, nullptr, nullptr, 0);
+#else
+  (void)word, (void)n;
+#endif
+}
+
+// Spin-time budget before sleeping; set by the calibration (a sleep/wake round trip costs about
+// that much, so spinning longer would waste more than it could save).
+std::atomic<long> g_spin_ns{20000};
+
+// Spins until pred() or spin_ns have passed; true if pred() held.
+template <class P>
+bool spin_until(P&& pred) {
+  const long budget = g_spin_ns.load(std::memory_order_relaxed);
+  long start = 0;
+  for (int i = 0;; ++i) {
+    if (pred()) return true;
+    cpu_relax();
+    if ((i & 31) == 31) {
+      const long t = now_ns();
+      if (!start) start = t;
+      else if (t - start > budget) return false;
+    }
+  }
+}
+
+std::atomic<int> g_force_threads{0}, g_join_delay_us{0};  // test hooks
+
+constexpr uint64_t kClosed = 1ull << 31, kActiveMask = kClosed - 1;
+
+// The workers and the one call they serve at a time (a second concurrent call runs on its caller
+// alone). Never destroyed: workers may still be asleep in it at exit.
+struct Pool {
+  std::mutex submit;
+  std::atomic<uint32_t> job_seq{0};   // bumped per posted call; workers sleep on it
+  std::atomic<int> idle_sleepers{0};
+  std::atomic<uint64_t> join{0};      // [call seq : 32][closed : 1][participants inside : 31]
+  std::atomic<int> next_slot{1};
+  int nslots = 1;
+  TeamBody body = nullptr;
+  void* ctx = nullptr;
+  TeamCall* call = nullptr;
+  std::atomic<uint32_t> left_seq{0};  // bumped when the last participant leaves a closed call
+  std::atomic<int> caller_waiting{0};
+  int nworkers = 0;
+  // Calibration hooks: a worker stamps the time it woke.
+  std::atomic<long> woke_at{0};
+};
+
+std::atomic<Pool*> g_pool{nullptr};
+std::once_flag g_atfork_once;
+
+void leave(Pool* P) {
+  const uint64_t j = P->join.fetch_sub(1, std::memory_order_seq_cst) - 1;
+  if ((j & kClosed) && (j & kActiveMask) == 0) {
+    P->left_seq.fetch_add(1, std::memory_order_seq_cst);
+    if (P->caller_waiting.load(std::memory_order_seq_cst)) futex_wake(&P->left_seq, 1);
+  }
+}
+
+void worker_main(Pool* P) {
+  uint32_t seen = P->job_seq.load(std::memory_order_acquire);
+  for (;;) {
+    if (!spin_until([&] { return P->job_seq.load(std::memory_order_acquire) != seen; })) {
+      P->idle_sleepers.fetch_add(1, std::memory_order_seq_cst);
+      while (P->job_seq.load(std::memory_order_seq_cst) == seen) futex_wait(&P->job_seq, seen);
+      P->idle_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+      P->woke_at.store(now_ns(), std::memory_order_relaxed);
+    }
+    seen = P->job_seq.load(std::memory_order_acquire);
+    if (const int us = g_join_delay_us.load(std::memory_order_relaxed)) team_test_delay(us);
+    uint64_t j = P->join.load(std::memory_order_acquire);
+    bool joined = false;
+    while ((j >> 32) == seen && !(j & kClosed)) {
+      if (P->join.compare_exchange_weak(j, j + 1, std::memory_order_acq_rel)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) continue;
+    const int slot = P->next_slot.fetch_add(1, std::memory_order_relaxed);
+    if (slot < P->nslots) P->body(P->ctx, *P->call, slot);
+    leave(P);
+  }
+}
+
+void reset_after_fork() {
+  // Only the forking thread exists in the child: a fresh, empty pool (the old one may be locked
+  // by a call another parent thread was making). Its workers start on first use.
+  g_pool.store(new Pool, std::memory_order_release);
+}
+
+Pool* pool() {
+  Pool* P = g_pool.load(std::memory_order_acquire);
+  if (P) return P;
+  std::call_once(g_atfork_once, [] {
+    pthread_atfork(nullptr, nullptr, reset_after_fork);
+    Pool* fresh = new Pool;
+    Pool* expected = nullptr;
+    if (!g_pool.compare_exchange_strong(expected, fresh)) delete fresh;
+  });
+  return g_pool.load(std::memory_order_acquire);
+}
+
+// Under the submit lock.
+void ensure_workers(Pool* P, int n) {
+  while (P->nworkers < n) {
+    std::thread(worker_main, P).detach();
+    ++P->nworkers;
+  }
+}
+
+// Runs `plan` on the pool; false if the pool is busy with another call.
+bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamCall& call) {
+  std::unique_lock<std::mutex> lock(P->submit, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  ensure_workers(P, nslots - 1);
+  call.nslots = nslots;
+  P->nslots = nslots;
+  P->body = body;
+  P->ctx = ctx;
+  P->call = &call;
+  P->next_slot.store(1, std::memory_order_relaxed);
+  const uint32_t seq = P->job_seq.load(std::memory_order_relaxed) + 1;
+  P->join.store(static_cast<uint64_t>(seq) << 32, std::memory_order_release);
+  P->job_seq.store(seq, std::memory_order_seq_cst);
+  if (wake && P->idle_sleepers.load(std::memory_order_seq_cst) > 0) futex_wake(&P->job_seq, nslots - 1);
+
+  struct CloseOnExit {  // also when the caller's body throws: workers must be out before we return
+    Pool* P;
+    ~CloseOnExit() {
+      uint64_t j = P->join.fetch_or(kClosed, std::memory_order_seq_cst) | kClosed;
+      if ((j & kActiveMask) == 0) return;
+      if (spin_until([&] { return (P->join.load(std::memory_order_acquire) & kActiveMask) == 0; })) return;
+      P->caller_waiting.store(1, std::memory_order_seq_cst);
+      for (;;) {
+        const uint32_t left = P->left_seq.load(std::memory_order_seq_cst);
+        if ((P->join.load(std::memory_order_seq_cst) & kActiveMask) == 0) break;
+        futex_wait(&P->left_seq, left);
+      }
+      P->caller_waiting.store(0, std::memory_order_relaxed);
+    }
+  } close{P};
+  body(ctx, call, 0);
+  return true;
+}
+
+// Load backoff: a multi-thread call in which the caller spent a third of its time waiting for
+// tiles held by others (a descheduled worker) would have been as fast alone; after one, calls run
+// on one thread for a while (doubling while it recurs, up to ~2.6 s), then the team is tried again.
+std::atomic<long> g_alone_until{0};
+std::atomic<int> g_backoff_level{0};
+std::atomic<long> g_last_stall{0};
+
+void record_call(const TeamCall& call, long elapsed_ns) {
+  const long t = now_ns();
+  if (call.wait_ns * 3 > elapsed_ns && elapsed_ns > 20000) {
+    const int level = std::min(g_backoff_level.load(std::memory_order_relaxed) + 1, 8);
+    g_backoff_level.store(level, std::memory_order_relaxed);
+    g_alone_until.store(t + (10000000L << level), std::memory_order_relaxed);
+    g_last_stall.store(t, std::memory_order_relaxed);
+  } else if (t - g_last_stall.load(std::memory_order_relaxed) > 1000000000L) {
+    const int level = g_backoff_level.load(std::memory_order_relaxed);
+    if (level > 0) g_backoff_level.store(level - 1, std::memory_order_relaxed);
+  }
+}
+
+thread_local CancelScope* t_scope = nullptr;
+thread_local long t_last_poll = 0;
+
+}  // namespace
+
+void WaitCounter::add(long n) {
+  value.fetch_add(n, std::memory_order_seq_cst);
+  if (sleepers.load(std::memory_order_seq_cst) > 0) {
+    seq.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(&seq, 1 << 30);
+  }
+}
+
+long WaitCounter::wait_at_least(long target, const std::atomic<bool>& stop) {
+  auto ready = [&] { return value.load(std::memory_order_acquire) >= target || stop.load(std::memory_order_relaxed); };
+  if (ready()) return 0;
+  const long t0 = now_ns();
+  if (!spin_until(ready)) {
+    sleepers.fetch_add(1, std::memory_order_seq_cst);
+    for (;;) {
+      const uint32_t s = seq.load(std::memory_order_seq_cst);
+      if (value.load(std::memory_order_seq_cst) >= target || stop.load(std::memory_order_seq_cst)) break;
+      futex_wait(&seq, s);
+    }
+    sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  return now_ns() - t0;
+}
+
+CancelScope::CancelScope(bool (*p)(void*), void* c) : poll(p), ctx(c), outer(t_scope) {
+  t_scope = this;
+  t_last_poll = now_ns();
+}
+CancelScope::~CancelScope() { t_scope = outer; }
+
+void team_poll(TeamCall& call) {
+  if (!t_scope || call.stop.load(std::memory_order_relaxed)) return;
+  const long t = now_ns();
+  if (t - t_last_poll < 20000000L) return;
+  t_last_poll = t;
+  if (t_scope->poll(t_scope->ctx)) call.stop.store(true, std::memory_order_seq_cst);
+}
+
+void team_run(TeamPlan plan, TeamBody body, void* ctx) {
+  TeamCall call;
+  const int forced = g_force_threads.load(std::memory_order_relaxed);
+  int n = forced ? forced : std::max(1, plan.threads);
+  if (n > 1 && !forced && now_ns() < g_alone_until.load(std::memory_order_relaxed)) n = 1;
+  if (n > 1) {
+    team_costs();  // calibrate before the first team call
+    const long t0 = now_ns();
+    if (run_on_pool(pool(), n, plan.wake || forced, body, ctx, call)) {
+      record_call(call, now_ns() - t0);
+      n = 0;
+    } else {
+      n = 1;
+    }
+  }
+  if (n == 1) body(ctx, call, 0);
+  if (call.stop.load()) throw Cancelled{};
+}
+
+namespace {
+
+// Hand-offs between the caller and one spinning worker, and a sleeping worker's wake-up time.
+TeamCosts calibrate() {
+  TeamCosts c;
+  Pool* P = pool();
+  std::unique_lock<std::mutex> lock(P->submit);
+  ensure_workers(P, 1);
+  lock.unlock();
+  struct PingPong {
+    std::atomic<long> turn{0};
+    std::atomic<bool> abort{false};  // one side was descheduled: this sample says nothing
+    long rounds = 200;
+  } pp;
+  auto ping = [](void* p, TeamCall&, int slot) {
+    auto* s = static_cast<PingPong*>(p);
+    const long give_up = now_ns() + 1000000L;
+    for (long r = slot; r < 2 * s->rounds; r += 2) {
+      for (int i = 0; s->turn.load(std::memory_order_acquire) != r; ++i) {
+        if (s->abort.load(std::memory_order_relaxed)) return;
+        if ((i & 255) == 255 && slot == 0 && now_ns() > give_up) {
+          s->abort.store(true);
+          return;
+        }
+        cpu_relax();
+      }
+      s->turn.store(r + 1, std::memory_order_release);
+    }
+  };
+  // The caller alone would wait for the worker forever: this body is not made of stealable tiles,
+  // so it runs only with a worker joined (slot 1 present), which the wait below ensures.
+  double best_sync = 1e9;
+  std::vector<double> wakes;
+  const long deadline = now_ns() + 20000000L;  // a loaded machine gets fewer samples, not a slow start
+  for (int rep = 0; rep < 5; ++rep) {
+    // Wake-up: wait until the worker sleeps, then time a post until it stamps its wake.
+    while (P->idle_sleepers.load() < 1 && now_ns() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    if (P->idle_sleepers.load() < 1) break;
+    pp.turn.store(0);
+    pp.abort.store(false);
+    TeamCall call;
+    struct Ctx {
+      PingPong* pp;
+      void (*ping)(void*, TeamCall&, int);
+      long t_post, t_start, t_end;
+      std::atomic<int> joined{0};
+    } cx{&pp, ping, 0, 0, 0};
+    auto body = [](void* p, TeamCall& call, int slot) {
+      auto* x = static_cast<Ctx*>(p);
+      if (slot == 0) {
+        while (!x->joined.load(std::memory_order_acquire)) cpu_relax();
+        x->t_start = now_ns();
+        x->ping(x->pp, call, 0);
+        x->t_end = now_ns();
+      } else {
+        x->joined.store(1, std::memory_order_release);
+        x->ping(x->pp, call, 1);
+      }
+    };
+    P->woke_at.store(0);
+    cx.t_post = now_ns();
+    if (!run_on_pool(P, 2, true, body, &cx, call)) break;
+    const long woke = P->woke_at.load();
+    if (woke > cx.t_post) wakes.push_back(static_cast<double>(woke - cx.t_post));
+    if (!pp.abort.load())
+      best_sync = std::min(best_sync, static_cast<double>(cx.t_end - cx.t_start) / (2.0 * pp.rounds));
+  }
+  if (wakes.empty() || best_sync == 1e9) return c;
+  // The fastest samples: what the machine can do; load only adds to them.
+  c.sync_ns = best_sync;
+  c.wake_ns = *std::min_element(wakes.begin(), wakes.end());
+  c.spin_ns = std::clamp(c.wake_ns, 5000.0, 100000.0);
+  c.samples = static_cast<int>(wakes.size());
+  c.measured = true;
+  return c;
+}
+
+}  // namespace
+
+namespace {
+std::mutex g_costs_lock;
+TeamCosts g_costs;  // guarded by g_costs_lock
+std::atomic<bool> g_costs_final{false};
+int g_attempts = 0;
+long g_next_attempt = 0;
+}  // namespace
+
+TeamCosts team_costs() {
+  if (g_costs_final.load(std::memory_order_acquire)) return g_costs;
+  std::lock_guard<std::mutex> lock(g_costs_lock);
+  if (g_costs_final.load(std::memory_order_relaxed)) return g_costs;
+  const long t = now_ns();
+  if (g_attempts == 0 || (t >= g_next_attempt && g_attempts < 5)) {
+    // A machine busy at that moment gives too few samples: keep what is known, retry a few
+    // times, at least a second apart, before settling.
+    ++g_attempts;
+    g_next_attempt = t + 1000000000L;
+    const TeamCosts c = calibrate();
+    if (c.measured && (!g_costs.measured || c.samples > g_costs.samples)) g_costs = c;
+    if (!g_costs.measured) {  // no worker could be timed (e.g. one CPU): assume costly hand-offs
+      g_costs.sync_ns = 500;
+      g_costs.wake_ns = 50000;
+      g_costs.spin_ns = 20000;
+    }
+    g_spin_ns.store(static_cast<long>(g_costs.spin_ns));
+    if (g_costs.samples >= 3 || g_attempts >= 5) g_costs_final.store(true, std::memory_order_release);
+  }
+  return g_costs;
+}
+
+TeamPlan plan_team(double step_ns, long steps, long max_tiles) {
+  TeamPlan plan;
+  const int limit = num_threads();
+  if (limit <= 1 || max_tiles <= 1) return plan;
+  const TeamCosts c = team_costs();
+  // Each extra thread must save at least 4 hand-offs' worth of each step.
+  const double per_thread = 4.0 * c.sync_ns;
+  const long useful = static_cast<long>(step_ns / per_thread);
+  plan.threads = static_cast<int>(std::max(1L, std::min({static_cast<long>(limit), max_tiles, useful})));
+  // Waking a sleeper pays only if the call lasts well past its arrival.
+  plan.wake = step_ns * static_cast<double>(steps) > 2.0 * c.wake_ns;
+  return plan;
+}
+
+std::atomic<int> g_team_tile_delay_us{0};
+
+void team_test_delay(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
+
+void set_team_testing(int force_threads, int join_delay_us, int tile_delay_us) {
+  g_force_threads.store(std::clamp(force_threads, 0, kMaxKernelThreads));
+  g_join_delay_us.store(std::max(0, join_delay_us));
+  g_team_tile_delay_us.store(std::max(0, tile_delay_us));
+}
+
+}  // namespace rnnfast

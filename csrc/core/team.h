@@ -1,0 +1,93 @@
+// The process's kernel thread team (DESIGN.md §3.4): persistent worker threads that spin briefly,
+// then sleep, between calls and inside waits. The calling thread starts a call's work at once;
+// workers that wake in time join it, later ones stay out, so a slow or descheduled worker delays
+// nothing but the one tile it holds. Our own threads, not OpenMP: an OpenMP region ends at a
+// barrier that waits for every team member (also one the OS descheduled before it did anything),
+// and OpenMP's spin time is a process-wide setting shared with every other OpenMP library.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace rnnfast {
+
+static inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+// How a call uses the team: at most `threads` participants (the caller included); `wake`: wake
+// sleeping workers (a short call would end before they arrive: only already spinning ones join).
+struct TeamPlan {
+  int threads = 1;
+  bool wake = true;
+};
+
+// What one call's participants share besides their tiles.
+struct TeamCall {
+  std::atomic<bool> stop{false};  // cancelled: skip the remaining tiles
+  int nslots = 1;                 // participants planned (tile shares)
+  long wait_ns = 0;               // caller only: time spent waiting for tiles held by others
+};
+
+// A counter that threads wait on until it reaches a value: a bounded spin, then a futex sleep.
+struct alignas(64) WaitCounter {
+  std::atomic<long> value{0};
+  std::atomic<uint32_t> seq{0};
+  std::atomic<int> sleepers{0};
+  void add(long n);
+  // Returns the nanoseconds waited (0 when no wait was needed). Gives up when stop is set.
+  long wait_at_least(long target, const std::atomic<bool>& stop);
+};
+
+// Runs body(ctx, call, slot) on the calling thread (slot 0) and on up to plan.threads - 1 workers
+// (slots 1...) that join while the caller still works, and returns once the caller's body has
+// returned and every worker that joined has left. The body must do all its work through tiles
+// that any participant may take (phases.h), so that it completes with the caller alone. Throws
+// Cancelled when the caller's cancellation poll (CancelScope) asked to stop.
+using TeamBody = void (*)(void* ctx, TeamCall& call, int slot);
+void team_run(TeamPlan plan, TeamBody body, void* ctx);
+
+// Caller side of cancellation: called by the calling thread between phases, about every 20 ms.
+void team_poll(TeamCall& call);
+
+// While alive on a thread, its long kernel calls call poll(ctx) about every 20 ms and stop early
+// (throwing Cancelled, outputs undefined) when it returns true. The Python binding uses it to let
+// Ctrl-C interrupt a call that released the GIL.
+struct CancelScope {
+  CancelScope(bool (*poll)(void*), void* ctx);
+  ~CancelScope();
+  CancelScope(const CancelScope&) = delete;
+  CancelScope& operator=(const CancelScope&) = delete;
+  bool (*poll)(void*);
+  void* ctx;
+  CancelScope* outer;
+};
+
+struct Cancelled {};
+
+// Measured costs of this machine's team (first use), for choosing threads per call.
+struct TeamCosts {
+  double sync_ns = 0;   // one hand-off of a phase between two running threads
+  double wake_ns = 0;   // a sleeping worker's wake-up, from the futex call to its first instruction
+  double spin_ns = 0;   // how long waits spin before sleeping
+  int samples = 0;      // wake-ups timed
+  bool measured = false;
+};
+TeamCosts team_costs();  // calibrates on first call (milliseconds), again later if it was disturbed
+
+// The plan for a call of `steps` sequential phases of `step_ns` estimated work each (one thread),
+// with at most `max_tiles` tiles per phase, under the user's thread limit.
+TeamPlan plan_team(double step_ns, long steps, long max_tiles);
+
+// Test hooks: every call planned on force_threads participants (0: the plan decides; no load
+// backoff while forced); workers wait join_delay_us before joining a call (a late worker) and
+// tile_delay_us inside each tile they take (a worker descheduled while holding a tile).
+void set_team_testing(int force_threads, int join_delay_us, int tile_delay_us);
+extern std::atomic<int> g_team_tile_delay_us;
+void team_test_delay(int us);
+
+}  // namespace rnnfast

@@ -1,0 +1,242 @@
+"""The kernel thread team (csrc/core/team.h): results independent of who joins when, many calls,
+calls from several Python threads, fork, Ctrl-C, and no side effects on the process."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import _core
+from helpers import ISAS, in_threads, randn, using_isa
+from test_kernels import CELLS, make_problem, run_optimised, run_pair
+
+
+@pytest.fixture
+def team_testing():
+    """Sets the team's test hooks for one test; always turns them off again."""
+    saved = rnnfast.get_num_threads()
+
+    def set_hooks(threads, join_delay_us=0, tile_delay_us=0):
+        rnnfast.set_num_threads(max(threads, 1))
+        _core._team_testing(threads, join_delay_us, tile_delay_us)
+
+    yield set_hooks
+    _core._team_testing(0, 0, 0)
+    rnnfast.set_num_threads(saved)
+
+
+def single_thread(fn):
+    saved = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        rnnfast.set_num_threads(saved)
+
+
+def assert_same(a, b, cell="lstm"):
+    """Bitwise equal outputs; the cell state ones only for an LSTM (others leave them unwritten)."""
+    assert a.keys() == b.keys()
+    for k in a:
+        if cell == "lstm" or k not in ("cn", "dc0"):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# join delays: 0 (on time), 300 us (joins mid-call), 200 ms (arrives after the caller finished);
+# tile delays: a worker that sleeps while it holds a tile (longer than the spin before sleeping).
+SCHEDULES = [(2, 0, 0), (3, 0, 0), (2, 300, 0), (3, 200_000, 0), (2, 0, 300), (3, 300, 200)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_backward_bitwise_identical_whoever_joins_when(isa, cell, team_testing):
+    rng = np.random.default_rng(3)
+    p, lengths = make_problem(cell, 11, 7, 9, 37, rng)
+    with using_isa(isa):
+        expected = {rev: single_thread(lambda: run_optimised(cell, p, lengths, rev)) for rev in (False, True)}
+        for schedule in SCHEDULES:
+            team_testing(*schedule)
+            for rev in (False, True):
+                assert_same(run_optimised(cell, p, lengths, rev), expected[rev], cell)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bidirectional_pair_bitwise_identical_whoever_joins_when(cell, team_testing):
+    rng = np.random.default_rng(4)
+    pf, lengths = make_problem(cell, 9, 6, 8, 33, rng)
+    pb, _ = make_problem(cell, 9, 6, 8, 33, rng)
+    (e0, e1), edx = run_pair(cell, pf, pb, lengths, 1)
+    for schedule in SCHEDULES:
+        team_testing(*schedule)
+        (o0, o1), dx = run_pair(cell, pf, pb, lengths, schedule[0])
+        assert_same(o0, e0, cell)
+        assert_same(o1, e1, cell)
+        np.testing.assert_array_equal(dx, edx)
+
+
+def test_one_thread_runs_on_the_caller_only(team_testing):
+    """A team of one (no workers at all) gives the same results as a forced team of three."""
+    rng = np.random.default_rng(5)
+    p, lengths = make_problem("lstm", 6, 5, 4, 20, rng)
+    team_testing(3)
+    three = run_optimised("lstm", p, lengths, False)
+    team_testing(1)
+    assert_same(run_optimised("lstm", p, lengths, False), three)
+
+
+def test_many_calls_on_the_team(team_testing):
+    """Thousands of short calls (stream steps and sequences) in a row: no lost wake-up, no stale
+    call picked up by a worker, each result as computed alone."""
+    rng = np.random.default_rng(6)
+    m = rnnfast.nn.GRU(12, 24, num_layers=2).eval()
+    xs = randn(rng, 1500, 12)
+    expected = single_thread(lambda: np.stack([y.copy() for y in map(m.stream().step, xs)]))
+    seq = randn(rng, 5, 3, 12)
+    expected_seq = single_thread(lambda: m(seq)[0])
+    for schedule in [(2, 0, 0), (2, 30, 0)]:
+        team_testing(*schedule)
+        s = m.stream()
+        got = np.stack([s.step(x).copy() for x in xs])
+        np.testing.assert_array_equal(got, expected)
+        for _ in range(300):
+            np.testing.assert_array_equal(m(seq)[0], expected_seq)
+
+
+def test_calls_from_several_python_threads_at_once(team_testing):
+    """Four Python threads, each with its own module, train at once; one of them holds the team,
+    the others run alone. Each gets what it computes alone."""
+    rng = np.random.default_rng(7)
+    models = [rnnfast.nn.LSTM(10, 30 + 3 * i, bidirectional=i % 2 == 1) for i in range(4)]
+    xs = [randn(rng, 8, 4, 10) for _ in models]
+
+    def work(i):
+        out = []
+        for _ in range(20):
+            models[i].zero_grad()
+            y, _ = models[i](xs[i])
+            dx = models[i].backward(np.ones_like(y))
+            out.append([y, dx] + [p.grad.copy() for p in models[i].parameters()])
+        return out
+
+    expected = single_thread(lambda: [work(i)[0] for i in range(len(models))])
+    team_testing(2, 20, 10)
+    for e, runs in zip(expected, in_threads(work, len(models))):
+        for run in runs:
+            for a, b in zip(e, run):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_cpu_info_reports_the_measured_team_costs():
+    info = rnnfast.cpu_info()["team"]
+    assert set(info) == {"sync_ns", "wake_us", "spin_us", "measured"}
+    assert info["sync_ns"] > 0 and info["wake_us"] > 0 and info["spin_us"] > 0
+
+
+def run_python(code, timeout=120, env=None, **kw):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)
+
+
+def test_import_changes_no_environment_and_loads_no_openmp():
+    """Importing rnnfast and running 2-thread kernels sets no variable for other libraries
+    (OpenMP, BLAS) and brings no OpenMP runtime into the process."""
+    res = run_python("""
+        import os
+        before = dict(os.environ)
+        import numpy as np
+        import rnnfast
+        rnnfast.set_num_threads(2)
+        rnnfast._core._team_testing(2, 0, 0)
+        m = rnnfast.nn.LSTM(16, 64)
+        y, _ = m(np.ones((20, 8, 16), np.float32))
+        m.backward(np.ones_like(y))
+        assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())
+        maps = open("/proc/self/maps").read()
+        assert "libgomp" not in maps and "libomp" not in maps and "libiomp" not in maps
+        print("ok")
+    """, env={k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))})
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_kernels_work_in_a_forked_child():
+    """multiprocessing's 'fork' after the parent ran 2-thread kernels: the child's calls (on a team
+    of its own) complete with the parent's results."""
+    res = run_python("""
+        import multiprocessing as mp
+        import numpy as np
+        import rnnfast
+        rnnfast.set_num_threads(2)
+        rnnfast._core._team_testing(2, 0, 0)
+        m = rnnfast.nn.LSTM(16, 48).eval()
+        x = np.random.default_rng(0).standard_normal((30, 4, 16)).astype(np.float32)
+        for _ in range(50):
+            expected = m(x)[0]
+
+        def child(q):
+            q.put([m(x)[0] for _ in range(20)])
+
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        procs = [ctx.Process(target=child, args=(q,)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        outs = [q.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0, p.exitcode
+        assert all(np.array_equal(y, expected) for out in outs for y in out)
+        print("ok")
+    """, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ctrl_c_stops_a_long_call_promptly(threads):
+    """SIGINT during a call that released the GIL (a ~10 s forward): KeyboardInterrupt within a
+    fraction of a second, and the module then computes as before."""
+    code = f"""
+        import sys, time
+        import numpy as np
+        import rnnfast
+        rnnfast.set_num_threads({threads})
+        m = rnnfast.nn.LSTM(1, 2048).eval()
+        small = np.ones((3, 1, 1), np.float32)
+        before = m(small)[0]
+        x = np.ones((4000, 1, 1), np.float32)
+        print("ready", flush=True)
+        t0 = time.perf_counter()
+        try:
+            m(x)
+            print("finished", time.perf_counter() - t0, flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", time.perf_counter() - t0, flush=True)
+        assert np.array_equal(m(small)[0], before)
+        print("ok", flush=True)
+    """
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        import time
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = out.split()
+    assert proc.returncode == 0 and lines[0] == "interrupted" and lines[-1] == "ok", (out, err)
+    # The signal came ~1 s into the call; a prompt stop ends it well before the ~10 s it needs.
+    assert float(lines[1]) < 3.0, out
+
+
+def test_default_thread_count_follows_the_affinity_mask():
+    if shutil.which("taskset") is None:
+        pytest.skip("taskset is not installed")
+    res = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", "import rnnfast; print(rnnfast.get_num_threads())"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "1", res.stderr
