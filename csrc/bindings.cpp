@@ -208,7 +208,7 @@ PYBIND11_MODULE(_core, m) {
   }, "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
   m.def("_team_testing", &set_team_testing, py::arg("force_threads") = 0, py::arg("join_delay_us") = 0,
-        py::arg("tile_delay_us") = 0, "Test hooks of the thread team (csrc/core/team.h); all 0 turns them off.");
+        py::arg("tile_delay_us") = 0, "Test hooks of the thread team (csrc/core/team.h); all 0 turns them off. Returns the workers' joins so far.");
 
   py::class_<PackedWeights, std::shared_ptr<PackedWeights>> packed_weights(m, "PackedWeights",
       "One layer direction's weights packed for the active instruction set.");

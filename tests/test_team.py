@@ -79,6 +79,17 @@ def test_bidirectional_pair_bitwise_identical_whoever_joins_when(cell, team_test
         np.testing.assert_array_equal(dx, edx)
 
 
+def test_workers_take_part(team_testing):
+    """The caller alone would also complete every call: check that woken workers do join."""
+    rng = np.random.default_rng(9)
+    p, lengths = make_problem("lstm", 200, 16, 64, 256, rng)
+    team_testing(2)
+    joins = _core._team_testing(2, 0, 0)
+    for _ in range(5):
+        run_optimised("lstm", p, lengths, False)
+    assert _core._team_testing(2, 0, 0) > joins
+
+
 def test_one_thread_runs_on_the_caller_only(team_testing):
     """A team of one (no workers at all) gives the same results as a forced team of three."""
     rng = np.random.default_rng(5)
@@ -86,7 +97,9 @@ def test_one_thread_runs_on_the_caller_only(team_testing):
     team_testing(3)
     three = run_optimised("lstm", p, lengths, False)
     team_testing(1)
+    joins = _core._team_testing(1, 0, 0)
     assert_same(run_optimised("lstm", p, lengths, False), three)
+    assert _core._team_testing(1, 0, 0) == joins
 
 
 def test_many_calls_on_the_team(team_testing):

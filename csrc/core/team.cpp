@@ -61,6 +61,7 @@ bool spin_until(P&& pred) {
 }
 
 std::atomic<int> g_force_threads{0}, g_join_delay_us{0};  // test hooks
+std::atomic<long> g_joins{0};
 
 constexpr uint64_t kClosed = 1ull << 31, kActiveMask = kClosed - 1;
 
@@ -115,7 +116,10 @@ void worker_main(Pool* P) {
     }
     if (!joined) continue;
     const int slot = P->next_slot.fetch_add(1, std::memory_order_relaxed);
-    if (slot < P->nslots) P->body(P->ctx, *P->call, slot);
+    if (slot < P->nslots) {
+      g_joins.fetch_add(1, std::memory_order_relaxed);
+      P->body(P->ctx, *P->call, slot);
+    }
     leave(P);
   }
 }
@@ -164,9 +168,16 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
 
   struct CloseOnExit {  // also when the caller's body throws: workers must be out before we return
     Pool* P;
+    TeamCall& call;
     ~CloseOnExit() {
       uint64_t j = P->join.fetch_or(kClosed, std::memory_order_seq_cst) | kClosed;
       if ((j & kActiveMask) == 0) return;
+      const long t0 = now_ns();
+      struct AddWait {
+        TeamCall& call;
+        long t0;
+        ~AddWait() { call.wait_ns += now_ns() - t0; }
+      } add{call, t0};
       if (spin_until([&] { return (P->join.load(std::memory_order_acquire) & kActiveMask) == 0; })) return;
       P->caller_waiting.store(1, std::memory_order_seq_cst);
       for (;;) {
@@ -176,7 +187,7 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
       }
       P->caller_waiting.store(0, std::memory_order_relaxed);
     }
-  } close{P};
+  } close{P, call};
   body(ctx, call, 0);
   return true;
 }
@@ -292,8 +303,7 @@ TeamCosts calibrate() {
       s->turn.store(r + 1, std::memory_order_release);
     }
   };
-  // The caller alone would wait for the worker forever: this body is not made of stealable tiles,
-  // so it runs only with a worker joined (slot 1 present), which the wait below ensures.
+  // Not a tiled body: the caller waits (boundedly) for the worker it woke, then they alternate.
   double best_sync = 1e9;
   std::vector<double> wakes;
   const long deadline = now_ns() + 20000000L;  // a loaded machine gets fewer samples, not a slow start
@@ -313,7 +323,14 @@ TeamCosts calibrate() {
     auto body = [](void* p, TeamCall& call, int slot) {
       auto* x = static_cast<Ctx*>(p);
       if (slot == 0) {
-        while (!x->joined.load(std::memory_order_acquire)) cpu_relax();
+        const long give_up = now_ns() + 20000000L;
+        while (!x->joined.load(std::memory_order_acquire)) {
+          cpu_relax();
+          if (now_ns() > give_up) {  // never woke in time: no sample (a late worker skips the ping)
+            x->pp->abort.store(true);
+            return;
+          }
+        }
         x->t_start = now_ns();
         x->ping(x->pp, call, 0);
         x->t_end = now_ns();
@@ -326,6 +343,7 @@ TeamCosts calibrate() {
     cx.t_post = now_ns();
     if (!run_on_pool(P, 2, true, body, &cx, call)) break;
     const long woke = P->woke_at.load();
+    if (!cx.joined.load()) break;
     if (woke > cx.t_post) wakes.push_back(static_cast<double>(woke - cx.t_post));
     if (!pp.abort.load())
       best_sync = std::min(best_sync, static_cast<double>(cx.t_end - cx.t_start) / (2.0 * pp.rounds));
@@ -391,10 +409,11 @@ std::atomic<int> g_team_tile_delay_us{0};
 
 void team_test_delay(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
 
-void set_team_testing(int force_threads, int join_delay_us, int tile_delay_us) {
+long set_team_testing(int force_threads, int join_delay_us, int tile_delay_us) {
   g_force_threads.store(std::clamp(force_threads, 0, kMaxKernelThreads));
   g_join_delay_us.store(std::max(0, join_delay_us));
   g_team_tile_delay_us.store(std::max(0, tile_delay_us));
+  return g_joins.load();
 }
 
 }  // namespace rnnfast

@@ -86,7 +86,8 @@ TeamPlan plan_team(double step_ns, long steps, long max_tiles);
 // Test hooks: every call planned on force_threads participants (0: the plan decides; no load
 // backoff while forced); workers wait join_delay_us before joining a call (a late worker) and
 // tile_delay_us inside each tile they take (a worker descheduled while holding a tile).
-void set_team_testing(int force_threads, int join_delay_us, int tile_delay_us);
+// Returns how many times a worker has joined a call so far.
+long set_team_testing(int force_threads, int join_delay_us, int tile_delay_us);
 extern std::atomic<int> g_team_tile_delay_us;
 void team_test_delay(int us);
 

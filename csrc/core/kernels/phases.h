@@ -59,13 +59,6 @@ class PhaseRunner {
     finished_before_ += ntiles;
   }
 
-  // Waits until every tile of every phase so far is finished (the caller, before returning).
-  void finish() {
-    if (nth_ == 1 && call_.nslots == 1) return;
-    const long waited = sh_.done.wait_at_least(finished_before_, call_.stop);
-    if (caller_) call_.wait_ns += waited;
-  }
-
  private:
   PhaseShared& sh_;
   TeamCall& call_;
@@ -75,8 +68,9 @@ class PhaseRunner {
   long claimed_before_[kMaxThreads] = {};
 };
 
-// body(phases) on the team (team.h): the caller starts at once, workers join as they wake.
-// Denormals are flushed inside. A team of one never leaves the calling thread.
+// body(phases) on the team (team.h): the caller starts at once, workers join as they wake; the
+// call returns once every participant has left, so every tile is then finished. Denormals are
+// flushed inside. A team of one never leaves the calling thread.
 template <class F>
 static void in_team(TeamPlan plan, F&& body) {
   struct Ctx {
@@ -88,7 +82,6 @@ static void in_team(TeamPlan plan, F&& body) {
     DenormalGuard denormals;
     PhaseRunner phases(c.shared, call, slot, call.nslots, slot == 0);
     (*c.body)(phases);
-    if (slot == 0) phases.finish();
   }, &ctx);
 }
 
@@ -113,7 +106,6 @@ static void in_two_teams(TeamPlan plan, F0&& job0, F1&& job1) {
       const int tid = job == 1 && slot >= n0 ? slot - n0 : slot;  // its own share, or a helper's guess
       PhaseRunner phases(c.shared[job], call, tid, job == 0 ? n0 : n1, slot == 0);
       if (job == 0) (*c.job0)(phases); else (*c.job1)(phases);
-      if (slot == 0) phases.finish();
     }
   }, &ctx);
 }
