@@ -189,6 +189,11 @@ PYBIND11_MODULE(_core, m) {
     costs["spin_us"] = team.spin_ns / 1000.0;
     costs["measured"] = team.measured;
     info["team"] = costs;
+    const ThreadDefault& d = thread_default();
+    py::dict dflt;
+    dflt["threads"] = d.threads, dflt["affinity"] = d.affinity, dflt["online"] = d.online;
+    dflt["cgroup_quota"] = d.cgroup_quota, dflt["mpi_local_ranks"] = d.mpi_local_ranks;
+    info["default_threads"] = dflt;
     return info;
   });
   m.def("set_isa", [](py::handle name_o) {
@@ -207,6 +212,9 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(static_cast<int>(int_arg(n, "num_threads", 1, kMaxKernelThreads)));
   }, "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
+  m.def("_default_thread_count", &default_thread_count, py::arg("affinity"), py::arg("online"),
+        py::arg("cgroup_quota"), py::arg("mpi_local_ranks"), "The default thread count's rule (for tests).");
+  m.def("_parse_cpu_max", &parse_cpu_max, py::arg("text"), "CPUs of a cgroup cpu.max line, 0 for none (for tests).");
   m.def("_team_testing", &set_team_testing, py::arg("force_threads") = 0, py::arg("join_delay_us") = 0,
         py::arg("tile_delay_us") = 0, "Test hooks of the thread team (csrc/core/team.h); all 0 turns them off. Returns the workers' joins so far.");
 

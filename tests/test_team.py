@@ -247,6 +247,29 @@ def test_ctrl_c_stops_a_long_call_promptly(threads):
     assert float(lines[1]) < 3.0, out
 
 
+def test_default_thread_count_rule():
+    rule = _core._default_thread_count
+    assert rule(affinity=8, online=8, cgroup_quota=0, mpi_local_ranks=1) == 8
+    assert rule(affinity=3, online=8, cgroup_quota=0, mpi_local_ranks=1) == 3
+    assert rule(affinity=8, online=8, cgroup_quota=2.5, mpi_local_ranks=1) == 2
+    assert rule(affinity=8, online=8, cgroup_quota=0.5, mpi_local_ranks=1) == 1
+    assert rule(affinity=8, online=8, cgroup_quota=0, mpi_local_ranks=4) == 2  # ranks share the host
+    assert rule(affinity=2, online=8, cgroup_quota=0, mpi_local_ranks=4) == 2  # launcher bound each rank
+    assert rule(affinity=200, online=200, cgroup_quota=0, mpi_local_ranks=1) == 64
+    assert _core._parse_cpu_max("max 100000") == 0
+    assert _core._parse_cpu_max("150000 100000") == 1.5
+    assert _core._parse_cpu_max("-1 100000") == 0  # cgroup v1: no quota
+    assert _core._parse_cpu_max("") == 0
+    info = rnnfast.cpu_info()["default_threads"]
+    assert info["threads"] == rule(info["affinity"], info["online"], info["cgroup_quota"], info["mpi_local_ranks"])
+
+
+def test_default_thread_count_shares_the_host_between_mpi_ranks():
+    env = dict(os.environ, OMPI_COMM_WORLD_LOCAL_SIZE="64")
+    res = run_python("import rnnfast; print(rnnfast.get_num_threads())", env=env)
+    assert res.returncode == 0 and res.stdout.strip() == "1", res.stderr
+
+
 def test_default_thread_count_follows_the_affinity_mask():
     if shutil.which("taskset") is None:
         pytest.skip("taskset is not installed")

@@ -1,7 +1,11 @@
 #include "cpu.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 
 #include <thread>
@@ -54,21 +58,83 @@ std::atomic<int>& isa_slot() {
   return slot;
 }
 
-int default_threads() {
-  int n = static_cast<int>(std::thread::hardware_concurrency());
+std::string read_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
+
+// The CPU quota of this process's cgroup in CPUs (0: none): v2 cpu.max, else v1 cfs quota/period.
+double cgroup_cpu_quota() {
+  std::string v2_path;
+  std::ifstream cg("/proc/self/cgroup");
+  for (std::string line; std::getline(cg, line);)
+    if (line.rfind("0::", 0) == 0) v2_path = line.substr(3);
+  for (const std::string& dir : {"/sys/fs/cgroup" + v2_path, std::string("/sys/fs/cgroup")}) {
+    const std::string line = read_line(dir + "/cpu.max");
+    if (!line.empty()) return parse_cpu_max(line);
+  }
+  for (const std::string dir : {"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"}) {
+    const std::string quota = read_line(dir + "/cpu.cfs_quota_us"), period = read_line(dir + "/cpu.cfs_period_us");
+    if (!quota.empty() && !period.empty()) return parse_cpu_max(quota + " " + period);
+  }
+  return 0;
+}
+
+// Ranks of an MPI job on this host, from the launcher's environment (1 when not under MPI).
+int mpi_local_ranks() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE", "PMIX_LOCAL_SIZE",
+                           "MV2_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"}) {
+    if (const char* v = std::getenv(name)) {
+      const int n = std::atoi(v);
+      if (n >= 1) return n;
+    }
+  }
+  return 1;
+}
+
+ThreadDefault detect_thread_default() {
+  ThreadDefault d;
+  d.online = static_cast<int>(std::thread::hardware_concurrency());
+  d.affinity = d.online;
 #ifdef __linux__
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) d.affinity = CPU_COUNT(&set);
 #endif
-  return n < 1 ? 1 : n < kMaxKernelThreads ? n : kMaxKernelThreads;
+  d.cgroup_quota = cgroup_cpu_quota();
+  d.mpi_local_ranks = mpi_local_ranks();
+  d.threads = default_thread_count(d.affinity, d.online, d.cgroup_quota, d.mpi_local_ranks);
+  return d;
 }
 
 std::atomic<int>& threads_slot() {
-  static std::atomic<int> slot{default_threads()};
+  static std::atomic<int> slot{thread_default().threads};
   return slot;
 }
 
 }  // namespace
+
+double parse_cpu_max(const std::string& text) {
+  char quota[32] = {};
+  long period = 0;
+  if (std::sscanf(text.c_str(), "%31s %ld", quota, &period) != 2 || period <= 0) return 0;
+  const long q = std::atol(quota);  // "max" (v2) or -1 (v1): no quota
+  return q > 0 ? static_cast<double>(q) / period : 0;
+}
+
+int default_thread_count(int affinity, int online, double cgroup_quota, int mpi_local_ranks) {
+  int n = affinity >= 1 ? affinity : 1;
+  // A launcher that bound each rank to its own cores already shrank the mask; else share the host.
+  if (mpi_local_ranks > 1 && affinity >= online) n = n / mpi_local_ranks;
+  if (cgroup_quota > 0) n = std::min(n, static_cast<int>(std::floor(cgroup_quota)));
+  return std::clamp(n, 1, kMaxKernelThreads);
+}
+
+const ThreadDefault& thread_default() {
+  static const ThreadDefault d = detect_thread_default();
+  return d;
+}
 
 const char* isa_name(Isa isa) {
   switch (isa) {
