@@ -194,6 +194,10 @@ PYBIND11_MODULE(_core, m) {
     dflt["threads"] = d.threads, dflt["affinity"] = d.affinity, dflt["online"] = d.online;
     dflt["cgroup_quota"] = d.cgroup_quota, dflt["mpi_local_ranks"] = d.mpi_local_ranks;
     info["default_threads"] = dflt;
+    const CacheSizes& caches = cache_sizes();
+    py::dict cache;
+    cache["l1d"] = caches.l1d, cache["l2"] = caches.l2, cache["l3"] = caches.l3, cache["source"] = caches.source;
+    info["cache_bytes"] = cache;
     return info;
   });
   m.def("set_isa", [](py::handle name_o) {

@@ -247,6 +247,12 @@ def test_ctrl_c_stops_a_long_call_promptly(threads):
     assert float(lines[1]) < 3.0, out
 
 
+def test_cpu_info_reports_cache_sizes():
+    caches = rnnfast.cpu_info()["cache_bytes"]
+    assert caches["source"] in ("cpuid", "sysconf", "default")
+    assert 8 * 1024 <= caches["l1d"] < caches["l2"]
+
+
 def test_default_thread_count_rule():
     rule = _core._default_thread_count
     assert rule(affinity=8, online=8, cgroup_quota=0, mpi_local_ranks=1) == 8

@@ -7,15 +7,18 @@
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
-
 #include <thread>
 
-#include <cpuid.h>
 #include <sched.h>
+#include <unistd.h>
+#if RNNFAST_X86
+#include <cpuid.h>
+#endif
 
 namespace rnnfast {
 namespace {
 
+#if RNNFAST_X86
 unsigned long long xgetbv0() {
   unsigned eax, edx;
   __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
@@ -37,6 +40,59 @@ std::vector<Isa> detect() {
   if (os_ymm && avx2 && fma) isas.push_back(Isa::avx2);
   if (os_zmm && avx2 && fma && avx512f && avx512dq && avx512bw && avx512vl) isas.push_back(Isa::avx512);
   return isas;
+}
+
+// Data and unified caches from cpuid leaf 4 (Intel) or 0x8000001D (AMD); false if neither.
+bool cpuid_caches(CacheSizes* out) {
+  unsigned a, b, c, d;
+  unsigned leaf = 4;
+  if (__get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 /* "Auth"enticAMD */) leaf = 0x8000001D;
+  if (__get_cpuid_max(leaf & 0x80000000u, nullptr) < leaf) return false;
+  bool any = false;
+  for (unsigned sub = 0; sub < 16; ++sub) {
+    __cpuid_count(leaf, sub, a, b, c, d);
+    const unsigned type = a & 0x1f, level = (a >> 5) & 7;
+    if (type == 0) break;
+    if (type != 1 && type != 3) continue;  // instruction caches do not hold our data
+    const long bytes = static_cast<long>(((b >> 22) & 0x3ff) + 1) * (((b >> 12) & 0x3ff) + 1) * ((b & 0xfff) + 1) * (c + 1);
+    if (level == 1) out->l1d = bytes;
+    if (level == 2) out->l2 = bytes;
+    if (level == 3) out->l3 = bytes;
+    any = true;
+  }
+  return any && out->l1d > 0 && out->l2 > 0;
+}
+#else
+std::vector<Isa> detect() { return {Isa::generic}; }
+#endif
+
+// What the OS reports (glibc's sysconf), for CPUs whose cpuid says nothing.
+bool sysconf_caches(CacheSizes* out) {
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+  const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE), l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (l1 <= 0 || l2 <= 0) return false;
+  out->l1d = l1, out->l2 = l2, out->l3 = l3 > 0 ? l3 : 0;
+  return true;
+#else
+  (void)out;
+  return false;
+#endif
+}
+
+CacheSizes detect_caches() {
+  CacheSizes c;
+#if RNNFAST_X86
+  if (cpuid_caches(&c)) {
+    c.source = "cpuid";
+    return c;
+  }
+  c = CacheSizes{};
+#endif
+  if (sysconf_caches(&c)) {
+    c.source = "sysconf";
+    return c;
+  }
+  return CacheSizes{};  // the fallback: 32 KiB, 1 MiB, 8 MiB
 }
 
 Isa initial_isa() {
@@ -129,6 +185,11 @@ int default_thread_count(int affinity, int online, double cgroup_quota, int mpi_
   if (mpi_local_ranks > 1 && affinity >= online) n = n / mpi_local_ranks;
   if (cgroup_quota > 0) n = std::min(n, static_cast<int>(std::floor(cgroup_quota)));
   return std::clamp(n, 1, kMaxKernelThreads);
+}
+
+const CacheSizes& cache_sizes() {
+  static const CacheSizes c = detect_caches();
+  return c;
 }
 
 const ThreadDefault& thread_default() {

@@ -1,8 +1,15 @@
 // CPU feature detection and the instruction-set choice (docs/ARCHITECTURE.md).
-// Compiled without architecture flags so it runs on any x86-64.
+// Compiled without architecture flags so it runs on any x86-64; elsewhere (or with RNNFAST_NO_X86)
+// only the generic kernels exist and nothing x86-specific is compiled.
 #pragma once
 #include <string>
 #include <vector>
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(RNNFAST_NO_X86)
+#define RNNFAST_X86 1
+#else
+#define RNNFAST_X86 0
+#endif
 
 namespace rnnfast {
 
@@ -17,6 +24,14 @@ std::vector<Isa> supported_isas();
 // The ISA the kernels use: the best supported one, or RNNFAST_ISA when set; set_isa overrides.
 Isa active_isa();
 void set_isa(Isa isa);  // throws std::invalid_argument if the CPU cannot run it
+
+// Per-core data cache sizes in bytes, from cpuid (leaf 4 or 0x8000001D), else the OS, else
+// 32 KiB / 1 MiB / 8 MiB; the blocking that depends on cache size is derived from them.
+struct CacheSizes {
+  long l1d = 32 * 1024, l2 = 1024 * 1024, l3 = 8 * 1024 * 1024;
+  const char* source = "default";
+};
+const CacheSizes& cache_sizes();
 
 constexpr int kMaxKernelThreads = 64;  // more are clamped (the kernels' work sharing is sized for it)
 

@@ -125,13 +125,17 @@ struct IsaKernels {
 };
 
 namespace generic { const IsaKernels& kernels(); }
+#if RNNFAST_X86
 namespace avx2 { const IsaKernels& kernels(); }
 namespace avx512 { const IsaKernels& kernels(); }
+#endif
 
 inline const IsaKernels& kernels_for(Isa isa) {
   switch (isa) {
+#if RNNFAST_X86
     case Isa::avx512: return avx512::kernels();
     case Isa::avx2: return avx2::kernels();
+#endif
     default: return generic::kernels();
   }
 }

@@ -242,8 +242,10 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
 
   // Training keeps every valid row's state and the final states (RowPlan).
   const long state_rows = training ? R.total() + B : 2L * B, act_rows = R.total();
-  // Inference projects the input a chunk of steps at a time (~2 MB): memory O(B*H), not O(T*B*H).
-  a.chunk = training ? T : std::max(1, std::min<int>(T, static_cast<int>((512L * 1024) / (static_cast<long>(B) * L.GHp))));
+  // Inference projects the input a chunk of steps at a time, about twice the L2 of gates (2 MB
+  // where it was tuned, on 1 MiB of L2): memory O(B*H), not O(T*B*H).
+  const long chunk_floats = 2 * cache_sizes().l2 / static_cast<long>(sizeof(float));
+  a.chunk = training ? T : std::max(1, std::min<int>(T, static_cast<int>(chunk_floats / (static_cast<long>(B) * L.GHp))));
   const long gate_rows = training ? act_rows : static_cast<long>(a.chunk) * B;
   AlignedBuffer& gates = training ? cache->gates : c.gates;
   AlignedBuffer& hs = training ? cache->hs : c.hs;

@@ -12,7 +12,7 @@
 namespace rnnfast {
 
 static inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(RNNFAST_NO_X86)
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
   __asm__ volatile("yield");

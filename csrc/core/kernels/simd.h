@@ -92,6 +92,7 @@ static inline vf vtanh(vf x) {
 static inline vf vrelu(vf x) { return x < 0.0f ? splat(0.0f) : x; }  // NaN stays NaN
 
 // Flush denormals to zero inside kernels (they cost ~100x per operation); restores on exit.
+#if RNNFAST_X86
 struct DenormalGuard {
   unsigned saved;
   DenormalGuard() {
@@ -100,3 +101,17 @@ struct DenormalGuard {
   }
   ~DenormalGuard() { __builtin_ia32_ldmxcsr(saved); }
 };
+#elif defined(__aarch64__)
+struct DenormalGuard {
+  unsigned long saved;
+  DenormalGuard() {
+    __asm__ volatile("mrs %0, fpcr" : "=r"(saved));
+    __asm__ volatile("msr fpcr, %0" : : "r"(saved | (1ul << 24)));  // FZ
+  }
+  ~DenormalGuard() { __asm__ volatile("msr fpcr, %0" : : "r"(saved)); }
+};
+#else
+struct DenormalGuard {  // denormals keep their (slow but exact) arithmetic
+  DenormalGuard() {}
+};
+#endif
