@@ -1,4 +1,4 @@
-// The process's kernel thread team (DESIGN.md §3.4): persistent worker threads that spin briefly,
+// The process's kernel thread team (docs/ARCHITECTURE.md): persistent worker threads that spin briefly,
 // then sleep, between calls and inside waits. The calling thread starts a call's work at once;
 // workers that wake in time join it, later ones stay out, so a slow or descheduled worker delays
 // nothing but the one tile it holds. Our own threads, not OpenMP: an OpenMP region ends at a

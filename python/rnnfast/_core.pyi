@@ -21,10 +21,13 @@ class CpuInfo(TypedDict):
     isas_available: list[str]
     num_threads: int
     max_threads: int
-    openmp: bool
+    team: dict[str, Union[float, bool]]  # sync_ns, wake_us, spin_us, measured
+    default_threads: dict[str, Union[int, float]]  # threads, affinity, online, cgroup_quota, mpi_local_ranks
+    cache_bytes: dict[str, Union[int, str]]  # l1d, l2, l3, source
 
 def cpu_info() -> CpuInfo:
-    """The instruction set in use, the ones this CPU runs, the thread count (and its maximum), OpenMP or not."""
+    """The instruction set in use, the ones this CPU runs, the thread count (and its maximum), the thread team's measured
+    costs, what the default thread count came from, and the per-core cache sizes."""
 def set_isa(name: Isa, /) -> None:
     """Use this instruction set's kernels (ValueError if unknown or not supported by this CPU)."""
 def get_isa() -> str: ...
