@@ -86,6 +86,7 @@ struct Pool {
 
 std::atomic<Pool*> g_pool{nullptr};
 std::once_flag g_atfork_once;
+std::mutex* g_costs_lock = new std::mutex;  // a pointer, so that a forked child gets an unlocked one
 
 void leave(Pool* P) {
   const uint64_t j = P->join.fetch_sub(1, std::memory_order_seq_cst) - 1;
@@ -128,6 +129,7 @@ void reset_after_fork() {
   // Only the forking thread exists in the child: a fresh, empty pool (the old one may be locked
   // by a call another parent thread was making). Its workers start on first use.
   g_pool.store(new Pool, std::memory_order_release);
+  g_costs_lock = new std::mutex;
 }
 
 Pool* pool() {
@@ -280,7 +282,10 @@ namespace {
 TeamCosts calibrate() {
   TeamCosts c;
   Pool* P = pool();
-  std::unique_lock<std::mutex> lock(P->submit);
+  // Never wait for the pool here: this may run with the GIL held (cpu_info, Stream), while the
+  // call in the pool may be waiting for the GIL to poll for Ctrl-C. Busy: no sample this time.
+  std::unique_lock<std::mutex> lock(P->submit, std::try_to_lock);
+  if (!lock.owns_lock()) return c;
   ensure_workers(P, 1);
   lock.unlock();
   struct PingPong {
@@ -361,8 +366,7 @@ TeamCosts calibrate() {
 }  // namespace
 
 namespace {
-std::mutex g_costs_lock;
-TeamCosts g_costs;  // guarded by g_costs_lock
+TeamCosts g_costs;  // guarded by *g_costs_lock
 std::atomic<bool> g_costs_final{false};
 int g_attempts = 0;
 long g_next_attempt = 0;
@@ -370,7 +374,8 @@ long g_next_attempt = 0;
 
 TeamCosts team_costs() {
   if (g_costs_final.load(std::memory_order_acquire)) return g_costs;
-  std::lock_guard<std::mutex> lock(g_costs_lock);
+  pool();  // registers the fork handler before the lock can be held
+  std::lock_guard<std::mutex> lock(*g_costs_lock);
   if (g_costs_final.load(std::memory_order_relaxed)) return g_costs;
   const long t = now_ns();
   if (g_attempts == 0 || (t >= g_next_attempt && g_attempts < 5)) {
