@@ -11,8 +11,10 @@
 
 namespace rnnfast {
 namespace generic { double peak_fma_flops(long rounds, float* sink); }
+#if RNNFAST_X86
 namespace avx2 { double peak_fma_flops(long rounds, float* sink); }
 namespace avx512 { double peak_fma_flops(long rounds, float* sink); }
+#endif
 
 namespace {
 
@@ -20,8 +22,10 @@ using Loop = double (*)(long, float*);
 
 Loop loop_for(Isa isa) {
   switch (isa) {
+#if RNNFAST_X86
     case Isa::avx512: return avx512::peak_fma_flops;
     case Isa::avx2: return avx2::peak_fma_flops;
+#endif
     default: return generic::peak_fma_flops;
   }
 }

@@ -196,8 +196,10 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
 
 // Load backoff: a multi-thread call in which the caller spent a third of its time waiting for
 // tiles held by others (a descheduled worker) would have been as fast alone; after one, calls run
-// on one thread for a while (doubling while it recurs, up to ~2.6 s), then the team is tried again.
-std::atomic<long> g_alone_until{0};
+// on one thread for a while and for a number of calls (both doubling while it recurs, up to
+// ~2.6 s and 256 calls: sparse calls, e.g. one every 20 ms, outlast any time window), then the
+// team is tried again.
+std::atomic<long> g_alone_until{0}, g_alone_calls{0};
 std::atomic<int> g_backoff_level{0};
 std::atomic<long> g_last_stall{0};
 
@@ -207,11 +209,18 @@ void record_call(const TeamCall& call, long elapsed_ns) {
     const int level = std::min(g_backoff_level.load(std::memory_order_relaxed) + 1, 8);
     g_backoff_level.store(level, std::memory_order_relaxed);
     g_alone_until.store(t + (10000000L << level), std::memory_order_relaxed);
+    g_alone_calls.store(1L << level, std::memory_order_relaxed);
     g_last_stall.store(t, std::memory_order_relaxed);
   } else if (t - g_last_stall.load(std::memory_order_relaxed) > 1000000000L) {
     const int level = g_backoff_level.load(std::memory_order_relaxed);
     if (level > 0) g_backoff_level.store(level - 1, std::memory_order_relaxed);
   }
+}
+
+bool alone_now() {
+  if (now_ns() < g_alone_until.load(std::memory_order_relaxed)) return true;
+  return g_alone_calls.load(std::memory_order_relaxed) > 0 &&
+         g_alone_calls.fetch_sub(1, std::memory_order_relaxed) > 0;
 }
 
 thread_local CancelScope* t_scope = nullptr;
@@ -261,7 +270,7 @@ void team_run(TeamPlan plan, TeamBody body, void* ctx) {
   TeamCall call;
   const int forced = g_force_threads.load(std::memory_order_relaxed);
   int n = forced ? forced : std::max(1, plan.threads);
-  if (n > 1 && !forced && now_ns() < g_alone_until.load(std::memory_order_relaxed)) n = 1;
+  if (n > 1 && !forced && alone_now()) n = 1;
   if (n > 1) {
     team_costs();  // calibrate before the first team call
     const long t0 = now_ns();
