@@ -80,6 +80,7 @@ struct Pool {
   std::atomic<uint32_t> left_seq{0};  // bumped when the last participant leaves a closed call
   std::atomic<int> caller_waiting{0};
   int nworkers = 0;
+  std::atomic<long> last_end{0};  // when the previous call on the pool ended
   // Calibration hooks: a worker stamps the time it woke.
   std::atomic<long> woke_at{0};
 };
@@ -166,6 +167,9 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
   const uint32_t seq = P->job_seq.load(std::memory_order_relaxed) + 1;
   P->join.store(static_cast<uint64_t>(seq) << 32, std::memory_order_release);
   P->job_seq.store(seq, std::memory_order_seq_cst);
+  // A short call may wake sleepers too when calls follow each other closer than the spin time:
+  // once awake, the workers then stay spinning from one call to the next (stream steps).
+  if (!wake) wake = now_ns() - P->last_end.load(std::memory_order_relaxed) < g_spin_ns.load(std::memory_order_relaxed);
   if (wake && P->idle_sleepers.load(std::memory_order_seq_cst) > 0) futex_wake(&P->job_seq, nslots - 1);
 
   struct CloseOnExit {  // also when the caller's body throws: workers must be out before we return
@@ -190,6 +194,10 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
       P->caller_waiting.store(0, std::memory_order_relaxed);
     }
   } close{P, call};
+  struct StampEnd {
+    Pool* P;
+    ~StampEnd() { P->last_end.store(now_ns(), std::memory_order_relaxed); }
+  } stamp{P};
   body(ctx, call, 0);
   return true;
 }
