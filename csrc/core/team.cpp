@@ -202,33 +202,34 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
   return true;
 }
 
-// Load backoff: a multi-thread call in which the caller spent a third of its time waiting for
+// Load backoff, per size class of call: a multi-thread call in which the caller spent a third of its time waiting for
 // tiles held by others (a descheduled worker) would have been as fast alone; after one, calls run
 // on one thread for a while and for a number of calls (both doubling while it recurs, up to
 // ~2.6 s and 256 calls: sparse calls, e.g. one every 20 ms, outlast any time window), then the
 // team is tried again.
-std::atomic<long> g_alone_until{0}, g_alone_calls{0};
-std::atomic<int> g_backoff_level{0};
-std::atomic<long> g_last_stall{0};
+struct alignas(64) Backoff {
+  std::atomic<long> alone_until{0}, alone_calls{0}, last_stall{0};
+  std::atomic<int> level{0};
+};
+Backoff g_backoff[kTeamSizeClasses];
 
-void record_call(const TeamCall& call, long elapsed_ns) {
+void record_call(Backoff& b, const TeamCall& call, long elapsed_ns) {
   const long t = now_ns();
   if (call.wait_ns * 3 > elapsed_ns && elapsed_ns > 20000) {
-    const int level = std::min(g_backoff_level.load(std::memory_order_relaxed) + 1, 8);
-    g_backoff_level.store(level, std::memory_order_relaxed);
-    g_alone_until.store(t + (10000000L << level), std::memory_order_relaxed);
-    g_alone_calls.store(1L << level, std::memory_order_relaxed);
-    g_last_stall.store(t, std::memory_order_relaxed);
-  } else if (t - g_last_stall.load(std::memory_order_relaxed) > 1000000000L) {
-    const int level = g_backoff_level.load(std::memory_order_relaxed);
-    if (level > 0) g_backoff_level.store(level - 1, std::memory_order_relaxed);
+    const int level = std::min(b.level.load(std::memory_order_relaxed) + 1, 8);
+    b.level.store(level, std::memory_order_relaxed);
+    b.alone_until.store(t + (10000000L << level), std::memory_order_relaxed);
+    b.alone_calls.store(1L << level, std::memory_order_relaxed);
+    b.last_stall.store(t, std::memory_order_relaxed);
+  } else if (t - b.last_stall.load(std::memory_order_relaxed) > 1000000000L) {
+    const int level = b.level.load(std::memory_order_relaxed);
+    if (level > 0) b.level.store(level - 1, std::memory_order_relaxed);
   }
 }
 
-bool alone_now() {
-  if (now_ns() < g_alone_until.load(std::memory_order_relaxed)) return true;
-  return g_alone_calls.load(std::memory_order_relaxed) > 0 &&
-         g_alone_calls.fetch_sub(1, std::memory_order_relaxed) > 0;
+bool alone_now(Backoff& b) {
+  if (now_ns() < b.alone_until.load(std::memory_order_relaxed)) return true;
+  return b.alone_calls.load(std::memory_order_relaxed) > 0 && b.alone_calls.fetch_sub(1, std::memory_order_relaxed) > 0;
 }
 
 thread_local CancelScope* t_scope = nullptr;
@@ -278,12 +279,13 @@ void team_run(TeamPlan plan, TeamBody body, void* ctx) {
   TeamCall call;
   const int forced = g_force_threads.load(std::memory_order_relaxed);
   int n = forced ? forced : std::max(1, plan.threads);
-  if (n > 1 && !forced && alone_now()) n = 1;
+  Backoff& backoff = g_backoff[std::clamp(plan.size_class, 0, kTeamSizeClasses - 1)];
+  if (n > 1 && !forced && alone_now(backoff)) n = 1;
   if (n > 1) {
     team_costs();  // calibrate before the first team call
     const long t0 = now_ns();
     if (run_on_pool(pool(), n, plan.wake || forced, body, ctx, call)) {
-      record_call(call, now_ns() - t0);
+      record_call(backoff, call, now_ns() - t0);
       n = 0;
     } else {
       n = 1;
@@ -423,7 +425,9 @@ TeamPlan plan_team(double step_ns, long steps, long max_tiles) {
   const long useful = static_cast<long>(step_ns / per_thread);
   plan.threads = static_cast<int>(std::max(1L, std::min({static_cast<long>(limit), max_tiles, useful})));
   // Waking a sleeper pays only if the call lasts well past its arrival.
-  plan.wake = step_ns * static_cast<double>(steps) > 2.0 * c.wake_ns;
+  const double call_ns = step_ns * static_cast<double>(steps);
+  plan.wake = call_ns > 2.0 * c.wake_ns;
+  plan.size_class = std::clamp(static_cast<int>(std::log2(std::max(call_ns / 1000.0, 1.0))), 0, kTeamSizeClasses - 1);
   return plan;
 }
 

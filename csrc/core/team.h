@@ -19,11 +19,16 @@ static inline void cpu_relax() {
 #endif
 }
 
+constexpr int kTeamSizeClasses = 24;
+
 // How a call uses the team: at most `threads` participants (the caller included); `wake`: wake
 // sleeping workers (a short call would end before they arrive: only already spinning ones join).
+// size_class: log2 of the call's estimated one-thread microseconds (load backoff is kept per class:
+// stalls of microsecond calls say little about 100 ms ones).
 struct TeamPlan {
   int threads = 1;
   bool wake = true;
+  int size_class = kTeamSizeClasses - 1;
 };
 
 // What one call's participants share besides their tiles.
