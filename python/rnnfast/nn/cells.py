@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .. import _core
-from ._checks import as_float_array, check_int
+from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, check_int
 from .module import Module, Parameter, accumulating
 from .recurrent import _GATES, _PackCache
 
@@ -19,8 +19,8 @@ from .recurrent import _GATES, _PackCache
 class _CellBase(Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool = True, seed=None):
         super().__init__()
-        self.input_size = check_int(input_size, "input_size")
-        self.hidden_size = check_int(hidden_size, "hidden_size")
+        self.input_size = check_int(input_size, "input_size", maximum=MAX_SIZE)
+        self.hidden_size = check_int(hidden_size, "hidden_size", maximum=MAX_HIDDEN)
         self.bias = bool(bias)
         self.cell = cell
         rng = np.random.default_rng(seed)

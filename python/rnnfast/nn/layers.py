@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _core
-from ._checks import check_int
+from ._checks import MAX_SIZE, check_int
 from .module import DropoutRng, Module, Parameter, accumulating
 
 __all__ = ["Linear", "Embedding", "Dropout", "LayerNorm", "Sequential", "WordVectorReport"]
@@ -52,8 +52,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, seed=None):
         super().__init__()
-        self.in_features = check_int(in_features, "in_features", 1, "Linear")
-        self.out_features = check_int(out_features, "out_features", 1, "Linear")
+        self.in_features = check_int(in_features, "in_features", 1, "Linear", maximum=MAX_SIZE)
+        self.out_features = check_int(out_features, "out_features", 1, "Linear", maximum=MAX_SIZE)
         gen = np.random.default_rng(seed)  # like the recurrent layers: an int, a Generator or None
         bound = 1.0 / math.sqrt(self.in_features)  # PyTorch's kaiming_uniform(a=sqrt(5)) bound
         self.weight = Parameter(gen.uniform(-bound, bound, (self.out_features, self.in_features)))
@@ -226,8 +226,8 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  *, freeze: bool = False, seed=None):
         super().__init__()
-        self.num_embeddings = check_int(num_embeddings, "num_embeddings", 1, "Embedding")
-        self.embedding_dim = check_int(embedding_dim, "embedding_dim", 1, "Embedding")
+        self.num_embeddings = check_int(num_embeddings, "num_embeddings", 1, "Embedding", maximum=MAX_SIZE)
+        self.embedding_dim = check_int(embedding_dim, "embedding_dim", 1, "Embedding", maximum=MAX_SIZE)
         self.padding_idx = self._check_padding_idx(padding_idx, self.num_embeddings)
         self.freeze = bool(freeze)
         self.weight = Parameter(np.random.default_rng(seed).standard_normal((self.num_embeddings, self.embedding_dim)),

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from .. import _core
-from ._checks import as_float_array, as_lengths, check_int
+from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, as_lengths, check_int
 from .module import DropoutRng, Module, Parameter, accumulating
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -43,8 +43,8 @@ class RNNBase(DropoutRng, Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, seed=None):
         super().__init__()
-        self.input_size = check_int(input_size, "input_size")
-        self.hidden_size = check_int(hidden_size, "hidden_size")
+        self.input_size = check_int(input_size, "input_size", maximum=MAX_SIZE)
+        self.hidden_size = check_int(hidden_size, "hidden_size", maximum=MAX_HIDDEN)
         self.num_layers = check_int(num_layers, "num_layers")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
