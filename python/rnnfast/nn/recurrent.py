@@ -305,8 +305,7 @@ class RNNBase(DropoutRng, Module):
         return (None if gh is None else np.ascontiguousarray(gh)), (None if gc is None else np.ascontiguousarray(gc))
 
 
-class RNN(RNNBase):
-    """Elman RNN, as ``torch.nn.RNN``: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).
+_DOC = """{summary}
 
     Parameters
     ----------
@@ -316,9 +315,7 @@ class RNN(RNNBase):
         Features of the hidden state (H).
     num_layers : int, default 1
         Stacked layers; layer k > 0 reads layer k-1's output.
-    nonlinearity : {'tanh', 'relu'}, default 'tanh'
-        The activation ``act``.
-    bias : bool, default True
+{extra}    bias : bool, default True
         Whether the layers have ``bias_ih`` and ``bias_hh``.
     batch_first : bool, default False
         Input and output are (B, T, F) instead of (T, B, F); states stay (L*D, B, H).
@@ -331,10 +328,10 @@ class RNN(RNNBase):
 
     Attributes
     ----------
-    weight_ih_l{k}[_reverse] : Parameter (G*H, I or D*H)
-    weight_hh_l{k}[_reverse] : Parameter (G*H, H)
-    bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse] : Parameter (G*H,)
-        PyTorch's names, shapes and gate order (G = 1); ``state_dict()`` moves both ways.
+    weight_ih_l{{k}}[_reverse] : Parameter (G*H, I or D*H)
+    weight_hh_l{{k}}[_reverse] : Parameter (G*H, H)
+    bias_ih_l{{k}}[_reverse], bias_hh_l{{k}}[_reverse] : Parameter (G*H,)
+        PyTorch's names, shapes and gate order ({gates}); ``state_dict()`` moves both ways.
     grad_hx : the initial state's gradient after ``backward``.
 
     Notes
@@ -347,11 +344,19 @@ class RNN(RNNBase):
     Examples
     --------
     >>> import numpy as np, rnnfast
-    >>> m = rnnfast.nn.RNN(8, 16, num_layers=2, batch_first=True)
-    >>> y, h_n = m(np.zeros((4, 10, 8), np.float32))
+    >>> m = rnnfast.nn.{name}(8, 16, num_layers=2, batch_first=True)
+    >>> y, {ret} = m(np.zeros((4, 10, 8), np.float32))
     >>> y.shape
     (4, 10, 16)
     """
+
+
+def _doc(name: str, summary: str, gates: str, ret: str = "h_n", extra: str = "") -> str:
+    """The numpydoc text the three layers share (their constructors take the same arguments)."""
+    return _DOC.format(name=name, summary=summary, gates=gates, ret=ret, extra=extra)
+
+
+class RNN(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, seed=None):
@@ -363,50 +368,6 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """Long short-term memory, as ``torch.nn.LSTM``: returns ``(output, (h_n, c_n))``.
-
-    Parameters
-    ----------
-    input_size : int
-        Features per step of the input (I).
-    hidden_size : int
-        Features of the hidden state (H).
-    num_layers : int, default 1
-        Stacked layers; layer k > 0 reads layer k-1's output.
-    bias : bool, default True
-        Whether the layers have ``bias_ih`` and ``bias_hh``.
-    batch_first : bool, default False
-        Input and output are (B, T, F) instead of (T, B, F); states stay (L*D, B, H).
-    dropout : float, default 0.0
-        Dropout on the outputs of every layer but the last, in training mode.
-    bidirectional : bool, default False
-        Each layer also runs backwards in time; outputs concatenate both directions (2H).
-    seed : int, numpy Generator or None, keyword-only
-        Seeds the initialisation (uniform in +-1/sqrt(H), as PyTorch) and the dropout masks.
-
-    Attributes
-    ----------
-    weight_ih_l{k}[_reverse] : Parameter (G*H, I or D*H)
-    weight_hh_l{k}[_reverse] : Parameter (G*H, H)
-    bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse] : Parameter (G*H,)
-        PyTorch's names, shapes and gate order (G = 4: input, forget, cell, output); ``state_dict()`` moves both ways.
-    grad_hx : the initial state's gradient after ``backward``.
-
-    Notes
-    -----
-    ``forward(x, hx=None, lengths=None)`` runs the whole sequence in one C++ call per layer and
-    direction; ``backward(grad_output, grad_state=None)`` returns the input gradient and adds into
-    every ``Parameter.grad`` (see ``rnnfast.nn.module`` for how forwards and backwards pair, also
-    across threads). ``stream()`` steps one token at a time; ``eval()`` keeps no activations.
-
-    Examples
-    --------
-    >>> import numpy as np, rnnfast
-    >>> m = rnnfast.nn.LSTM(8, 16, num_layers=2, batch_first=True)
-    >>> y, (h_n, c_n) = m(np.zeros((4, 10, 8), np.float32))
-    >>> y.shape
-    (4, 10, 16)
-    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, seed=None):
@@ -415,53 +376,16 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """Gated recurrent unit, as ``torch.nn.GRU``: the reset gate multiplies the recurrent
-    product (W_hn h + b_hn), the form PyTorch and cuDNN use.
-
-    Parameters
-    ----------
-    input_size : int
-        Features per step of the input (I).
-    hidden_size : int
-        Features of the hidden state (H).
-    num_layers : int, default 1
-        Stacked layers; layer k > 0 reads layer k-1's output.
-    bias : bool, default True
-        Whether the layers have ``bias_ih`` and ``bias_hh``.
-    batch_first : bool, default False
-        Input and output are (B, T, F) instead of (T, B, F); states stay (L*D, B, H).
-    dropout : float, default 0.0
-        Dropout on the outputs of every layer but the last, in training mode.
-    bidirectional : bool, default False
-        Each layer also runs backwards in time; outputs concatenate both directions (2H).
-    seed : int, numpy Generator or None, keyword-only
-        Seeds the initialisation (uniform in +-1/sqrt(H), as PyTorch) and the dropout masks.
-
-    Attributes
-    ----------
-    weight_ih_l{k}[_reverse] : Parameter (G*H, I or D*H)
-    weight_hh_l{k}[_reverse] : Parameter (G*H, H)
-    bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse] : Parameter (G*H,)
-        PyTorch's names, shapes and gate order (G = 3: reset, update, new); ``state_dict()`` moves both ways.
-    grad_hx : the initial state's gradient after ``backward``.
-
-    Notes
-    -----
-    ``forward(x, hx=None, lengths=None)`` runs the whole sequence in one C++ call per layer and
-    direction; ``backward(grad_output, grad_state=None)`` returns the input gradient and adds into
-    every ``Parameter.grad`` (see ``rnnfast.nn.module`` for how forwards and backwards pair, also
-    across threads). ``stream()`` steps one token at a time; ``eval()`` keeps no activations.
-
-    Examples
-    --------
-    >>> import numpy as np, rnnfast
-    >>> m = rnnfast.nn.GRU(8, 16, num_layers=2, batch_first=True)
-    >>> y, h_n = m(np.zeros((4, 10, 8), np.float32))
-    >>> y.shape
-    (4, 10, 16)
-    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, seed=None):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          seed)
+
+
+RNN.__doc__ = _doc("RNN", "Elman RNN, as ``torch.nn.RNN``: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).", "G = 1",
+                   extra="    nonlinearity : {'tanh', 'relu'}, default 'tanh'\n        The activation ``act``.\n")
+LSTM.__doc__ = _doc("LSTM", "Long short-term memory, as ``torch.nn.LSTM``: returns ``(output, (h_n, c_n))``.",
+                    "G = 4: input, forget, cell, output", ret="(h_n, c_n)")
+GRU.__doc__ = _doc("GRU", "Gated recurrent unit, as ``torch.nn.GRU``: the reset gate multiplies the recurrent\n"
+                   "    product (W_hn h + b_hn), the form PyTorch and cuDNN use.", "G = 3: reset, update, new")
