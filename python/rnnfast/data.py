@@ -11,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .nn._checks import check_int
 from .text import check_lengths
 
 __all__ = [
@@ -27,11 +28,7 @@ __all__ = [
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {int(value)}")
-    return int(value)
+    return check_int(value, name, minimum)
 
 
 def _rng(seed) -> np.random.Generator:

@@ -16,6 +16,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .nn._checks import check_int
 from ._atomic import atomic_write
 
 __all__ = [
@@ -38,14 +39,7 @@ _VOCAB_VERSION = 1
 # small checks shared by the functions below
 # ----------------------------------------------------------------------------------------
 def _check_int(name: str, value, minimum: int | None = None, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return value
+    return check_int(value, name, minimum, allow_none=allow_none)
 
 
 # ----------------------------------------------------------------------------------------

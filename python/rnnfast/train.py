@@ -43,6 +43,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .nn._checks import check_int
 from ._atomic import atomic_write
 from .optim import ReduceLROnPlateau, clip_grad_norm
 
@@ -114,12 +115,7 @@ class _InterruptFlag:
 
 
 def _check_int(name, value, minimum, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"Trainer: {name}: expected an int >= {minimum}{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum, "Trainer", allow_none=allow_none)
 
 
 def _check_real(name, value, minimum=0.0, allow_none=True, strict=False):

@@ -11,17 +11,17 @@ MAX_SIZE = 2**31 - 1
 MAX_HIDDEN = 2**28
 
 
-def check_int(value, name: str, minimum: int = 1, where: str | None = None, allow_none: bool = False,
+def check_int(value, name: str, minimum: int | None = 1, where: str | None = None, allow_none: bool = False,
               maximum: int | None = None):
-    """The one integer check of the layers and models: TypeError for a non-integer (bools are not
-    integers), ValueError outside [minimum, maximum]; ``where`` prefixes the message."""
+    """The one integer check of the package: TypeError for a non-integer (bools are not integers),
+    ValueError outside [minimum, maximum] (None: unbounded); ``where`` prefixes the message."""
     if value is None and allow_none:
         return None
     at = f"{where}: " if where else ""
-    want = f"an int >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+    want = "an int" + ("" if minimum is None else f" >= {minimum}") + ("" if maximum is None else f" and <= {maximum}")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{at}{name}: expected {want}, got {type(value).__name__} {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ValueError(f"{at}{name}: expected {want}, got {value}")
     return int(value)
 
