@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..onnx import IR_VERSION, OPSET, onnx_gate_order
 from .configs import Spec, Unsupported
 
-OPSET = 17
-IR_VERSION = 8  # old enough for any onnxruntime that runs opset 17
 OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-# ONNX block k holds PyTorch block ORDER[cell][k]
-ORDER = {"rnn": (0,), "lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
 
 
 def _import():
@@ -32,8 +29,7 @@ def version() -> str | None:
 
 
 def _reorder(w: np.ndarray, cell: str, hidden_size: int) -> np.ndarray:
-    blocks = [w[k * hidden_size:(k + 1) * hidden_size] for k in ORDER[cell]]
-    return np.ascontiguousarray(np.concatenate(blocks, axis=0), dtype=np.float32)
+    return onnx_gate_order(w, "rnn_tanh" if cell == "rnn" else cell, hidden_size)  # a bench cell name
 
 
 def onnx_weights(cell: str, state_dict, hidden_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
