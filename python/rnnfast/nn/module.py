@@ -116,7 +116,7 @@ class Context:
     ``saved`` is the module's own record; modules that compute more than the input gradient
     leave it here too (e.g. ``grad_hx`` of the recurrent layers)."""
 
-    __slots__ = ("module", "saved", "used", "grad_hx", "__weakref__")
+    __slots__ = ("module", "saved", "used", "grad_hx")
 
     def __init__(self, module, saved):
         self.module, self.saved, self.used, self.grad_hx = module, saved, False, None
