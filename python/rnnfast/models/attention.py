@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from ..nn import Module, Parameter
+from ..nn._checks import private_copy
 from ..nn.module import accumulating
 from ._common import check_choice, check_int
 
@@ -71,8 +72,7 @@ class Attention(Module):
     # memory ----------------------------------------------------------------------------
     def encode(self, keys, lengths=None) -> Memory:
         k = np.asarray(keys, dtype=np.float32) if np.asarray(keys).dtype != np.float64 else np.asarray(keys)
-        if isinstance(keys, np.ndarray) and np.may_share_memory(k, keys):
-            k = k.copy()  # the memory's backward reads the keys: the caller may edit theirs
+        k = private_copy(k, keys)  # the memory's backward reads the keys
         if k.ndim != 3 or k.shape[2] != self.key_size:
             raise ValueError(f"Attention.encode: keys: expected shape (B, Ts, {self.key_size}), got {k.shape}")
         B, Ts, _ = k.shape
@@ -129,8 +129,8 @@ class Attention(Module):
         w /= w.sum(axis=2, keepdims=True)
         ctx = w @ memory.keys
         saving = self.saving() if keep is None else keep
-        if saving and isinstance(query, np.ndarray) and np.may_share_memory(q, query):
-            q = q.copy()  # backward reads the query: the caller may edit theirs in between
+        if saving:
+            q = private_copy(q, query)
         return (ctx, w), ((q, u, w, memory) if saving else None)
 
     def backward(self, grad_context, grad_weights=None):

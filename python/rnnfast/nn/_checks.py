@@ -26,6 +26,12 @@ def check_int(value, name: str, minimum: int | None = 1, where: str | None = Non
     return int(value)
 
 
+def private_copy(arr: np.ndarray, given) -> np.ndarray:
+    """``arr`` itself, or a copy when it shares memory with the caller's ``given`` array: what a
+    backward reads must not change when the caller edits their input in place."""
+    return arr.copy() if isinstance(given, np.ndarray) and np.may_share_memory(arr, given) else arr
+
+
 def as_float_array(value, name: str, shape: tuple | None = None) -> np.ndarray:
     """A float32 array (floating input of any precision is converted; integers are refused)."""
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .. import _core
-from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, check_int
+from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, check_int, private_copy
 from .module import Module, Parameter, accumulating
 from .recurrent import _GATES, _PackCache
 
@@ -57,8 +57,8 @@ class _CellBase(Module):
         None; an LSTMCell takes ``(h, c)``). Returns h' (or ``(h', c')``) of shape (B, hidden_size)."""
         return super().forward(x, hx)
 
-    def _forward(self, x, hx=None):
-        x = as_float_array(x, "input")
+    def _forward(self, given, hx=None):
+        x = as_float_array(given, "input")
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size or x.size == 0:
             raise ValueError(f"input: expected shape (B, {self.input_size}) or ({self.input_size},), got {x.shape}")
         unbatched = x.ndim == 1
@@ -74,8 +74,8 @@ class _CellBase(Module):
                 h0 = self._state(hx, "hx", B, unbatched)
         training = self.saving()
         xt = np.ascontiguousarray(x.reshape(1, B, self.input_size))
-        if training and np.may_share_memory(xt, x):
-            xt = xt.copy()  # backward reads the input: the caller may edit theirs in between
+        if training:
+            xt = private_copy(xt, given)
         packed = self._pack.get(self.cell, self._params(), training, step=not training)
         y = np.empty((1, B, self.hidden_size), np.float32)
         h = np.empty((B, self.hidden_size), np.float32)

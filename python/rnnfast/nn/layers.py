@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _core
-from ._checks import MAX_SIZE, check_int
+from ._checks import MAX_SIZE, check_int, private_copy
 from .module import DropoutRng, Module, Parameter, accumulating
 
 __all__ = ["Linear", "Embedding", "Dropout", "LayerNorm", "Sequential", "WordVectorReport"]
@@ -29,12 +29,6 @@ def _float_input(x, where: str, name: str = "input") -> np.ndarray:
     if arr.dtype != np.float64 and arr.dtype != np.float32:
         arr = arr.astype(np.float32)
     return arr
-
-
-def _private(arr: np.ndarray, given) -> np.ndarray:
-    """``arr`` itself, or a copy when it shares memory with the caller's ``given`` array: what a
-    backward reads must not change when the caller edits their input in place."""
-    return arr.copy() if isinstance(given, np.ndarray) and np.may_share_memory(arr, given) else arr
 
 
 def _check_grad_shape(grad, shape, where: str) -> np.ndarray:
@@ -74,7 +68,7 @@ class Linear(Module):
         out = _matmul(x2, self.weight.data, b_transposed=True)
         if self.bias is not None:
             out += self.bias.data
-        saved = (_private(x2, given), x.shape) if self.saving() else None
+        saved = (private_copy(x2, given), x.shape) if self.saving() else None
         return out.reshape(x.shape[:-1] + (self.out_features,)), saved
 
     def backward(self, grad_output):

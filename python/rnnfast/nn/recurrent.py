@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from .. import _core
-from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, as_lengths, check_int
+from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, as_lengths, check_int, private_copy
 from .module import DropoutRng, Module, Parameter, accumulating
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -200,8 +200,8 @@ class RNNBase(DropoutRng, Module):
         lens = None if lengths is None else as_lengths(lengths, B, T)
         h0, c0 = self._parse_state(hx, None if unbatched else B)
         saving = self.saving()  # training mode draws dropout masks even under no_grad; saving keeps state
-        if saving and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
-            xt = xt.copy()  # backward reads the input: the caller may edit theirs in between
+        if saving:
+            xt = private_copy(xt, x)
         train_caches = self._take_caches() if saving else None
         D, H = self.num_directions, self.hidden_size
         hn = np.empty((self.num_layers * D, B, H), np.float32)
