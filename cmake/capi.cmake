@@ -45,15 +45,8 @@ install(TARGETS ${RNNFAST_EXPORTED} EXPORT rnnfastTargets
   PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/rnnfast)
 install(EXPORT rnnfastTargets NAMESPACE rnnfast:: DESTINATION ${RNNFAST_CMAKE_DIR})
 
-# The package config finds OpenMP itself when the library was built static with it (a shared
-# librnnfast already carries its OpenMP runtime as a dependency).
-if(OpenMP_CXX_FOUND AND NOT RNNFAST_CAPI_SHARED)
-  set(RNNFAST_NEEDS_OPENMP ON)
-  set(RNNFAST_PC_PRIVATE "${OpenMP_CXX_FLAGS} -lstdc++ -lm")
-else()
-  set(RNNFAST_NEEDS_OPENMP OFF)
-  set(RNNFAST_PC_PRIVATE "-lstdc++ -lm")
-endif()
+# A static librnnfast needs the C++ runtime when a C program links it (pkg-config users).
+set(RNNFAST_PC_PRIVATE "-lstdc++ -lm")
 configure_package_config_file(cmake/rnnfastConfig.cmake.in ${CMAKE_CURRENT_BINARY_DIR}/rnnfastConfig.cmake
   INSTALL_DESTINATION ${RNNFAST_CMAKE_DIR})
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/rnnfastConfigVersion.cmake

