@@ -208,7 +208,8 @@ def test_optimised_matches_double_reference(cell):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (7, 65, 3), (13, 17, 300), (130, 257, 513), (6, 64, 256)])
+# (1100, 70, 300): several row blocks of A (MC is at most 1020 rows) and two K blocks.
+@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (7, 65, 3), (13, 17, 300), (130, 257, 513), (6, 64, 256), (1100, 70, 300)])
 def test_packed_gemm_matches_numpy(isa, M, N, K):
     rng = np.random.default_rng(M * N + K)
     a, b = randn(rng, M, K), randn(rng, K, N)

@@ -88,10 +88,24 @@ static inline void store_tile(vf (&acc)[MR][NV], int mr, int ncols, float* C, lo
 
 // C (M x N) (+)= A (M x K) * Bp, where Bp holds full-K panels (pack_panels), as tiles of one row
 // block (MC rows) by one panel, numbered row block first: consecutive tiles reuse the block of A
-// from L2, and each K-slice of a panel (kc x NR) serves the whole row block from L1.
-constexpr int kGemmKC = 256, kGemmMC = 240;
+// from L2, and each K-slice of a panel (KC x NR) serves the whole row block.
+// KC is fixed: it sets how often the register tile is stored and reloaded, and a 256-row slice is
+// read from L2 at a third of its bandwidth when L1 cannot hold it. MC comes from this CPU's L2.
+constexpr int kGemmKC = 256;
 constexpr int GEMM_MR = 6, GEMM_NV = W == 16 ? 4 : 2;  // register tile of the general GEMM
 static_assert(kGemmKC == kBackwardPackRows, "backward pack scratch is sized by kBackwardPackRows");
+
+// Rows of A per tile: the block a tile sweeps (MC x KC floats) takes a quarter of L2, leaving the
+// rest for the B slices and C (252 rows with a 1 MiB L2). Any MC gives the same sums: it changes
+// only which thread computes a row, never the order of a row's products.
+inline int gemm_mc() {
+  static const int mc = [] {
+    long rows = cache_sizes().l2 / 4 / (kGemmKC * static_cast<long>(sizeof(float)));
+    rows = rows < 8 * GEMM_MR ? 8 * GEMM_MR : rows > 1020 ? 1020 : rows;
+    return static_cast<int>(rows / GEMM_MR * GEMM_MR);
+  }();
+  return mc;
+}
 
 template <class BT = float>
 struct GemmT {
@@ -105,11 +119,12 @@ struct GemmT {
   bool accumulate;
   long a_ks = 1;  // A(m, k) at A[m*lda + k*a_ks]
 
-  static constexpr int NR = GEMM_NV * W, MC = kGemmMC / GEMM_MR * GEMM_MR;
-  long tiles() const { return static_cast<long>(ceil_div(M, MC)) * ceil_div(N, NR); }
+  static constexpr int NR = GEMM_NV * W;
+  long tiles() const { return static_cast<long>(ceil_div(M, gemm_mc())) * ceil_div(N, NR); }
 
   void tile(long t) const {
-    const int npanels = ceil_div(N, NR), mb = static_cast<int>(t / npanels), p = static_cast<int>(t % npanels);
+    const int MC = gemm_mc(), npanels = ceil_div(N, NR);
+    const int mb = static_cast<int>(t / npanels), p = static_cast<int>(t % npanels);
     const int ncols = N - p * NR < NR ? N - p * NR : NR;
     const int m_end = (mb + 1) * MC < M ? (mb + 1) * MC : M;
     for (int k0 = 0; k0 < K || k0 == 0; k0 += kGemmKC) {
