@@ -1,15 +1,19 @@
-"""Losses that return their value and their gradient together: softmax cross-entropy and MSE.
+"""Losses that return their value and their gradient together: softmax cross-entropy, MSE and CTC.
 
 ``cross_entropy`` fuses log-softmax with the negative log-likelihood so large logits stay
 finite and the gradient (softmax - target) costs one pass. Logits have the classes last:
 (N, C) for many-to-one, (B, T, C) for per-timestep targets (any (..., C) works). The loss
 value is accumulated in float64; the gradient has the logits' dtype (float32 normally).
+``ctc_loss`` (connectionist temporal classification, in :mod:`rnnfast.ctc` beside its decoders)
+takes time-major raw scores (T, B, C) and unaligned targets.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cross_entropy", "mse_loss", "CrossEntropyLoss", "MSELoss"]
+from .ctc import ctc_loss
+
+__all__ = ["cross_entropy", "mse_loss", "ctc_loss", "CrossEntropyLoss", "MSELoss", "CTCLoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -290,3 +294,30 @@ class MSELoss(_Loss):
         if gl.shape != grad.shape:
             raise ValueError(f"MSELoss.backward: grad_loss: expected shape {grad.shape}, got {gl.shape}")
         return grad * gl
+
+
+class CTCLoss(_Loss):
+    """Class form of :func:`ctc_loss`: ``loss = crit(logits, targets, input_lengths, target_lengths)``,
+    then ``grad_logits = crit.backward()``.
+
+    Parameters
+    ----------
+    blank : int, default 0
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+    zero_infinity : bool, default False
+        As in :func:`ctc_loss`.
+    """
+
+    def __init__(self, *, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False):
+        super().__init__(reduction)
+        self.blank = blank
+        self.zero_infinity = zero_infinity
+
+    def _compute(self, logits, targets, input_lengths, target_lengths):
+        return ctc_loss(logits, targets, input_lengths, target_lengths, self.blank, self.reduction,
+                        self.zero_infinity)
+
+    def _scale_per_element(self, grad, gl):
+        if gl.shape != (grad.shape[1],):
+            raise ValueError(f"CTCLoss.backward: grad_loss: expected shape ({grad.shape[1]},), got {gl.shape}")
+        return grad * gl[None, :, None]
