@@ -98,6 +98,9 @@ class LogMelStream:
     def feed(self, samples) -> np.ndarray:
         buf = np.concatenate([self._buffer, np.asarray(samples, np.float32)])
         n = 0 if len(buf) < WINDOW else 1 + (len(buf) - WINDOW) // HOP
+        if n == 0:
+            self._buffer = buf
+            return np.zeros((0, N_MELS), np.float32)
         frames = np.lib.stride_tricks.sliding_window_view(buf, WINDOW)[::HOP][:n] * self._window
         self._buffer = buf[n * HOP:]
         power = np.abs(np.fft.rfft(frames, N_FFT)) ** 2
@@ -180,7 +183,8 @@ def recognize_live(model: Recognizer, audio: np.ndarray, beam_width: int, chunk:
             scores = model.head(stream.step(x))
             beam.feed(scores)
             greedy.feed(scores)
-    return beam.best(), greedy.best(), time.perf_counter() - t0, frames
+    spent = time.perf_counter() - t0
+    return [c - 1 for c in beam.best()], [c - 1 for c in greedy.best()], spent, frames   # class c is digit c-1
 
 
 def spelled(digits) -> str:
@@ -278,7 +282,7 @@ def main():
           f"{1e3 * ctc_seconds / a.steps:.1f} ms = {100 * ctc_seconds / train_seconds:.0f}%)")
 
     model.eval()
-    refs = [digits for _, _, digits in test]
+    refs = [list(digits) for _, _, digits in test]
     beam_hyps, greedy_hyps, spent, frames, audio_seconds = [], [], 0.0, 0, 0.0
     for _, audio, _ in test:
         b, g, seconds, n = recognize_live(model, audio, a.beam)

@@ -263,7 +263,20 @@ def test_top_k_prunes_classes():
     rng = np.random.default_rng(13)
     logits = rng.standard_normal((20, 8)) * 3
     assert PrefixBeamDecoder(4, top_k=8).feed(logits) == PrefixBeamDecoder(4).feed(logits)
-    assert len(PrefixBeamDecoder(2, top_k=1).feed(logits)) >= 0
+    top2 = np.argsort(-logits, axis=1)[:, :2]
+    allowed = set(top2.ravel().tolist())
+    dec = PrefixBeamDecoder(50, top_k=2)
+    dec.feed(logits)
+    used = {c for labels, _ in dec.beams() for c in labels}
+    assert used and used <= allowed and len(dec.beams()) > 1
+    # a class outside every frame's top 2 never appears, though the full search may use it
+    rare = np.zeros((20, 8))
+    rare[:, 0], rare[:, 1], rare[:, 7] = 3.0, 2.9, 2.8
+    wide, narrow = PrefixBeamDecoder(50), PrefixBeamDecoder(50, top_k=2)
+    wide.feed(rare)
+    narrow.feed(rare)
+    assert any(7 in labels for labels, _ in wide.beams())
+    assert not any(7 in labels for labels, _ in narrow.beams())
 
 
 @pytest.mark.parametrize("make, frames, exc, match", [
