@@ -294,6 +294,58 @@ def test_mse_loss(B, F, v, seed):
     outcome(f"mse_loss:pred={vname}", lambda: losses.mse_loss(pred, target)[0], ("pred", "target"), want)
 
 
+def _ctc_brute_force(logits, targets, input_lengths, target_lengths):
+    """torch's 'mean' CTC loss by enumerating every alignment (tiny T and C only); blank = 0."""
+    import itertools
+    z = np.asarray(logits, np.float64)
+    logp = z - z.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    total = 0.0
+    for b, (n, k) in enumerate(zip(input_lengths, target_lengths)):
+        want, p = tuple(targets[b][:k]), 0.0
+        for path in itertools.product(range(z.shape[2]), repeat=int(n)):
+            labels = tuple(c for i, c in enumerate(path) if c != 0 and (i == 0 or path[i - 1] != c))
+            if labels == want:
+                p += np.exp(sum(logp[t, b, c] for t, c in enumerate(path)))
+        total += (-np.log(p) if p > 0 or np.isnan(p) else np.inf) / max(k, 1)   # NaN scores give NaN
+    return total / len(input_lengths)
+
+
+CTC_TARGETS = ["valid", "list", "concatenated", "blank", "too_big", "negative", "float", "wrong_rows"]
+CTC_LENGTHS = ["valid", "list", "too_long", "negative", "float", "wrong_count"]
+
+
+@FUZZ
+@given(T=st.integers(1, 4), B=st.integers(1, 3), C=st.integers(2, 4), v=st.integers(0, N_VARIANTS - 1),
+       tv=st.sampled_from(CTC_TARGETS), lv=st.sampled_from(CTC_LENGTHS), seed=st.integers(0, 2**16))
+def test_ctc_loss(T, B, C, v, tv, lv, seed):
+    rng = np.random.default_rng(seed)
+    vname, logits, values = variants(rng.standard_normal((T, B, C)).astype(np.float32))[v]
+    S = 2
+    t = rng.integers(1, C, (B, S))
+    tl = rng.integers(0, S + 1, B)
+    il = rng.integers(1, T + 1, B)
+    flat = np.concatenate([t[b, :tl[b]] for b in range(B)])
+    targets, tvalid = {"valid": (t, t), "list": (t.tolist(), t), "concatenated": (flat, t),
+                       "blank": (np.where(np.arange(S) < tl[:, None], 0, t), None if tl.any() else t),
+                       "too_big": (t + C, None if tl.any() else t), "negative": (-t, None if tl.any() else t),
+                       "float": (t + 0.5, None), "wrong_rows": (t[:-1], None)}[tv]
+    lengths, lvalid = {"valid": (il, il), "list": (il.tolist(), il), "too_long": (il + T, None),
+                       "negative": (il - T - 1, None), "float": (il + 0.5, None), "wrong_count": (il[:-1], None)}[lv]
+
+    def want():
+        if values is None or tvalid is None or lvalid is None or np.ndim(values) != 3:
+            return REJECT
+        z = np.asarray(values, np.float64)
+        if z.shape[1] != B or z.shape[2] < C or z.shape[0] < lvalid.max():
+            return REJECT
+        return _ctc_brute_force(z, tvalid, lvalid, tl)
+
+    outcome(f"ctc_loss:logits={vname}:targets={tv}:input_lengths={lv}",
+            lambda: losses.ctc_loss(logits, targets, lengths, tl)[0],
+            ("logits", "targets", "input_lengths", "target_lengths"), want, rtol=1e-4, atol=1e-5)
+
+
 HYPER = [("valid", 0.1), ("zero", 0.0), ("negative", -1.0), ("nan", float("nan")), ("inf", float("inf")),
          ("str", "0.1"), ("none", None), ("bool", True), ("array", np.array([0.1, 0.2]))]
 
