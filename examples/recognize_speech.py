@@ -167,11 +167,12 @@ class Recognizer:
 
 def recognize_live(model: Recognizer, audio: np.ndarray, beam_width: int, chunk: int = HOP):
     """Feed ``audio`` ``chunk`` samples at a time through features, model.stream() and the decoders,
-    as a live recognizer would; returns (beam hypothesis, greedy hypothesis, seconds spent, frames)."""
+    as a live recognizer would. Returns the beam and greedy hypotheses, the seconds spent, the feature
+    frames made, and the partial results: (seconds of audio heard, beam hypothesis) at each change."""
     feats, stream = LogMelStream(), model.lstm.stream()
     beam, greedy = PrefixBeamDecoder(beam_width, blank=0), GreedyDecoder(blank=0)
     pending = np.zeros((0, N_MELS), np.float32)
-    frames = 0
+    frames, partial = 0, []
     t0 = time.perf_counter()
     for start in range(0, len(audio), chunk):
         new = feats.feed(audio[start:start + chunk])
@@ -181,10 +182,13 @@ def recognize_live(model: Recognizer, audio: np.ndarray, beam_width: int, chunk:
             x = pending[:STACK].reshape(-1)
             pending = pending[STACK:]
             scores = model.head(stream.step(x))
-            beam.feed(scores)
+            hyp = beam.feed(scores)
             greedy.feed(scores)
+            if not partial or hyp != partial[-1][1]:
+                partial.append((frames * HOP / SAMPLE_RATE, hyp))
     spent = time.perf_counter() - t0
-    return [c - 1 for c in beam.best()], [c - 1 for c in greedy.best()], spent, frames   # class c is digit c-1
+    digits = lambda labels: [c - 1 for c in labels]   # noqa: E731  (class c is digit c - 1)
+    return digits(beam.best()), digits(greedy.best()), spent, frames, [(t, digits(h)) for t, h in partial]
 
 
 def spelled(digits) -> str:
@@ -283,9 +287,10 @@ def main():
 
     model.eval()
     refs = [list(digits) for _, _, digits in test]
-    beam_hyps, greedy_hyps, spent, frames, audio_seconds = [], [], 0.0, 0, 0.0
+    beam_hyps, greedy_hyps, spent, frames, audio_seconds, partials = [], [], 0.0, 0, 0.0, []
     for _, audio, _ in test:
-        b, g, seconds, n = recognize_live(model, audio, a.beam)
+        b, g, seconds, n, partial = recognize_live(model, audio, a.beam)
+        partials.append(partial)
         beam_hyps.append(b)
         greedy_hyps.append(g)
         spent, frames, audio_seconds = spent + seconds, frames + n, audio_seconds + len(audio) / SAMPLE_RATE
@@ -312,8 +317,10 @@ def main():
     row("1-NN DTW (same features)", dtw_hyps)
     print(f"streaming: {1e6 * spent / frames:.0f} us per 10 ms audio frame (features + LSTM step + both decoders), "
           f"real-time factor {spent / audio_seconds:.3f}; DTW took {dtw_seconds:.1f} s for the test set")
-    for (_, _, ref), hyp in list(zip(test, beam_hyps))[:3]:
+    for (_, audio, ref), hyp, partial in list(zip(test, beam_hyps, partials))[:3]:
         print(f"  said {spelled(ref)!r:40} heard {spelled(hyp)!r}")
+        print("    as it arrived: " + " | ".join(f"{t:.2f} s {spelled(h)!r}" for t, h in partial[1:]) +
+              f"  (audio {len(audio) / SAMPLE_RATE:.2f} s)")
 
 
 if __name__ == "__main__":
