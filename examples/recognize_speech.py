@@ -185,7 +185,7 @@ def recognize_live(model: Recognizer, audio: np.ndarray, beam_width: int, chunk:
             hyp = beam.feed(scores)
             greedy.feed(scores)
             if not partial or hyp != partial[-1][1]:
-                partial.append((frames * HOP / SAMPLE_RATE, hyp))
+                partial.append((min(start + chunk, len(audio)) / SAMPLE_RATE, hyp))   # audio fed so far
     spent = time.perf_counter() - t0
     digits = lambda labels: [c - 1 for c in labels]   # noqa: E731  (class c is digit c - 1)
     return digits(beam.best()), digits(greedy.best()), spent, frames, [(t, digits(h)) for t, h in partial]
@@ -319,7 +319,7 @@ def main():
           f"real-time factor {spent / audio_seconds:.3f}; DTW took {dtw_seconds:.1f} s for the test set")
     for (_, audio, ref), hyp, partial in list(zip(test, beam_hyps, partials))[:3]:
         print(f"  said {spelled(ref)!r:40} heard {spelled(hyp)!r}")
-        print("    as it arrived: " + " | ".join(f"{t:.2f} s {spelled(h)!r}" for t, h in partial[1:]) +
+        print("    as it arrived: " + " | ".join(f"{t:.2f} s {spelled(h)!r}" for t, h in partial if h) +
               f"  (audio {len(audio) / SAMPLE_RATE:.2f} s)")
 
 

@@ -94,6 +94,17 @@ def test_empty_targets_and_concatenated_targets(torch):
     np.testing.assert_array_equal(grad_c, grad_p)
 
 
+def test_zero_frames(torch):
+    rng = np.random.default_rng(8)
+    targets = np.array([[1], [2]])
+    for il, tl in (([0, 3], [0, 1]), ([0, 3], [1, 1])):   # no frames: loss 0 for an empty target, else inf
+        loss, grad = _check(torch, rng.standard_normal((3, 2, 4)), targets, np.array(il), np.array(tl),
+                            reduction="none")
+        assert np.all(grad[:, 0] == 0)
+    loss, grad = ctc_loss(np.zeros((0, 2, 3)), np.zeros((2, 0), np.int64), np.array([0, 0]), np.array([0, 0]))
+    assert loss == 0.0 and grad.shape == (0, 2, 3)
+
+
 def test_frames_past_input_length_get_no_gradient_and_padding_is_ignored():
     rng = np.random.default_rng(5)
     logits = rng.standard_normal((8, 2, 4))

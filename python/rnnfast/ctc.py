@@ -137,7 +137,7 @@ def _forward_backward(log_probs, ext, ext_len, input_lengths):
         beta[t] = np.where((t == last)[:, None], init, np.where((t < last)[:, None] & inside, rec, _NEG_INF))
 
     # log p = logsumexp over the two end positions of alpha at each sample's last frame
-    a_last = alpha[np.maximum(last, 0), np.arange(B)]                        # (B, L)
+    a_last = alpha[np.maximum(last, 0), np.arange(B)] if T else np.full((B, L), _NEG_INF)   # (B, L)
     a_end = np.where(ends & inside, a_last, _NEG_INF)
     m = a_end.max(axis=1)
     m_safe = np.where(np.isfinite(m), m, 0.0)
