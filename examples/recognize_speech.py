@@ -7,8 +7,8 @@ strings that occur in the training set (spoken by other voices) and strings that
 
 Features: 40 log-mel energies per 10 ms (25 ms Hann window), computed in numpy by a streaming
 extractor, normalised with the training set's mean and deviation, three frames stacked per model
-step (30 ms). Model: a unidirectional 2-layer LSTM and a linear layer over 11 classes (blank and the
-ten digits), trained with ``rnnfast.losses.ctc_loss``. Test: each held-out utterance goes through
+step (30 ms). Model: a unidirectional 2-layer LSTM (or GRU, ``--cell gru``) and a linear layer over
+11 classes (blank and the ten digits), trained with ``rnnfast.losses.ctc_loss``. Test: each held-out utterance goes through
 the feature extractor, ``model.stream()`` and an incremental CTC decoder 10 ms of audio at a time,
 as a live recognizer would; the time per audio frame and the real-time factor (processing time /
 audio duration) are measured on that loop.
@@ -39,7 +39,7 @@ import rnnfast
 from rnnfast.ctc import GreedyDecoder, PrefixBeamDecoder
 from rnnfast.losses import ctc_loss
 from rnnfast.metrics import edit_distance, token_error_rate
-from rnnfast.nn import LSTM, Linear
+from rnnfast.nn import GRU, LSTM, Linear
 from rnnfast.optim import Adam, clip_grad_norm
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -143,25 +143,25 @@ def dtw_distances(query: np.ndarray, templates: list) -> np.ndarray:
 
 # model ----------------------------------------------------------------------------------------------
 class Recognizer:
-    """LSTM -> Linear over blank + 10 digits; ``stream()`` decodes live audio."""
+    """LSTM or GRU -> Linear over blank + 10 digits; ``stream()`` decodes live audio."""
 
-    def __init__(self, hidden: int, layers: int, seed: int):
-        self.lstm = LSTM(STACK * N_MELS, hidden, num_layers=layers, seed=seed)
+    def __init__(self, cell: str, hidden: int, layers: int, seed: int):
+        self.rnn = {"lstm": LSTM, "gru": GRU}[cell](STACK * N_MELS, hidden, num_layers=layers, seed=seed)
         self.head = Linear(hidden, len(DIGITS) + 1, seed=seed + 1)
         self.mean = self.std = None
 
     def parameters(self):
-        return self.lstm.parameters() + self.head.parameters()
+        return self.rnn.parameters() + self.head.parameters()
 
     def logits(self, x, lengths=None):
-        h, _ = self.lstm(x, lengths=lengths)
+        h, _ = self.rnn(x, lengths=lengths)
         return self.head(h)
 
     def backward(self, grad):
-        self.lstm.backward(self.head.backward(grad))
+        self.rnn.backward(self.head.backward(grad))
 
     def eval(self):
-        self.lstm.eval()
+        self.rnn.eval()
         self.head.eval()
 
 
@@ -169,7 +169,7 @@ def recognize_live(model: Recognizer, audio: np.ndarray, beam_width: int, chunk:
     """Feed ``audio`` ``chunk`` samples at a time through features, model.stream() and the decoders,
     as a live recognizer would. Returns the beam and greedy hypotheses, the seconds spent, the feature
     frames made, and the partial results: (seconds of audio heard, beam hypothesis) at each change."""
-    feats, stream = LogMelStream(), model.lstm.stream()
+    feats, stream = LogMelStream(), model.rnn.stream()
     beam, greedy = PrefixBeamDecoder(beam_width, blank=0), GreedyDecoder(blank=0)
     pending = np.zeros((0, N_MELS), np.float32)
     frames, partial = 0, []
@@ -228,6 +228,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", type=int, default=600, help="training utterances")
     ap.add_argument("--test", type=int, default=60, help="held-out voice utterances (half seen strings)")
+    ap.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--steps", type=int, default=700)
@@ -253,7 +254,7 @@ def main():
     print(f"synthesized {len(train)} training utterances ({seconds_audio:.0f} s of audio, {len(TRAIN_VOICES)} "
           f"voices) and {len(test)} of the held-out voice {TEST_VOICE} in {time.perf_counter() - t0:.0f} s")
 
-    model = Recognizer(a.hidden, a.layers, a.seed)
+    model = Recognizer(a.cell, a.hidden, a.layers, a.seed)
     model.mean, model.std = mean, std
     opt = Adam(model.parameters(), lr=2e-3)
     t0, ctc_seconds, log_every = time.perf_counter(), 0.0, max(1, a.steps // 10)
@@ -312,10 +313,10 @@ def main():
 
     print(f"\nheld-out voice {TEST_VOICE}: {len(test)} utterances, {n_seen} with strings heard in training "
           f"(other voices), {len(test) - n_seen} never heard; word = digit")
-    row(f"CTC LSTM, prefix beam {a.beam}, streamed", beam_hyps)
-    row("CTC LSTM, greedy, streamed", greedy_hyps)
+    row(f"CTC {a.cell.upper()}, prefix beam {a.beam}, streamed", beam_hyps)
+    row(f"CTC {a.cell.upper()}, greedy, streamed", greedy_hyps)
     row("1-NN DTW (same features)", dtw_hyps)
-    print(f"streaming: {1e6 * spent / frames:.0f} us per 10 ms audio frame (features + LSTM step + both decoders), "
+    print(f"streaming: {1e6 * spent / frames:.0f} us per 10 ms audio frame (features + model step + both decoders), "
           f"real-time factor {spent / audio_seconds:.3f}; DTW took {dtw_seconds:.1f} s for the test set")
     for (_, audio, ref), hyp, partial in list(zip(test, beam_hyps, partials))[:3]:
         print(f"  said {spelled(ref)!r:40} heard {spelled(hyp)!r}")

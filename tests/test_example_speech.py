@@ -76,14 +76,15 @@ def test_dtw_matches_the_plain_recursion_and_finds_the_time_warped_twin():
     assert speech.dtw_distances(query, [query])[0] == pytest.approx(0.0, abs=1e-3)
 
 
-def test_example_quick_run():
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_example_quick_run(cell):
     """The whole example in --quick mode: synthesis, training, streamed decoding, the DTW baseline."""
     if shutil.which("espeak-ng") is None:
         if os.environ.get("RNNFAST_REQUIRE_ESPEAK") == "1":
             pytest.fail("espeak-ng is required (RNNFAST_REQUIRE_ESPEAK=1) but is not installed")
         pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "recognize_speech.py"), "--quick"],
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "recognize_speech.py"), "--quick", "--cell", cell],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    for needle in ("CTC LSTM, prefix beam", "1-NN DTW", "real-time factor", "us per 10 ms audio frame", "as it arrived"):
+    for needle in (f"CTC {cell.upper()}, prefix beam", "1-NN DTW", "real-time factor", "us per 10 ms audio frame", "as it arrived"):
         assert needle in proc.stdout, proc.stdout
