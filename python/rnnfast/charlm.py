@@ -6,6 +6,11 @@
 
 Ctrl-C during training saves ``last.ckpt`` (and says where); ``--resume`` continues from it.
 
+    mpiexec -n 4 rnnfast charlm train --distributed [FILE ...]
+
+trains one model data-parallel on 4 MPI ranks: ``--batch-size`` is the global batch (its streams
+are split over the ranks), and rank 0 alone prints, validates and writes checkpoints.
+
 User errors print one line ``rnnfast charlm: error: ...`` and exit with status 2, with no
 traceback, and leave existing checkpoints untouched (nothing is written before the checks pass).
 """
@@ -103,7 +108,11 @@ def _parser():
     t.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint (a Ctrl-C'd run "
                                                     "too: it saved last.ckpt)")
     t.add_argument("--seed", type=int, help=f"random seed (default {d['seed']})")
-    t.add_argument("--threads", type=int, help="kernel threads (default: rnnfast's default)")
+    t.add_argument("--threads", type=int, help="kernel threads (default: rnnfast's default, which divides the "
+                                               "cores among the MPI ranks of a host)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run under `mpiexec -n N`; --batch-size is the global batch, split "
+                        "over the ranks (needs mpi4py: pip install 'rnnfast[mpi]')")
     t.add_argument("--sample-len", type=int, default=400,
                    help="characters to sample at the end (default 400; 0 = none)")
     t.add_argument("--log-interval", type=int, default=50, help="print a progress line every N steps (default 50)")
@@ -268,6 +277,36 @@ def _threads(n):
 # ----------------------------------------------------------------------------------------
 def _cmd_train(a) -> int:
     _check_train_args(a)
+    if a.distributed:
+        return _cmd_train_distributed(a)
+    return _cmd_train_checked(a)
+
+
+def _cmd_train_distributed(a) -> int:
+    """Every rank runs the same command; only rank 0 prints and writes. A failure on one rank ends the job."""
+    try:
+        from . import distributed as dist
+        comm = dist.init()
+    except ImportError as exc:
+        raise UserError(str(exc))
+    if a.batch_size is not None and a.batch_size < comm.Get_size():
+        raise UserError(f"--batch-size {a.batch_size} is smaller than the {comm.Get_size()} MPI ranks; every rank "
+                        f"needs at least one stream")
+    with dist.abort_on_error():
+        try:
+            if comm.Get_rank() == 0:
+                return _cmd_train_checked(a, comm)
+            with open(os.devnull, "w") as quiet:
+                return _cmd_train_checked(a, comm, quiet)
+        except UserError as exc:
+            if comm.Get_size() == 1:
+                raise
+            # maybe on this rank alone (a file missing on one host): the others must not wait for it
+            print(f"{PROG}: error: (rank {comm.Get_rank()}) {exc}", file=sys.stderr, flush=True)
+            comm.Abort(2)
+
+
+def _cmd_train_checked(a, comm=None, out=None) -> int:
     try:
         import safetensors  # noqa: F401  (checkpoints are safetensors files: fail now, not at the first save)
     except ImportError:
@@ -316,22 +355,24 @@ def _cmd_train(a) -> int:
     ckpt_dir = a.checkpoint_dir or (os.path.dirname(os.path.abspath(a.resume)) if a.resume else "charlm_checkpoints")
     if os.path.exists(ckpt_dir) and not os.path.isdir(ckpt_dir):
         raise UserError(f"--checkpoint-dir {ckpt_dir}: exists and is not a directory; choose another path")
-    created = _missing_dirs(ckpt_dir)
+    root = comm is None or comm.Get_rank() == 0
+    created = _missing_dirs(ckpt_dir) if root else []  # rank 0 alone creates (and removes) the directory
     try:
-        os.makedirs(ckpt_dir, exist_ok=True)
+        if root:
+            os.makedirs(ckpt_dir, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--checkpoint-dir {ckpt_dir}: cannot create it ({exc.strerror}); choose another path")
     try:
-        if not os.access(ckpt_dir, os.W_OK | os.X_OK):
+        if root and not os.access(ckpt_dir, os.W_OK | os.X_OK):
             raise UserError(f"--checkpoint-dir {ckpt_dir}: not writable; choose another path")
         return _train(a, hp, resume_ckpt, files, text, source, valid_file, valid_text, vocab, train_ids, train,
-                      val, len(val_ids), test_ids, ckpt_dir)
+                      val, len(val_ids), test_ids, ckpt_dir, comm, out or sys.stdout)
     finally:
         _remove_if_empty(created)  # a run that saved nothing leaves no empty directory behind
 
 
 def _train(a, hp, resume_ckpt, files, text, source, valid_file, valid_text, vocab, train_ids, train, val,
-           n_val, test_ids, ckpt_dir) -> int:
+           n_val, test_ids, ckpt_dir, comm=None, out=sys.stdout) -> int:
     budget = dict(max_steps=a.steps, time_budget=a.time_budget, epochs=a.epochs)
     if all(v is None for v in budget.values()):
         budget["epochs"] = 50  # char-rnn's max_epochs
@@ -344,8 +385,9 @@ def _train(a, hp, resume_ckpt, files, text, source, valid_file, valid_text, voca
     optimizer = _optimizer(hp["optimizer"], model, hp["lr"])
     unigram = _unigram_loss(train_ids, val, len(vocab))
     n_params = sum(p.size for p in model.parameters())
-
-    out = sys.stdout
+    if comm is not None:
+        from .distributed import ShardedStream
+        train = ShardedStream(train, comm.Get_rank(), comm.Get_size())
     print(f"corpus: {len(text):,} characters from {source}", file=out)
     print(f"vocabulary: {len(vocab)} characters; train {len(train_ids):,} / validation {n_val:,} characters"
           + (f" ({valid_file})" if valid_file else ""), file=out)
@@ -371,7 +413,8 @@ def _train(a, hp, resume_ckpt, files, text, source, valid_file, valid_text, voca
         model, optimizer, _lm_step, train, eval_fn=lambda m: _evaluate(m, val), monitor="val_loss",
         grad_clip=hp["grad_clip"] or None, eval_every=eval_interval,
         patience=a.patience, checkpoint_dir=ckpt_dir, checkpoint_name="step{step:06d}_val{val_loss:.4f}.ckpt",
-        keep_checkpoints=keep, extra=extra, log_every=a.log_interval, **budget)
+        keep_checkpoints=keep, extra=extra, log_every=a.log_interval, distributed=comm is not None,
+        seed=hp["seed"], log=None if comm is None or comm.Get_rank() == 0 else (lambda line: None), **budget)
     if resume_ckpt is not None:
         try:
             trainer.resume(a.resume)
@@ -393,6 +436,8 @@ def _train(a, hp, resume_ckpt, files, text, source, valid_file, valid_text, voca
         return 130
 
     _report(trainer, unigram, ckpt_dir, keep, out)
+    if trainer.rank != 0:
+        return 0  # rank 0 samples and tests
     if a.sample_len:
         prime = "\n" if "\n" in vocab else vocab.itos[0]
         print(f"sample ({a.sample_len} characters, temperature 0.8, from the last weights):", file=out)
@@ -546,6 +591,11 @@ def _report(trainer, unigram, ckpt_dir, keep, out):
     if trainer.train_seconds > 0:
         print(f"speed: {trainer.tokens_seen / trainer.train_seconds:,.0f} tokens/s over {trainer.tokens_seen:,} "
               f"training characters ({trainer.train_seconds:.1f}s in training steps, evaluation excluded)", file=out)
+    if trainer.world_size > 1 and trainer.allreduce_steps:
+        import rnnfast
+        print(f"distributed: {trainer.world_size} ranks x {rnnfast.get_num_threads()} thread(s); gradient allreduce "
+              f"{1e3 * trainer.allreduce_seconds / trainer.allreduce_steps:.2f} ms per step on rank 0 (waiting for "
+              f"the slowest rank included)", file=out)
     if evals:
         last = evals[-1]
         print(f"validation loss at step {last['step']}: {last['val_loss']:.4f} nats ({last['val_loss'] / ln2:.3f} "

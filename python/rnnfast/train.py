@@ -28,6 +28,18 @@ the monitored metric improved, plus a named copy when ``checkpoint_name`` is set
 Ctrl-C (SIGINT) during :meth:`Trainer.fit` in the main thread finishes the step under way, writes
 ``last.ckpt`` and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt`` that names the file);
 a second Ctrl-C interrupts at once.
+
+``distributed=True`` trains data-parallel over MPI (``rnnfast.distributed``; run under ``mpiexec``):
+each rank's ``train_data`` yields its own part of every global batch (``ShardedBatches``,
+``ShardedStream``) and the same number of batches per pass. The Trainer broadcasts rank 0's weights
+at the start of :meth:`fit`, allreduces the gradients of every step weighted by ``n_tokens`` (so
+``n_tokens`` must be the loss's own normalizer: then the step uses the whole global batch's mean
+gradient), clips on that global gradient, and logs the global loss and token counts. Rank 0 alone
+evaluates, logs and writes checkpoints; every rank takes the same decisions (budgets, early
+stopping, divergence, Ctrl-C) at the same step. Each rank's dropout masks (and ``rng``) are reseeded
+at every step from ``(seed, step, rank)``, and the checkpoint keeps every rank's carried state, so
+``resume`` (on every rank, with the same number of ranks) continues exactly. An exception on one
+rank aborts the whole MPI job instead of leaving the others waiting.
 """
 from __future__ import annotations
 
@@ -194,7 +206,12 @@ class Trainer:
         Stop when a step's loss exceeds this multiple of the first step's (None disables;
         NaN/inf always stop).
     on_eval : callable ``(trainer, record) -> None``, optional
-        Called after every evaluation with its history record.
+        Called after every evaluation with its history record (on rank 0 only when distributed).
+    distributed : bool, default False
+        Data-parallel over MPI (see the module docstring); needs mpi4py (``rnnfast[mpi]``).
+    seed : int, optional
+        With ``distributed``: the base of every rank's per-step dropout and ``rng`` seeds (default:
+        drawn by rank 0; the checkpoint keeps it).
 
     Attributes
     ----------
@@ -205,6 +222,10 @@ class Trainer:
     best_value, best_step : float or None, int or None
     stop_reason : str or None
         'max_steps', 'epochs', 'time_budget', 'early_stopping' or 'interrupted'.
+    rank, world_size : int
+        This process's MPI rank and the number of ranks (0 and 1 when not distributed).
+    allreduce_seconds, allreduce_steps : float, int
+        Time spent in the gradient allreduce (distributed) and the steps it covers, in this process.
     """
 
     def __init__(self, model, optimizer, step_fn, train_data, *, eval_fn=None, monitor: str = "val_loss",
@@ -213,7 +234,7 @@ class Trainer:
                  time_budget: float | None = None, eval_every: int | None = None, patience: int | None = None,
                  restore_best: bool = True, checkpoint_dir=None, checkpoint_name: str | None = None,
                  keep_checkpoints: int | None = None, extra: dict | None = None, rng=None, log_every: int = 50, progress="auto", log=None,
-                 explode_factor: float | None = 10.0, on_eval=None):
+                 explode_factor: float | None = 10.0, on_eval=None, distributed: bool = False, seed: int | None = None):
         for name, fn in (("model.forward", getattr(model, "forward", None)),
                          ("model.parameters", getattr(model, "parameters", None)),
                          ("optimizer.step", getattr(optimizer, "step", None)), ("step_fn", step_fn)):
@@ -269,6 +290,18 @@ class Trainer:
         self.on_eval = on_eval
         # clip and measure what the optimizer updates (any optimizer with step(); rnnfast's have .params)
         self._params = list(getattr(optimizer, "params", None) or model.parameters())
+        self.seed = _check_int("seed", seed, 0)
+        self._comm = None
+        self.rank, self.world_size = 0, 1
+        if distributed:
+            from . import distributed as dist
+            self._comm = dist.init()
+            self.rank, self.world_size = self._comm.Get_rank(), self._comm.Get_size()
+        self._is_root = self.rank == 0
+        self._dist_seed = None   # the base of the per-step stream seeds (distributed; fixed at the first fit)
+        self._sync_stop = False  # a Ctrl-C on any rank, as the last allreduce told every rank
+        self.allreduce_seconds = 0.0  # time in the gradient allreduce, over allreduce_steps steps of this process
+        self.allreduce_steps = 0
 
         # progress through the data and the run
         self.step = 0            # optimizer steps done
@@ -314,8 +347,31 @@ class Trainer:
         TrainingInterrupted
             Ctrl-C, after the step under way finished and ``last.ckpt`` was saved.
         """
+        if self._comm is None:
+            return self._fit()
+        from . import distributed as dist
+        with dist.abort_on_error(passthrough=(TrainingDiverged, TrainingInterrupted)):
+            self._start_distributed()
+            return self._fit()
+
+    def _start_distributed(self):
+        """Same weights, same stream seed and the same number of batches per pass on every rank."""
+        from . import distributed as dist
+        c = self._comm
+        dist.broadcast_parameters(self._params)
+        if self._dist_seed is None:
+            seed = self.seed if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+            self._dist_seed = int(c.bcast(seed if self._is_root else None, root=0))
+        sizes = c.allgather(_len(self.train_data))
+        if len(set(sizes)) > 1:
+            raise ValueError(f"Trainer: train_data: every rank must have the same number of batches per pass, "
+                             f"got {sizes} (rank by rank); shard with rnnfast.distributed.ShardedBatches or "
+                             "ShardedStream")
+
+    def _fit(self) -> list:
         t0 = self._fit_t0 = time.perf_counter()
         self.stop_reason = None
+        self._sync_stop = False
         self.model.train()
         bar = self._make_bar()
         self._bar = bar
@@ -323,7 +379,7 @@ class Trainer:
         try:
             with _InterruptFlag() as ctrl_c:
                 self._run(t0, bar, ctrl_c)
-                if ctrl_c.set:
+                if self._stop_requested(ctrl_c):
                     interrupted = self._save_interrupted()
         finally:
             self.elapsed += time.perf_counter() - t0
@@ -343,7 +399,7 @@ class Trainer:
         """fit()'s loop: steps until a budget, early stopping or Ctrl-C (``ctrl_c.set``) stops it."""
         step_seconds = 0.0
         while True:
-            if ctrl_c.set:
+            if self._stop_requested(ctrl_c):
                 self.stop_reason = "interrupted"
                 return
             reason = self._budget_reason(t0, step_seconds)
@@ -356,7 +412,7 @@ class Trainer:
                     break
                 continue
             ts = time.perf_counter()
-            self._train_step(batch)
+            self._train_step(batch, ctrl_c.set)
             step_seconds = time.perf_counter() - ts
             self._window[2] += step_seconds
             self._since_eval[2] += step_seconds
@@ -369,15 +425,20 @@ class Trainer:
                 if self._eval_point(t0):
                     break
         if self.step > 0 and self._last_eval_step != self.step and self.stop_reason != "early_stopping" \
-                and not ctrl_c.set:
+                and not self._stop_requested(ctrl_c):
             self._eval_point(t0, final=True)
+
+    def _stop_requested(self, ctrl_c) -> bool:
+        """Ctrl-C seen; distributed: on any rank, as of the last step (so all ranks stop together)."""
+        return ctrl_c.set if self._comm is None else self._sync_stop
 
     def _save_interrupted(self):
         """After Ctrl-C: write last.ckpt (when there is a directory and something was trained)."""
         self.stop_reason = "interrupted"
         path = self._ckpt_path("last.ckpt") if self.step > 0 else None
         if path is not None:
-            os.makedirs(self.checkpoint_dir, exist_ok=True)
+            if self._is_root:
+                os.makedirs(self.checkpoint_dir, exist_ok=True)
             self.save(path)
         return TrainingInterrupted(self.step, path)
 
@@ -412,13 +473,22 @@ class Trainer:
     def save(self, path) -> None:
         """Write a checkpoint of the model, optimizer, schedule, rng and Trainer state.
 
+        Distributed: call it on every rank (it gathers every rank's carried state); rank 0 writes.
+
         Parameters
         ----------
         path : str or os.PathLike
         """
         from .checkpoint import save_checkpoint
+        rank_states = None
+        if self._comm is not None:
+            rank_states = self._comm.gather(_pack_state(self._state), root=0)
+            if not self._is_root:
+                return
         extra = dict(self.extra)
         extra["trainer"] = self._trainer_state()
+        if rank_states is not None:
+            extra["trainer"].update(world_size=self.world_size, rank_states=rank_states, dist_seed=self._dist_seed)
         save_checkpoint(path, self.model, optimizer=self.optimizer, scheduler=self.scheduler, step=self.step,
                         rng=self.rng, extra=extra)
 
@@ -449,6 +519,11 @@ class Trainer:
         if not isinstance(st, dict) or st.get("version") != _TRAINER_STATE_VERSION:
             raise ValueError(f"{os.fspath(path)}: not a checkpoint written by rnnfast.train.Trainer "
                              "(no trainer state); load it with rnnfast.checkpoint.load_checkpoint instead")
+        saved_world = int(st.get("world_size", 1))
+        if saved_world != self.world_size:
+            raise ValueError(f"{os.fspath(path)}: written by a run on {saved_world} rank(s), but this one has "
+                             f"{self.world_size}; resume with the same number of ranks (each rank's data part "
+                             "and carried state depend on it)")
         best_state = None
         best_path = self._ckpt_path("best.ckpt")
         if self.restore_best and st.get("best_step") is not None and best_path and os.path.exists(best_path):
@@ -468,7 +543,9 @@ class Trainer:
         self.elapsed = float(st["elapsed"])
         self._first_loss = st["first_loss"]
         self._last_metrics = dict(st.get("last_metrics") or {})
-        self._state = _unpack_state(st["state"])
+        self._state = _unpack_state(st["rank_states"][self.rank] if "rank_states" in st else st["state"])
+        if self._comm is not None:
+            self._dist_seed = st.get("dist_seed")
         self._best_state = best_state
         self._last_eval_step = self.step
         self.tokens_seen = int(st.get("tokens_seen", 0))
@@ -486,6 +563,8 @@ class Trainer:
         ----------
         message : str
         """
+        if not self._is_root:
+            return  # distributed: rank 0 alone logs
         bar = getattr(self, "_bar", None)
         if bar is not None and self._log is print:
             bar.write(message, file=sys.stdout)
@@ -503,7 +582,10 @@ class Trainer:
         if self.time_budget is not None:
             # stop before a step that would overrun, keeping time for the final evaluation
             reserve = step_seconds + (self._eval_seconds if self.eval_fn is not None else 0.0)
-            if time.perf_counter() - t0 + reserve >= self.time_budget:
+            over = time.perf_counter() - t0 + reserve >= self.time_budget
+            if self._comm is not None:  # rank 0's clock decides for everyone
+                over = self._comm.bcast(over if self._is_root else None, root=0)
+            if over:
                 return "time_budget"
         return None
 
@@ -554,16 +636,20 @@ class Trainer:
                              f"{epoch}, but that pass has only {skipped} batches now (different data?)")
         return it
 
-    def _train_step(self, batch):
+    def _train_step(self, batch, ctrl_c=False):
         model = self.model
         model.zero_grad()
+        step = self.step + 1
+        if self._comm is not None:
+            self._reseed_streams(step)
         out = self.step_fn(model, batch, self._state)
         if not isinstance(out, tuple) or len(out) not in (2, 3):
             raise TypeError(f"Trainer: step_fn: expected to return (loss, n_tokens) or (loss, n_tokens, state), "
                             f"got {type(out).__name__}")
         loss, n_tokens = float(out[0]), int(out[1])
         new_state = out[2] if len(out) == 3 else None
-        step = self.step + 1
+        if self._comm is not None:
+            loss, n_tokens = self._allreduce(loss, n_tokens, ctrl_c)
         self._check_loss(loss, step)
         try:
             norm = clip_grad_norm(self._params, self.grad_clip if self.grad_clip else _HUGE,
@@ -584,6 +670,33 @@ class Trainer:
         self._since_eval[1] += n_tokens
         self.tokens_seen += n_tokens
         self._last_loss, self._last_norm = loss, norm
+
+    def _allreduce(self, loss, n_tokens, ctrl_c):
+        """The global gradient (weighted by each rank's token count), loss and tokens; Ctrl-C anywhere."""
+        from . import distributed as dist
+        if n_tokens < 0:
+            raise ValueError(f"Trainer: step_fn: n_tokens must be >= 0, got {n_tokens}")
+        ta = time.perf_counter()
+        red = dist.allreduce_gradients(self._params, weight=n_tokens,
+                                       values=(loss * n_tokens if n_tokens else 0.0, 1.0 if ctrl_c else 0.0))
+        self.allreduce_seconds += time.perf_counter() - ta
+        self.allreduce_steps += 1
+        total = int(round(red.weight))
+        self._sync_stop = bool(red.values[1] > 0)
+        return (float(red.values[0]) / total if total else float("nan")), total
+
+    def _reseed_streams(self, step):
+        """Dropout masks and ``rng`` of this step: a function of (seed, step, rank) alone, so a resumed
+        run draws what the original drew on every rank (rank 0's checkpoint holds the seed)."""
+        base = [self._dist_seed, step, self.rank]
+        named = getattr(self.model, "named_modules", None)
+        for i, (_, m) in enumerate(named() if callable(named) else ()):
+            seed_dropout = getattr(m, "seed_dropout", None)
+            if callable(seed_dropout):
+                seed_dropout(np.random.SeedSequence(base + [i]))
+        if self.rng is not None:
+            bitgen = type(self.rng.bit_generator)(np.random.SeedSequence(base + [2**32 - 1]))
+            self.rng.bit_generator.state = bitgen.state
 
     def _check_loss(self, loss, step):
         if not math.isfinite(loss):
@@ -616,7 +729,10 @@ class Trainer:
             if saved:
                 self.log(f"step {self.step} | saved {os.path.basename(saved[-1])}")
             return False
-        metrics = self.evaluate()
+        if self._comm is None:
+            metrics = self.evaluate()
+        else:  # rank 0 evaluates; everyone takes its decisions (best, schedule, early stopping)
+            metrics = self._comm.bcast(self.evaluate() if self._is_root else None, root=0)
         improved = False
         if metrics:
             value = metrics[self.monitor]
@@ -646,7 +762,7 @@ class Trainer:
             self.stop_reason = "early_stopping"
         saved = self._checkpoint(metrics, improved)
         self._log_eval(record, saved)
-        if self.on_eval is not None:
+        if self.on_eval is not None and self._is_root:
             self.on_eval(self, record)
         self._eval_seconds = time.perf_counter() - te
         return bool(stop)
@@ -666,6 +782,9 @@ class Trainer:
     def _checkpoint(self, metrics, improved):
         """Write last (+ best, + the named copy) atomically; returns the paths written."""
         if self.checkpoint_dir is None:
+            return []
+        if not self._is_root:
+            self.save(None)  # takes part in gathering the carried states; rank 0 writes
             return []
         targets = []
         if improved:
@@ -734,7 +853,7 @@ class Trainer:
         return self.epoch + (self.batch_in_epoch / n if n else 0.0)
 
     def _make_bar(self):
-        if self.progress is False or (self.progress == "auto" and not sys.stderr.isatty()):
+        if not self._is_root or self.progress is False or (self.progress == "auto" and not sys.stderr.isatty()):
             return None
         try:
             from tqdm.auto import tqdm
