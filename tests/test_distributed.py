@@ -6,6 +6,7 @@ with this process computing the whole batch alone. Skipped without mpi4py/mpiexe
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -23,9 +24,18 @@ LAUNCH_TIMEOUT = 240  # seconds; a loaded 2-core machine starts two ranks in a f
 
 
 def _launch(mpiexec, args, n=2, timeout=LAUNCH_TIMEOUT, check=True):
+    """Run ``mpiexec -n n args``; past ``timeout`` kill its whole process group (the ranks too) and fail."""
     env = dict(os.environ)
     env.pop("RNNFAST_NUM_THREADS", None)
-    proc = subprocess.run([mpiexec, "-n", str(n), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    with subprocess.Popen([mpiexec, "-n", str(n), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, start_new_session=True) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            pytest.fail(f"mpiexec -n {n} {' '.join(args[1:])} still ran after {timeout}s (a rank hangs):\n{out}\n{err}")
+    proc = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     if check:
         assert proc.returncode == 0, f"mpiexec failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -109,7 +119,6 @@ def test_without_mpi4py_the_error_says_how_to_install(monkeypatch):
 # ----------------------------------------------------------------------------------------
 # real ranks
 # ----------------------------------------------------------------------------------------
-@pytest.mark.slow
 def test_broadcast_then_allreduce_give_the_whole_batch_gradient(mpiexec, tmp_path):
     """Ragged rows and ignore_index: the weighted allreduce is the gradient of the whole batch's mean."""
     ranks = _ranks(mpiexec, "collectives", tmp_path)
@@ -132,7 +141,6 @@ def test_broadcast_then_allreduce_give_the_whole_batch_gradient(mpiexec, tmp_pat
             assert int(res["threads"]) == max(1, alone["threads"] // 2)
 
 
-@pytest.mark.slow
 def test_two_ranks_train_like_one_process_and_resume_exactly(mpiexec, tmp_path):
     ranks = _ranks(mpiexec, "trainer", tmp_path)
     n = int(ranks[0]["n"])
@@ -153,7 +161,6 @@ def test_two_ranks_train_like_one_process_and_resume_exactly(mpiexec, tmp_path):
         np.testing.assert_allclose(a, ref.data, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_a_failing_rank_ends_the_job_instead_of_hanging(mpiexec, tmp_path, how):
     proc = _launch(mpiexec, [sys.executable, os.path.join(HERE, "mpi_ranks.py"), "abort", how], timeout=60,
@@ -163,7 +170,6 @@ def test_a_failing_rank_ends_the_job_instead_of_hanging(mpiexec, tmp_path, how):
         assert "rank 1 fails on purpose" in proc.stderr and "aborting the MPI job" in proc.stderr
 
 
-@pytest.mark.slow
 def test_charlm_train_distributed_matches_one_process(mpiexec, tmp_path, capsys):
     corpus = tmp_path / "code.py"
     corpus.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(80)))
