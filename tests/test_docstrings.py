@@ -13,7 +13,7 @@ import pytest
 
 import rnnfast.nn.recurrent
 
-MODULES = ["losses", "ctc", "optim", "checkpoint", "text", "data", "metrics", "train", "interop"]
+MODULES = ["losses", "ctc", "optim", "checkpoint", "text", "data", "metrics", "train", "interop", "distributed"]
 
 
 def _public(module):

@@ -29,6 +29,8 @@ def _shell_commands():
     out = []
     for line in lines:
         words = shlex.split(line)
+        if words[:2] == ["mpiexec", "-n"]:
+            words = words[3:]  # `mpiexec -n N rnnfast ...`: the rnnfast command is what to check
         alt = next((i for i, w in enumerate(words) if "|" in w), None)
         if alt is None:
             out.append(words)

@@ -27,8 +27,8 @@ def set_isa(name: str) -> None:
 
 # Submodules load on first use (PEP 562), so `import rnnfast` stays cheap and `rnnfast.optim` works
 # without its own import.
-_SUBMODULES = ("bench", "charlm", "checkpoint", "cli", "ctc", "data", "deploy", "experiments", "interop", "losses",
-               "metrics", "models", "nn", "onnx", "optim", "text", "train")
+_SUBMODULES = ("bench", "charlm", "checkpoint", "cli", "ctc", "data", "deploy", "distributed", "experiments",
+               "interop", "losses", "metrics", "models", "nn", "onnx", "optim", "text", "train")
 # names re-exported from a submodule, loaded with it: name -> (submodule, its attribute)
 _FROM_SUBMODULES = {"no_grad": ("nn", "no_grad"), "export": ("deploy", "export"), "load_export": ("deploy", "load")}
 

@@ -49,7 +49,12 @@ def _mpi():
 
 
 def mpi_available() -> bool:
-    """True when mpi4py imports (it initialises MPI: under ``mpiexec`` or as a one-rank job)."""
+    """Whether mpi4py imports (importing it initialises MPI: under ``mpiexec`` or as a one-rank job).
+
+    Returns
+    -------
+    bool
+    """
     try:
         _mpi()
     except ImportError:
@@ -64,6 +69,10 @@ def init(comm=None):
     ----------
     comm : mpi4py.MPI.Comm, optional
         Default ``MPI.COMM_WORLD``; give a sub-communicator to train on part of the job.
+
+    Returns
+    -------
+    mpi4py.MPI.Comm
     """
     global _COMM
     MPI = _mpi()
@@ -76,22 +85,43 @@ def init(comm=None):
 
 
 def comm():
-    """The communicator in use (``init()`` on first use)."""
+    """The communicator in use (``init()`` on first use).
+
+    Returns
+    -------
+    mpi4py.MPI.Comm
+    """
     return _COMM if _COMM is not None else init()
 
 
 def rank() -> int:
-    """This process's rank, 0 .. world_size() - 1."""
+    """This process's rank.
+
+    Returns
+    -------
+    int
+        0 .. ``world_size() - 1``.
+    """
     return comm().Get_rank()
 
 
 def world_size() -> int:
-    """The number of ranks."""
+    """The number of ranks.
+
+    Returns
+    -------
+    int
+    """
     return comm().Get_size()
 
 
 def is_root() -> bool:
-    """True on rank 0, the one that evaluates, logs and writes checkpoints."""
+    """Whether this is rank 0, the one that evaluates, logs and writes checkpoints.
+
+    Returns
+    -------
+    bool
+    """
     return rank() == 0
 
 
@@ -155,7 +185,7 @@ def _offsets(plist):
 class Reduced:
     """What :func:`allreduce_gradients` summed besides the gradients.
 
-    Attributes
+    Parameters
     ----------
     weight : float
         The sum of every rank's ``weight`` (the world size without one).
@@ -239,10 +269,22 @@ def _rank_world(rank_, world):
     return rank_, world
 
 
-def shard_rows(n: int, rank_=None, world=None) -> slice:
-    """The rows ``[start, stop)`` of an ``n``-row global batch this rank takes (contiguous,
-    sizes differing by at most one: ``np.array_split``'s split)."""
-    r, w = _rank_world(rank_, world)
+def shard_rows(n: int, rank=None, world_size=None) -> slice:
+    """The rows of an ``n``-row global batch a rank takes: contiguous, in rank order, with sizes
+    differing by at most one (``np.array_split``'s split).
+
+    Parameters
+    ----------
+    n : int
+        Rows of the global batch.
+    rank, world_size : int, optional
+        Default: this process's (from MPI).
+
+    Returns
+    -------
+    slice
+    """
+    r, w = _rank_world(rank, world_size)
     base, extra = divmod(n, w)
     start = r * base + min(r, extra)
     return slice(start, start + base + (1 if r < extra else 0))
@@ -285,7 +327,12 @@ class ShardedBatches:
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """The pass the next ``iter()`` yields (later ones follow it)."""
+        """Choose the pass the next ``iter()`` yields (later ones follow it).
+
+        Parameters
+        ----------
+        epoch : int
+        """
         self.epoch = check_int(epoch, "epoch", 0, "ShardedBatches.set_epoch")
 
     def __len__(self) -> int:
@@ -293,7 +340,16 @@ class ShardedBatches:
         return full + (1 if rest >= self.world_size and not self.drop_last else 0)
 
     def global_order(self, epoch: int) -> np.ndarray:
-        """The sample order of pass ``epoch`` (the same on every rank)."""
+        """The sample order of a pass (the same on every rank).
+
+        Parameters
+        ----------
+        epoch : int
+
+        Returns
+        -------
+        ndarray of int
+        """
         if not self.shuffle:
             return np.arange(self.n)
         return np.random.default_rng([self.seed, epoch]).permutation(self.n)
@@ -343,6 +399,7 @@ class ShardedStream:
         return len(self.stream)
 
     def reset(self) -> None:
+        """Rewind the underlying stream (its own ``reset``)."""
         self.stream.reset()
 
     def __iter__(self):
