@@ -186,3 +186,6 @@ def test_charlm_train_distributed_matches_one_process(mpiexec, tmp_path, capsys)
         float(re.search(pattern, single).group(1)), rel=1e-3)
     assert "distributed: 2 ranks" in proc.stdout
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+    # its checkpoint holds two ranks' states: one process must not resume it as its own
+    assert charlm.main(["train", "--resume", str(tmp_path / "two" / "last.ckpt"), "--steps", "14"]) == 2
+    assert "written by a run on 2 rank(s), but this one has 1" in capsys.readouterr().err

@@ -422,17 +422,20 @@ def _train(a, hp, resume_ckpt, files, text, source, valid_file, valid_text, voca
             raise UserError(f"cannot resume from {a.resume}: {exc}")
         print(f"resumed from {a.resume} at step {trainer.step}", file=out)
 
+    err = sys.stderr if trainer.rank == 0 else out  # every rank stops together; rank 0 says so
     try:
         trainer.fit()
     except TrainingDiverged as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=err)
         return 1
     except TrainingInterrupted as exc:
+        launch = f"mpiexec -n {trainer.world_size} " if comm is not None else ""
         if exc.path:
             print(f"{PROG}: interrupted after step {exc.step}; saved {exc.path}; continue with "
-                  f"`rnnfast charlm train --resume {exc.path}`", file=sys.stderr)
+                  f"`{launch}rnnfast charlm train{' --distributed' if comm is not None else ''} --resume {exc.path}`",
+                  file=err)
         else:
-            print(f"{PROG}: interrupted before the first training step; nothing to save", file=sys.stderr)
+            print(f"{PROG}: interrupted before the first training step; nothing to save", file=err)
         return 130
 
     _report(trainer, unigram, ckpt_dir, keep, out)
