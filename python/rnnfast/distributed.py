@@ -219,6 +219,7 @@ def allreduce_gradients(params, average: bool = True, weight=None, values=()) ->
         A rank with weight 0 (no counted tokens) contributes nothing.
     values : sequence of float, optional
         Extra numbers summed in the same allreduce (e.g. ``loss * weight`` for the global loss).
+        They and ``weight`` travel as float32: token counts stay exact below 2**24 per step.
 
     Returns
     -------

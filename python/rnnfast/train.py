@@ -358,7 +358,7 @@ class Trainer:
         """Same weights, same stream seed and the same number of batches per pass on every rank."""
         from . import distributed as dist
         c = self._comm
-        dist.broadcast_parameters(self._params)
+        dist.broadcast_parameters(self.model.parameters())  # frozen ones too: every rank runs the same model
         if self._dist_seed is None:
             seed = self.seed if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
             self._dist_seed = int(c.bcast(seed if self._is_root else None, root=0))
