@@ -11,7 +11,7 @@ few scalars), so all ranks apply the same averaged gradient and their parameters
         model.zero_grad()
         loss, grad = cross_entropy(model(xb), yb)
         model.backward(grad)
-        dist.allreduce_gradients(model.parameters(), weight=yb.size)   # the whole-batch mean
+        dist.allreduce_gradients(model.parameters(), weight=int((yb != -100).sum()))  # what the mean counted
         optimizer.step()
 
 Run it with ``mpiexec -n 4 python train.py``; ``Trainer(..., distributed=True)`` does all of this
