@@ -111,6 +111,35 @@ def _trainer(comm, out):
              dropout_rng=masks)
 
 
+def _stops(comm, out):
+    """Stops one rank alone would take: every rank must stop at the same step. Rank 1 starts 0.5 s
+    late (its own clock would stop it after rank 0 left), then only rank 1 gets a Ctrl-C (SIGINT)."""
+    import signal
+    import time
+    from rnnfast.distributed import ShardedStream
+    from rnnfast.train import TrainingInterrupted
+    r = comm.Get_rank()
+    t = lm_trainer(ShardedStream(lm_stream()), 0.0, time_budget=1.0, eval_every=5, distributed=True)
+    if r == 1:
+        time.sleep(0.5)
+    t.fit()
+    c = lm_trainer(ShardedStream(lm_stream()), 0.0, max_steps=1000, distributed=True)
+    step = c.step_fn
+
+    def interrupted_on_rank_1(m, batch, state):
+        if r == 1 and c.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(m, batch, state)
+
+    c.step_fn = interrupted_on_rank_1
+    try:
+        c.fit()
+    except TrainingInterrupted:
+        pass
+    np.savez(os.path.join(out, f"rank{r}.npz"), budget_step=t.step, interrupt_step=c.step,
+             reason=c.stop_reason or "")
+
+
 def _abort(comm, out):
     """Rank 1 fails at step 3 (raises, or is killed) while rank 0 waits in the allreduce."""
     import signal
@@ -132,7 +161,7 @@ def _abort(comm, out):
 
 def main(mode, out):
     from mpi4py import MPI
-    {"collectives": _collectives, "trainer": _trainer, "abort": _abort}[mode](MPI.COMM_WORLD, out)
+    {"collectives": _collectives, "trainer": _trainer, "stops": _stops, "abort": _abort}[mode](MPI.COMM_WORLD, out)
 
 
 if __name__ == "__main__":

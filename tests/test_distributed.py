@@ -41,8 +41,8 @@ def _launch(mpiexec, args, n=2, timeout=LAUNCH_TIMEOUT, check=True):
     return proc
 
 
-def _ranks(mpiexec, mode, tmp_path, n=2):
-    _launch(mpiexec, [sys.executable, os.path.join(HERE, "mpi_ranks.py"), mode, str(tmp_path)], n)
+def _ranks(mpiexec, mode, tmp_path, n=2, timeout=LAUNCH_TIMEOUT):
+    _launch(mpiexec, [sys.executable, os.path.join(HERE, "mpi_ranks.py"), mode, str(tmp_path)], n, timeout)
     return [np.load(tmp_path / f"rank{r}.npz") for r in range(n)]
 
 
@@ -161,6 +161,13 @@ def test_two_ranks_train_like_one_process_and_resume_exactly(mpiexec, tmp_path):
         np.testing.assert_allclose(a, ref.data, rtol=1e-3, atol=1e-5)
 
 
+def test_time_budget_and_ctrl_c_on_one_rank_stop_every_rank_at_the_same_step(mpiexec, tmp_path):
+    ranks = _ranks(mpiexec, "stops", tmp_path, timeout=90)
+    assert int(ranks[0]["budget_step"]) == int(ranks[1]["budget_step"]) > 0
+    assert int(ranks[0]["interrupt_step"]) == int(ranks[1]["interrupt_step"]) == 4  # after the step under way
+    assert str(ranks[0]["reason"]) == str(ranks[1]["reason"]) == "interrupted"
+
+
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_a_failing_rank_ends_the_job_instead_of_hanging(mpiexec, tmp_path, how):
     proc = _launch(mpiexec, [sys.executable, os.path.join(HERE, "mpi_ranks.py"), "abort", how], timeout=60,
@@ -189,3 +196,36 @@ def test_charlm_train_distributed_matches_one_process(mpiexec, tmp_path, capsys)
     # its checkpoint holds two ranks' states: one process must not resume it as its own
     assert charlm.main(["train", "--resume", str(tmp_path / "two" / "last.ckpt"), "--steps", "14"]) == 2
     assert "written by a run on 2 rank(s), but this one has 1" in capsys.readouterr().err
+
+
+def test_ctrl_c_under_mpiexec_saves_once_and_the_run_resumes_exactly(mpiexec, tmp_path):
+    corpus = tmp_path / "code.py"
+    corpus.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(80)))
+    opts = [sys.executable, "-m", "rnnfast.cli", "charlm", "train", str(corpus), "--distributed", "--layers", "1",
+            "--hidden", "16", "--embedding", "8", "--seq-len", "8", "--batch-size", "5", "--val-frac", "0.1",
+            "--dropout", "0.2", "--sample-len", "0", "--eval-interval", "1000", "--log-interval", "1"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with subprocess.Popen([mpiexec, "-n", "2", *opts, "--steps", "100000000", "--checkpoint-dir", str(tmp_path / "a")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as proc:
+        try:
+            for line in proc.stdout:  # training is under way: press Ctrl-C (mpiexec forwards it to the ranks)
+                if line.startswith("step 5 |"):
+                    break
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=LAUNCH_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    last = tmp_path / "a" / "last.ckpt"
+    step = int(re.search(r"interrupted after step (\d+); saved", err).group(1))
+    assert err.count("interrupted after step") == 1, err  # rank 0 alone says it
+    assert f"`mpiexec -n 2 rnnfast charlm train --distributed --resume {last}`" in err
+    _launch(mpiexec, [*opts[:5], "--distributed", "--resume", str(last), "--steps", str(step + 3)])
+    _launch(mpiexec, [*opts, "--steps", str(step + 3), "--checkpoint-dir", str(tmp_path / "b")])
+    from rnnfast.checkpoint import load_checkpoint
+    a, b = load_checkpoint(last), load_checkpoint(tmp_path / "b" / "last.ckpt")
+    assert a.step == b.step == step + 3
+    for k in a.model_state:
+        np.testing.assert_array_equal(a.model_state[k], b.model_state[k])

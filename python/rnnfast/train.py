@@ -412,7 +412,7 @@ class Trainer:
                     break
                 continue
             ts = time.perf_counter()
-            self._train_step(batch, ctrl_c.set)
+            self._train_step(batch, ctrl_c)
             step_seconds = time.perf_counter() - ts
             self._window[2] += step_seconds
             self._since_eval[2] += step_seconds
@@ -636,7 +636,7 @@ class Trainer:
                              f"{epoch}, but that pass has only {skipped} batches now (different data?)")
         return it
 
-    def _train_step(self, batch, ctrl_c=False):
+    def _train_step(self, batch, ctrl_c=None):
         model = self.model
         model.zero_grad()
         step = self.step + 1
@@ -649,7 +649,7 @@ class Trainer:
         loss, n_tokens = float(out[0]), int(out[1])
         new_state = out[2] if len(out) == 3 else None
         if self._comm is not None:
-            loss, n_tokens = self._allreduce(loss, n_tokens, ctrl_c)
+            loss, n_tokens = self._allreduce(loss, n_tokens, ctrl_c is not None and ctrl_c.set)
         self._check_loss(loss, step)
         try:
             norm = clip_grad_norm(self._params, self.grad_clip if self.grad_clip else _HUGE,
