@@ -161,7 +161,7 @@ def test_two_ranks_train_like_one_process_and_resume_exactly(mpiexec, tmp_path):
         np.testing.assert_allclose(a, ref.data, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.slow  # a time budget and three launches: seconds each
+@pytest.mark.slow  # a 1 s time budget and a late start: seconds
 def test_time_budget_and_ctrl_c_on_one_rank_stop_every_rank_at_the_same_step(mpiexec, tmp_path):
     ranks = _ranks(mpiexec, "stops", tmp_path, timeout=90)
     assert int(ranks[0]["budget_step"]) == int(ranks[1]["budget_step"]) > 0
@@ -199,7 +199,7 @@ def test_charlm_train_distributed_matches_one_process(mpiexec, tmp_path, capsys)
     assert "written by a run on 2 rank(s), but this one has 1" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # a time budget and three launches: seconds each
+@pytest.mark.slow  # three launches: seconds
 def test_ctrl_c_under_mpiexec_saves_once_and_the_run_resumes_exactly(mpiexec, tmp_path):
     corpus = tmp_path / "code.py"
     corpus.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(80)))
