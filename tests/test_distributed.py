@@ -110,10 +110,9 @@ def test_without_mpi4py_the_error_says_how_to_install(monkeypatch):
     assert not dist.mpi_available()
     with pytest.raises(ImportError, match=r"rnnfast\[mpi\]"):
         dist.world_size()
-    from rnnfast.train import Trainer
     with pytest.raises(ImportError, match="mpi4py"):
         mpi_ranks.lm_trainer(mpi_ranks.lm_stream(), 0.0, max_steps=1, distributed=True)
-    assert Trainer  # the non-distributed Trainer needs nothing
+    mpi_ranks.lm_trainer(mpi_ranks.lm_stream(), 0.0, max_steps=1).fit()  # without distributed nothing needs MPI
 
 
 # ----------------------------------------------------------------------------------------
@@ -191,7 +190,7 @@ def test_charlm_train_distributed_matches_one_process(mpiexec, tmp_path, capsys)
     pattern = r"validation loss at step 12: ([\d.]+) nats"
     assert proc.stdout.count("validation loss at step 12") == 1, proc.stdout  # rank 0 alone prints
     assert float(re.search(pattern, proc.stdout).group(1)) == pytest.approx(
-        float(re.search(pattern, single).group(1)), rel=1e-3)
+        float(re.search(pattern, single).group(1)), rel=1e-4)  # printed to 4 decimals
     assert "distributed: 2 ranks" in proc.stdout
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
     # its checkpoint holds two ranks' states: one process must not resume it as its own
