@@ -42,7 +42,7 @@ _COMM = None
 def _mpi():
     try:
         from mpi4py import MPI
-    except ImportError as exc:
+    except (ImportError, RuntimeError, OSError) as exc:  # no mpi4py, or mpi4py without a loadable MPI library
         raise ImportError("rnnfast.distributed needs mpi4py and an MPI library: pip install 'rnnfast[mpi]' "
                           f"(or: pip install mpi4py mpich) ({exc})") from None
     return MPI
