@@ -42,6 +42,35 @@ def tagger_grads(model, x, y, lengths):
     return [p.grad.copy() for p in model.parameters()], int((y != -100).sum())
 
 
+def tagger_data():
+    """14 ragged sequences with ignored targets: batches of 4, then a last one of 2 (1 per rank)."""
+    rng = np.random.default_rng(9)
+    lengths = rng.integers(1, 8, size=14)
+    x = rng.integers(1, VOCAB, size=(14, 7))
+    y = rng.integers(0, TAGS, size=(14, 7))
+    y[rng.random((14, 7)) < 0.2] = -100
+    for b, n in enumerate(lengths):
+        x[b, n:], y[b, n:] = 0, -100
+    return x, y, lengths
+
+
+def tagger_trainer(rank=None, world_size=None, **kw):
+    """A Trainer over ShardedBatches of tagger_data: the step returns the loss's own normalizer."""
+    from rnnfast.distributed import ShardedBatches
+    from rnnfast.train import Trainer
+    model = tagger()
+
+    def step(m, batch, state):
+        xb, yb, lb = batch
+        loss, g = cross_entropy(m(xb, lb), yb)
+        m.backward(g)
+        return loss, int((yb != -100).sum())
+
+    data = ShardedBatches(tagger_data(), 4, seed=2, rank=rank, world_size=world_size)
+    return Trainer(model, Adam(model.parameters(), lr=1e-2), step, data, epochs=3, log_every=1,
+                   log=lambda line: None, **kw)
+
+
 def lm_corpus():
     return np.random.default_rng(1).integers(0, VOCAB, size=4000)
 
@@ -96,6 +125,9 @@ def _trainer(comm, out):
     t.fit()
     losses = [h["loss"] for h in t.history if h["kind"] == "train"]
     plain = [p.data.copy() for p in t.model.parameters()]
+    tg = tagger_trainer(distributed=True)  # ragged sequences, ignored targets, a last batch of 2
+    tg.fit()
+    tagger_losses = [h["loss"] for h in tg.history if h["kind"] == "train"]
     # 2) dropout: a run checkpointed at step 10, then resumed to 20, must equal the straight run
     ck = os.path.join(out, "ck")
     kw = dict(max_steps=20, eval_every=10, checkpoint_dir=ck, checkpoint_name="step{step}.ckpt", distributed=True)
@@ -108,6 +140,7 @@ def _trainer(comm, out):
     resumed = [p.data for p in b.model.parameters()]
     masks = str(a.model.get_rng_state())  # where this rank's dropout stream stands: differs between ranks
     np.savez(os.path.join(out, f"rank{r}.npz"), *plain, *straight, *resumed, losses=np.array(losses), n=len(plain),
+             tagger_losses=np.array(tagger_losses),
              dropout_rng=masks)
 
 

@@ -146,9 +146,14 @@ def test_two_ranks_train_like_one_process_and_resume_exactly(mpiexec, tmp_path):
     one = mpi_ranks.lm_trainer(mpi_ranks.lm_stream(), 0.0, max_steps=20)  # not distributed: the whole batch
     one.fit()
     want = np.array([h["loss"] for h in one.history if h["kind"] == "train"])
+    tagger = mpi_ranks.tagger_trainer(rank=0, world_size=1)  # the same global batches in one process
+    tagger.fit()
+    tagger_want = np.array([h["loss"] for h in tagger.history if h["kind"] == "train"])
+    assert len(tagger_want) == 12  # 3 epochs of 4 batches
     for r, res in enumerate(ranks):
         assert len(res["losses"]) == 20
         np.testing.assert_allclose(res["losses"], want, rtol=1e-4, err_msg=f"rank {r}: global losses")
+        np.testing.assert_allclose(res["tagger_losses"], tagger_want, rtol=1e-4, err_msg=f"rank {r}: tagger")
     # parameters stay identical on every rank, with and without dropout, straight or resumed
     for block in range(3):
         for a, b in zip(_arrays(ranks[0], block * n, n), _arrays(ranks[1], block * n, n)):
