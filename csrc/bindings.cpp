@@ -82,10 +82,20 @@ py::sequence grads_arg(py::handle obj, const char* name) {
     throw py::type_error(std::string(name) + ": expected a tuple (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), got " +
                          describe(obj));
   py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
-  if (seq.size() != 4)
-    throw py::value_error(std::string(name) + ": expected 4 arrays (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), got " +
-                          std::to_string(seq.size()));
+  if (seq.size() != 4 && seq.size() != 5)
+    throw py::value_error(std::string(name) + ": expected 4 arrays (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh) "
+                          "and a peephole LSTM's grad_w_p, got " + std::to_string(seq.size()));
   return seq;
+}
+
+// A peephole LSTM's (3, H) peephole gradient (required then), or null for the other cells.
+float* peephole_grad_arg(const PackedWeights& w, py::handle obj, std::vector<py::object>& keep) {
+  if (!w.variant().peephole) {
+    if (!obj.is_none()) throw py::value_error("grad_w_p: only a peephole LSTM has peephole weights");
+    return nullptr;
+  }
+  if (obj.is_none()) throw py::value_error("grad_w_p: a peephole LSTM's backward needs it (got None)");
+  return optional_out<float>(obj, "grad_w_p", {3, static_cast<long>(w.hidden_size())}, keep);
 }
 
 // The arguments both reference entry points take, checked: one sequence problem in float or double.
@@ -97,8 +107,12 @@ struct ReferenceProblem {
   const R *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0;
   const int* lengths;
 
+  const R* w_p = nullptr;
+  bool reset_before = false;
+
   ReferenceProblem(py::handle cell_o, py::handle x_o, py::handle lengths_o, py::handle w_ih_o, py::handle w_hh_o,
-                   py::handle b_ih_o, py::handle b_hh_o, py::handle h0_o, py::handle c0_o)
+                   py::handle b_ih_o, py::handle b_hh_o, py::handle h0_o, py::handle c0_o, py::handle peephole_o,
+                   py::handle linear_before_reset_o)
       : cell(cell_from_name(cell_o)) {
     const std::vector<long> xs = dims_arg(x_o, "x", 3, "(T, B, I)"), whs = dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)");
     T = int_size(xs[0], "x.shape[0]"), B = int_size(xs[1], "x.shape[1]"), I = int_size(xs[2], "x.shape[2]");
@@ -110,6 +124,10 @@ struct ReferenceProblem {
     b_hh = optional_ptr<R>(b_hh_o, "b_hh", {G * H}, keep);
     h0 = optional_ptr<R>(h0_o, "h0", {B, H}, keep);
     c0 = optional_ptr<R>(c0_o, "c0", {B, H}, keep);
+    if (!peephole_o.is_none() && cell != CellKind::lstm) throw py::value_error("peephole: only an LSTM has peepholes");
+    w_p = optional_ptr<R>(peephole_o, "peephole", {3, H}, keep);
+    reset_before = !bool_arg(linear_before_reset_o, "linear_before_reset");
+    if (reset_before && cell != CellKind::gru) throw py::value_error("linear_before_reset: False is a GRU variant");
     auto lens = checked<int>(lengths_o, "lengths", {B});
     keep.push_back(lens);
     lengths = lens.data();
@@ -129,31 +147,35 @@ struct ReferenceProblem {
 template <class R>
 py::tuple reference_forward_py(py::handle cell_o, py::handle x_o, py::handle lengths_o, bool reverse,
                                py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
-                               py::handle h0_o, py::handle c0_o) {
-  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o);
+                               py::handle h0_o, py::handle c0_o, py::handle peephole_o, py::handle lbr_o) {
+  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o, peephole_o, lbr_o);
   py::array_t<R> y({p.T, p.B, p.H}), hn({p.B, p.H}), cn({p.B, p.H});
   reference_forward<R>(p.cell, p.T, p.B, p.I, p.H, p.x, p.lengths, reverse, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0,
-                       p.c0, y.mutable_data(), hn.mutable_data(), cn.mutable_data());
+                       p.c0, y.mutable_data(), hn.mutable_data(), cn.mutable_data(), p.w_p, p.reset_before);
   return py::make_tuple(y, hn, cn);
 }
 
 template <class R>
 py::dict reference_backward_py(py::handle cell_o, py::handle x_o, py::handle lengths_o, bool reverse,
                                py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
-                               py::handle h0_o, py::handle c0_o, py::handle dy_o, py::handle dhn_o, py::handle dcn_o) {
-  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o);
+                               py::handle h0_o, py::handle c0_o, py::handle dy_o, py::handle dhn_o, py::handle dcn_o,
+                               py::handle peephole_o, py::handle lbr_o) {
+  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o, peephole_o, lbr_o);
   const long T = p.T, B = p.B, I = p.I, H = p.H, G = p.G;
   const R* dy = p.required(dy_o, "dy", {T, B, H});
   const R* dhn = optional_ptr<R>(dhn_o, "dhn", {B, H}, p.keep);
   const R* dcn = optional_ptr<R>(dcn_o, "dcn", {B, H}, p.keep);
   py::array_t<R> dx({T, B, I}), dh0({B, H}), dc0({B, H}), gwi({G * H, I}), gwh({G * H, H}), gbi({G * H}), gbh({G * H});
-  for (auto* a : {&gwi, &gwh, &gbi, &gbh}) std::fill(a->mutable_data(), a->mutable_data() + a->size(), R(0));
+  py::array_t<R> gwp({3L, H});
+  for (auto* a : {&gwi, &gwh, &gbi, &gbh, &gwp}) std::fill(a->mutable_data(), a->mutable_data() + a->size(), R(0));
   reference_backward<R>(p.cell, T, B, I, H, p.x, p.lengths, reverse, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0, p.c0, dy,
                         dhn, dcn, dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), gwi.mutable_data(),
-                        gwh.mutable_data(), gbi.mutable_data(), gbh.mutable_data());
+                        gwh.mutable_data(), gbi.mutable_data(), gbh.mutable_data(), p.w_p, p.reset_before,
+                        gwp.mutable_data());
   py::dict out;
   out["dx"] = dx, out["dh0"] = dh0, out["dc0"] = dc0, out["w_ih"] = gwi, out["w_hh"] = gwh, out["b_ih"] = gbi,
   out["b_hh"] = gbh;
+  if (p.w_p) out["w_p"] = gwp;
   return out;
 }
 
@@ -226,7 +248,8 @@ PYBIND11_MODULE(_core, m) {
       "One layer direction's weights packed for the active instruction set.");
   checked_tp_new(packed_weights);
   packed_weights.def(py::init([](py::handle cell_o, py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o,
-                       py::handle b_hh_o, py::handle with_backward_o, py::handle weights_o, py::handle step_o) {
+                       py::handle b_hh_o, py::handle with_backward_o, py::handle weights_o, py::handle step_o,
+                       py::handle peephole_o, py::handle linear_before_reset_o) {
              const CellKind cell = cell_from_name(cell_o);
              const long H = dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)")[1], I = dims_arg(w_ih_o, "w_ih", 2, "(G*H, I)")[1];
              const long G = gate_count(cell);
@@ -236,6 +259,16 @@ PYBIND11_MODULE(_core, m) {
              const float* bi = optional_ptr<float>(b_ih_o, "b_ih", {G * H}, keep);
              const float* bh = optional_ptr<float>(b_hh_o, "b_hh", {G * H}, keep);
              const bool with_backward = bool_arg(with_backward_o, "with_backward"), step = bool_arg(step_o, "step");
+             CellVariant variant;
+             variant.reset_before = !bool_arg(linear_before_reset_o, "linear_before_reset");
+             if (variant.reset_before && cell != CellKind::gru)
+               throw py::value_error("linear_before_reset: False is a GRU variant, got cell '" +
+                                     std::string(cell_name(cell)) + "'");
+             if (!peephole_o.is_none() && cell != CellKind::lstm)
+               throw py::value_error("peephole: only an LSTM has peephole weights, got cell '" +
+                                     std::string(cell_name(cell)) + "'");
+             const float* wp = optional_ptr<float>(peephole_o, "peephole", {3, H}, keep);
+             variant.peephole = wp != nullptr;
              const std::string weights = str_arg(weights_o, "weights");
              if (weights != "float32" && weights != "bfloat16")
                throw py::value_error("weights: expected 'float32' or 'bfloat16', got '" + weights + "'");
@@ -244,12 +277,15 @@ PYBIND11_MODULE(_core, m) {
              const Isa isa = active_isa();
              run_released([&] {
                p = std::make_shared<PackedWeights>(cell, Ii, Hi, wi.data(), wh.data(), bi, bh, with_backward, isa,
-                                                   weights == "bfloat16", step);
+                                                   weights == "bfloat16", step, variant, wp);
              });
              return p;
            }),
            py::arg("cell"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
-           py::arg("with_backward") = false, py::arg("weights") = "float32", py::arg("step") = false)
+           py::arg("with_backward") = false, py::arg("weights") = "float32", py::arg("step") = false,
+           py::arg("peephole") = py::none(), py::arg("linear_before_reset") = true)
+      .def_property_readonly("peephole", [](const PackedWeights& p) { return p.variant().peephole; })
+      .def_property_readonly("linear_before_reset", [](const PackedWeights& p) { return !p.variant().reset_before; })
       .def_property_readonly("weights", [](const PackedWeights& p) {
         return std::string(p.bf16_weights() ? "bfloat16" : "float32");
       })
@@ -299,7 +335,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("layer_backward",
         [](py::handle w_o, py::handle cache_o, py::handle x_o, py::handle dy_o, py::handle dy_offset_o,
            py::handle dhn_o, py::handle dcn_o, py::handle dx_o, py::handle dx_accumulate_o, py::handle dh0_o,
-           py::handle dc0_o, py::handle gwi_o, py::handle gwh_o, py::handle gbi_o, py::handle gbh_o) {
+           py::handle dc0_o, py::handle gwi_o, py::handle gwh_o, py::handle gbi_o, py::handle gbh_o,
+           py::handle gwp_o) {
           const PackedWeights& w = packed_arg(w_o, "packed");
           TrainCache& cache = object_arg<TrainCache>(cache_o, "cache", "TrainCache");
           InUse busy(&cache, "cache (a TrainCache)");
@@ -324,14 +361,17 @@ PYBIND11_MODULE(_core, m) {
           auto gwh = checked<float>(gwh_o, "grad_w_hh", {G * H, H}, true);
           float* gbi = optional_out<float>(gbi_o, "grad_b_ih", {G * H}, keep);
           float* gbh = optional_out<float>(gbh_o, "grad_b_hh", {G * H}, keep);
+          float* gwp = peephole_grad_arg(w, gwp_o, keep);
           run_released([&] {
             layer_backward(w, cache, x.data(), dya.data() + dy_offset, ldy, dhn, dcn, dx.mutable_data(),
-                           dx_accumulate, dh0.mutable_data(), dc0, gwi.mutable_data(), gwh.mutable_data(), gbi, gbh);
+                           dx_accumulate, dh0.mutable_data(), dc0, gwi.mutable_data(), gwh.mutable_data(), gbi, gbh,
+                           gwp);
           });
         },
         py::arg("packed"), py::arg("cache"), py::arg("x"), py::arg("dy"), py::arg("dy_offset"), py::arg("dhn"),
         py::arg("dcn"), py::arg("dx"), py::arg("dx_accumulate"), py::arg("dh0"), py::arg("dc0"),
-        py::arg("grad_w_ih"), py::arg("grad_w_hh"), py::arg("grad_b_ih"), py::arg("grad_b_hh"));
+        py::arg("grad_w_ih"), py::arg("grad_w_hh"), py::arg("grad_b_ih"), py::arg("grad_b_hh"),
+        py::arg("grad_w_p") = py::none());
 
   m.def("layer_forward_pair",
         [](py::handle w0_o, py::handle w1_o, py::handle x_o, py::handle lengths_o, py::handle h0_o,
@@ -394,9 +434,10 @@ PYBIND11_MODULE(_core, m) {
           no_overlap(dx_o, "dx", x_o, "x");
           auto dh0 = checked<float>(dh0_o, "dh0", {2, B, H}, true);
           float* dc0 = optional_out<float>(dc0_o, "dc0", {2, B, H}, keep);
-          float* g[2][4];
+          float* g[2][5];
           for (int d = 0; d < 2; ++d) {
             py::sequence gd = grads_arg(d ? grads1_o : grads0_o, d ? "grads1" : "grads0");
+            g[d][4] = peephole_grad_arg(d ? w1 : w0, gd.size() == 5 ? gd[4] : py::none(), keep);
             keep.push_back(gd);
             g[d][0] = optional_out<float>(gd[0], "grad_w_ih", {G * H, I}, keep);
             g[d][1] = optional_out<float>(gd[1], "grad_w_hh", {G * H, H}, keep);
@@ -409,7 +450,7 @@ PYBIND11_MODULE(_core, m) {
           for (int k = 0; k < 2; ++k)
             d[k] = {k ? &w1 : &w0, k ? &cache1 : &cache0, dy.data() + k * H, direction_rows(dhn, s, k),
                     direction_rows(dcn, s, k), direction_rows(dh0.mutable_data(), s, k), direction_rows(dc0, s, k),
-                    g[k][0], g[k][1], g[k][2], g[k][3]};
+                    g[k][0], g[k][1], g[k][2], g[k][3], g[k][4]};
           run_released([&] { layer_backward_pair(d[0], d[1], x.data(), 2 * H, dx.mutable_data()); });
         },
         py::arg("packed0"), py::arg("packed1"), py::arg("cache0"), py::arg("cache1"), py::arg("x"), py::arg("dy"),
@@ -517,17 +558,28 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("reference_forward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
                                 py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
-                                py::handle c0) {
-    const bool reverse = bool_arg(reverse_o, "reverse");
-    if (is_float64(x)) return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
-    return reference_forward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
-  }, "Scalar reference forward (float32 or float64): returns (y, h_n, c_n).");
-  m.def("reference_backward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
-                                 py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
-                                 py::handle c0, py::handle dy, py::handle dhn, py::handle dcn) {
+                                py::handle c0, py::handle peephole, py::handle lbr) {
     const bool reverse = bool_arg(reverse_o, "reverse");
     if (is_float64(x))
-      return reference_backward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
-    return reference_backward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn);
-  }, "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients.");
+      return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lbr);
+    return reference_forward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lbr);
+  }, py::arg("cell"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("w_ih"), py::arg("w_hh"),
+  py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::arg("peephole") = py::none(),
+  py::arg("linear_before_reset") = true,
+  "Scalar reference forward (float32 or float64): returns (y, h_n, c_n). peephole: an LSTM's (3, H) p_i, p_f, "
+  "p_o; linear_before_reset=False: Cho et al.'s GRU.");
+  m.def("reference_backward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
+                                 py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
+                                 py::handle c0, py::handle dy, py::handle dhn, py::handle dcn, py::handle peephole,
+                                 py::handle lbr) {
+    const bool reverse = bool_arg(reverse_o, "reverse");
+    if (is_float64(x))
+      return reference_backward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn,
+                                           peephole, lbr);
+    return reference_backward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn,
+                                        peephole, lbr);
+  }, py::arg("cell"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("w_ih"), py::arg("w_hh"),
+  py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::arg("dy"), py::arg("dhn"), py::arg("dcn"),
+  py::arg("peephole") = py::none(), py::arg("linear_before_reset") = true,
+  "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients (w_p for peepholes).");
 }

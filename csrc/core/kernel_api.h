@@ -13,6 +13,12 @@ enum class CellKind { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
 
 inline int gate_count(CellKind c) { return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1; }
 
+// The literature's (and ONNX's) variants of a cell kind; both off is PyTorch's cell.
+struct CellVariant {
+  bool peephole = false;      // LSTM, Gers & Schmidhuber 2000: i, f also see c_{t-1}, o sees c_t (diagonal)
+  bool reset_before = false;  // GRU, Cho et al. 2014 (ONNX linear_before_reset=0): n = tanh(x_n + W_hn (r⊙h) + b_hn)
+};
+
 // How one ISA lays out a layer's weights and gate buffers. Gate buffers have GHp columns ordered
 // [hidden block][gate][unit in block] so that one tile holds every gate of its hidden units.
 struct Layout {
@@ -25,6 +31,10 @@ struct Layout {
   long wx = 0, wh = 0, wx_bwd = 0, wh_bwd = 0;  // packed sizes in floats
   // W_ih packed per hidden block like wh, for single steps (0: the wx panels already are).
   long wx_step = 0;
+  CellVariant variant;
+  // reset_before: W_hh is packed as r,z panels of every block, then the n panels (h_rz floats in
+  // front); wh_n_bwd: W_hn packed for the gradient of r⊙h (dan W_hn), 0 otherwise.
+  long wh_rz = 0, wh_n_bwd = 0;
 };
 
 struct PackedView {  // pointers into a PackedWeights (layer.h)
@@ -34,6 +44,8 @@ struct PackedView {  // pointers into a PackedWeights (layer.h)
   // each block's input part in the same tile as its recurrent part, with no phase in between.
   const float* wx_step;
   const uint16_t* wx16_step;
+  const float* wh_n_bwd;  // reset_before with backward, else null
+  const float* peep;      // peephole weights [hidden block][i, f, o][unit], or null
 };
 
 // Which batch rows each time step computes. A layer sorts its rows by length, longest first (a
@@ -73,7 +85,8 @@ struct ForwardArgs {
                           // 2 slots of B rows
   int first_slot;         // inference: the slot (0 or 1) holding the initial state
   float* cs;              // LSTM cell states, same shape as hs
-  float* aux;             // GRU training: recurrent part of n, valid rows of Hp
+  float* aux;             // GRU training: recurrent part of n (reset_before: r⊙h), valid rows of Hp;
+                          // reset_before inference: r⊙h, B rows of Hp
   TeamPlan team;
 };
 
@@ -99,15 +112,18 @@ struct BackwardArgs {
   float* wgrad;           // scratch (max(I, H), GHp)
   float* bpack;           // scratch kGemmKC x (GHp rounded to NR)
   float* colsum;          // scratch (GHp rounded to NR): bias-gradient sums
+  float* dn;              // reset_before: scratch (B, Hp), one step's n-gate gradients
+  float* gw_p;            // peephole: (3, H) gradients of p_i, p_f, p_o, accumulated
   TeamPlan team;
 };
 
 struct IsaKernels {
-  Layout (*layout)(CellKind cell, int I, int H);
-  // Packs PyTorch-layout weights (biases may be null) into the buffers of PackedView.
+  Layout (*layout)(CellKind cell, CellVariant variant, int I, int H);
+  // Packs PyTorch-layout weights (biases may be null; w_p: (3, H) peepholes i, f, o, or null) into
+  // the buffers of PackedView.
   void (*pack)(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh,
-               const float* b_ih, const float* b_hh, bool with_backward, float* wx, float* wh,
-               float* wx_bwd, float* wh_bwd, float* wx_step, float* bx, float* bh);
+               const float* b_ih, const float* b_hh, const float* w_p, bool with_backward, float* wx, float* wh,
+               float* wx_bwd, float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx, float* bh, float* peep);
   // Layers one after another in one team call (their own team fields are ignored): a stack of
   // layers costs one call to the team, not one per layer.
   void (*forward)(const ForwardArgs* layers, int n, TeamPlan team);

@@ -50,7 +50,7 @@ std::vector<uint16_t> to_bf16(const float* src, size_t n) {
 
 PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
                              const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights,
-                             bool step_weights)
+                             bool step_weights, CellVariant variant, const float* w_p)
     : cell_(cell), isa_(isa), I_(input_size), H_(hidden_size), with_backward_(with_backward),
       step_weights_(step_weights) {
   if (bf16_weights && with_backward)
@@ -58,8 +58,12 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
   if (input_size < 1 || hidden_size < 1)
     throw std::invalid_argument("input_size and hidden_size must be >= 1, got " + std::to_string(input_size) +
                                 " and " + std::to_string(hidden_size));
+  if (variant.peephole && (cell != CellKind::lstm || !w_p))
+    throw std::invalid_argument("peepholes are an LSTM variant and need their weights (3, H)");
+  if (variant.reset_before && cell != CellKind::gru)
+    throw std::invalid_argument("reset_before (linear_before_reset=False) is a GRU variant");
   const IsaKernels& k = kernels_for(isa);
-  L_ = k.layout(cell, I_, H_);
+  L_ = k.layout(cell, variant, I_, H_);
   wx_ = AlignedBuffer(L_.wx);
   wh_ = AlignedBuffer(L_.wh);
   if (with_backward) {
@@ -67,10 +71,12 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
     wh_bwd_ = AlignedBuffer(L_.wh_bwd);
   }
   if (step_weights) wx_step_ = AlignedBuffer(L_.wx_step);  // empty when wx already is per block
+  if (with_backward && L_.wh_n_bwd) wh_n_bwd_ = AlignedBuffer(L_.wh_n_bwd);
+  if (variant.peephole) peep_ = AlignedBuffer(3L * L_.Hp);
   bx_ = AlignedBuffer(L_.GHp);
   bh_ = AlignedBuffer(L_.GHp);
-  k.pack(cell, L_, I_, H_, w_ih, w_hh, b_ih, b_hh, with_backward, wx_.data(), wh_.data(), wx_bwd_.data(),
-         wh_bwd_.data(), wx_step_.data(), bx_.data(), bh_.data());
+  k.pack(cell, L_, I_, H_, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx_.data(), wh_.data(), wx_bwd_.data(),
+         wh_bwd_.data(), wx_step_.data(), wh_n_bwd_.data(), bx_.data(), bh_.data(), peep_.data());
   if (bf16_weights) {  // the same panels, narrowed; the float copies are not needed any more
     wx16_ = to_bf16(wx_.data(), L_.wx);
     wh16_ = to_bf16(wh_.data(), L_.wh);
@@ -83,7 +89,8 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
 
 PackedView PackedWeights::view() const {
   PackedView v{wx_.data(), wh_.data(), wx_bwd_.data(), wh_bwd_.data(), bx_.data(), bh_.data(),
-               wx16_.empty() ? nullptr : wx16_.data(), wh16_.empty() ? nullptr : wh16_.data(), nullptr, nullptr};
+               wx16_.empty() ? nullptr : wx16_.data(), wh16_.empty() ? nullptr : wh16_.data(), nullptr, nullptr,
+               wh_n_bwd_.data(), peep_.data()};
   if (step_weights_ && !wx16_.empty())
     v.wx16_step = L_.wx_step ? wx16_step_.data() : v.wx16;
   else if (step_weights_)
@@ -256,12 +263,14 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   ensure_size(gates, static_cast<size_t>(gate_rows) * L.GHp);
   ensure_size(hs, state_rows * Hp);
   if (lstm) ensure_size(cs, state_rows * Hp);
+  const bool reset_before = w.variant().reset_before;  // needs r⊙h per step, also in inference
   if (training && w.cell() == CellKind::gru) ensure_size(aux, static_cast<size_t>(act_rows) * Hp);
+  if (!training && reset_before) ensure_size(aux, static_cast<size_t>(B) * Hp);
   if (!R.dense()) ensure_size(xg, static_cast<size_t>(gate_rows) * w.input_size());
   a.gates = gates.data();
   a.hs = hs.data();
   a.cs = lstm ? cs.data() : nullptr;
-  a.aux = training && w.cell() == CellKind::gru ? aux.data() : nullptr;
+  a.aux = (training && w.cell() == CellKind::gru) || reset_before ? aux.data() : nullptr;
   a.xg = R.dense() ? nullptr : xg.data();
 
   // Where each row's initial state goes: training, at the state its first step starts from (the
@@ -296,6 +305,7 @@ void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
     cache->B = a.B;
     cache->reverse = a.reverse;
     cache->cell = a.cell;
+    cache->variant = a.L.variant;
     cache->isa = c.isa;
     cache->I = a.I;
     cache->H = a.H;
@@ -341,12 +351,16 @@ namespace {
 // Arguments of one direction's backward; marks the cache consumed (its gates become gradients).
 BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
                             const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0,
-                            float* dc0, float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh) {
+                            float* dc0, float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p) {
   if (cache.consumed)
     throw std::invalid_argument("backward needs a training forward first, and runs once per forward");
   if (!w.has_backward()) throw std::invalid_argument("weights were packed without backward support");
   if (w.cell() != cache.cell || w.isa() != cache.isa || w.input_size() != cache.I || w.hidden_size() != cache.H)
     throw std::invalid_argument("the weights differ from the forward's (cell, ISA, input or hidden size)");
+  const CellVariant v = w.variant();
+  if (v.peephole != cache.variant.peephole || v.reset_before != cache.variant.reset_before)
+    throw std::invalid_argument("the weights differ from the forward's (cell variant)");
+  if (v.peephole && !gw_p) throw std::invalid_argument("a peephole LSTM's backward needs the peephole gradient");
   const Layout& L = w.layout();
   const int T = cache.T, B = cache.B, I = w.input_size(), H = w.hidden_size(), Hp = L.Hp;
   const bool lstm = w.cell() == CellKind::lstm;
@@ -373,6 +387,7 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   a.gw_hh = gw_hh;
   a.gb_ih = gb_ih;
   a.gb_hh = gb_hh;
+  a.gw_p = v.peephole ? gw_p : nullptr;
   a.gates = cache.gates.data();
   if (w.cell() == CellKind::gru) ensure_size(cache.dgh, static_cast<size_t>(a.rows.total()) * L.GHp);
   a.dgh = w.cell() == CellKind::gru ? cache.dgh.data() : a.gates;
@@ -387,6 +402,8 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   ensure_size(cache.colsum, panels_width);
   a.dh_pass = cache.dh_pass.data();
   a.dc = cache.dc.data();
+  if (v.reset_before) ensure_size(cache.dn, static_cast<size_t>(B) * Hp);
+  a.dn = v.reset_before ? cache.dn.data() : nullptr;
   auto same = [](int p) { return static_cast<long>(p); };
   load_state(dhn, a.rows, H, Hp, a.dh_pass, same);
   load_state(lstm ? dcn : nullptr, a.rows, H, Hp, a.dc, same);
@@ -403,9 +420,9 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
 
 void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
                     const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
-                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh) {
+                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p) {
   const BackwardArgs a = begin_backward(w, cache, x, dy, ldy, dhn, dcn, dx, dx_accumulate, dh0, dc0, gw_ih, gw_hh,
-                                        gb_ih, gb_hh);
+                                        gb_ih, gb_hh, gw_p);
   kernels_for(w.isa()).backward(a);
 }
 
@@ -421,9 +438,9 @@ void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d
   const size_t n = static_cast<size_t>(c0.T) * c0.B * d0.w->input_size();
   ensure_size(c1.dx_other, n);
   const BackwardArgs a0 = begin_backward(*d0.w, c0, x, d0.dy, ldy, d0.dhn, d0.dcn, dx, false, d0.dh0, d0.dc0,
-                                         d0.gw_ih, d0.gw_hh, d0.gb_ih, d0.gb_hh);
+                                         d0.gw_ih, d0.gw_hh, d0.gb_ih, d0.gb_hh, d0.gw_p);
   const BackwardArgs a1 = begin_backward(*d1.w, c1, x, d1.dy, ldy, d1.dhn, d1.dcn, c1.dx_other.data(), false,
-                                         d1.dh0, d1.dc0, d1.gw_ih, d1.gw_hh, d1.gb_ih, d1.gb_hh);
+                                         d1.dh0, d1.dc0, d1.gw_ih, d1.gw_hh, d1.gb_ih, d1.gb_hh, d1.gw_p);
   kernels_for(d0.w->isa()).backward_pair(a0, a1, team);
   const float* other = c1.dx_other.data();
   for (size_t i = 0; i < n; ++i) dx[i] += other[i];

@@ -36,11 +36,13 @@ class PackedWeights {
   // latency-bound inference; results then differ from float32 weights by ~1e-3 relative).
   // step_weights also packs W_ih per hidden block for one-step forwards (streams, cells), where
   // the ISA's GEMM panels are not already laid out that way: one phase per step instead of two.
+  // variant: peephole (LSTM; w_p then holds p_i, p_f, p_o as (3, H)) or reset_before (GRU).
   PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
                 const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights = false,
-                bool step_weights = false);
+                bool step_weights = false, CellVariant variant = {}, const float* w_p = nullptr);
 
   CellKind cell() const { return cell_; }
+  CellVariant variant() const { return L_.variant; }
   Isa isa() const { return isa_; }
   int input_size() const { return I_; }
   int hidden_size() const { return H_; }
@@ -56,7 +58,7 @@ class PackedWeights {
   int I_, H_;
   bool with_backward_, step_weights_;
   Layout L_;
-  AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, wx_step_, bx_, bh_;
+  AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, wx_step_, wh_n_bwd_, bx_, bh_, peep_;
   std::vector<uint16_t> wx16_, wh16_, wx16_step_;
 };
 
@@ -71,13 +73,14 @@ struct TrainCache {
   bool reverse = false;
   // The weights' shape the forward ran with: a backward with other weights would read past the buffers.
   CellKind cell = CellKind::rnn_tanh;
+  CellVariant variant;
   Isa isa = Isa::generic;
   int I = 0, H = 0;
   bool consumed = true;  // no forward to differentiate yet
   std::vector<int> order;       // the rows sorted by length (RowPlan); empty when all run T steps
   std::vector<long> row_start;  // RowPlan::start, or empty
   AlignedBuffer gates, hs, cs, aux, xg;                    // forward activations; xg: x's valid rows
-  AlignedBuffer dgh, dh_pass, dc, wgrad, bpack, colsum;  // backward scratch
+  AlignedBuffer dgh, dh_pass, dc, wgrad, bpack, colsum, dn;  // backward scratch
   AlignedBuffer dx_other;  // the reverse direction's dx in layer_backward_pair
 
   RowPlan rows() const {
@@ -95,10 +98,11 @@ void layer_forward(const PackedWeights& w, int T, int B, const float* x, const i
 
 // Gradients for the forward that filled cache. dy like y; dhn, dcn: (B, H) or null. dx: (T, B, I)
 // written, or added to when dx_accumulate. dh0, dc0: (B, H). Parameter gradients are added to
-// gw_ih (G*H, I), gw_hh (G*H, H), gb_ih, gb_hh (G*H; null when the layer has no bias).
+// gw_ih (G*H, I), gw_hh (G*H, H), gb_ih, gb_hh (G*H; null when the layer has no bias), and for a
+// peephole LSTM gw_p (3, H) (required then).
 void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
                     const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
-                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh);
+                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p = nullptr);
 
 // The two directions of a bidirectional layer at once (forward: reverse = false, reverse: true),
 // each on half of the threads, never waiting for each other. Same per-direction results as two
@@ -122,6 +126,7 @@ struct DirectionBackward {
   const float *dhn, *dcn;
   float *dh0, *dc0;
   float *gw_ih, *gw_hh, *gb_ih, *gb_hh;
+  float* gw_p;  // peephole LSTM, else null
 };
 void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d1, const float* x, long ldy,
                          float* dx);

@@ -27,24 +27,34 @@ template <class R>
 struct Step {
   int t;
   std::vector<R> h_prev, c_prev, act, h, c, rec;  // act: activated gates; rec: h W_hhᵀ + b_hh
+  std::vector<R> rh;  // reset_before: r⊙h, and rec's n part is (r⊙h) W_hnᵀ + b_hn
+};
+
+// The cell variants (kernel_api.h): p is a peephole LSTM's (3, H), or null.
+template <class R>
+struct Variant {
+  const R* p;
+  bool reset_before;
 };
 
 template <class R>
-void cell_step(CellKind cell, int H, const R* xa, Step<R>& s) {
+void cell_step(CellKind cell, int H, const R* xa, Step<R>& s, const Variant<R>& v) {
   const int G = gate_count(cell);
   s.act.assign(G * H, R(0));
   s.h.assign(H, R(0));
   s.c = s.c_prev;
   for (int j = 0; j < H; ++j) {
     if (cell == CellKind::lstm) {
-      R i = sigmoid(xa[j] + s.rec[j]), f = sigmoid(xa[H + j] + s.rec[H + j]);
-      R g = std::tanh(xa[2 * H + j] + s.rec[2 * H + j]), o = sigmoid(xa[3 * H + j] + s.rec[3 * H + j]);
+      const R pi = v.p ? v.p[j] * s.c_prev[j] : R(0), pf = v.p ? v.p[H + j] * s.c_prev[j] : R(0);
+      R i = sigmoid(xa[j] + s.rec[j] + pi), f = sigmoid(xa[H + j] + s.rec[H + j] + pf);
+      R g = std::tanh(xa[2 * H + j] + s.rec[2 * H + j]);
       s.c[j] = f * s.c_prev[j] + i * g;
+      R o = sigmoid(xa[3 * H + j] + s.rec[3 * H + j] + (v.p ? v.p[2 * H + j] * s.c[j] : R(0)));
       s.h[j] = o * std::tanh(s.c[j]);
       s.act[j] = i, s.act[H + j] = f, s.act[2 * H + j] = g, s.act[3 * H + j] = o;
     } else if (cell == CellKind::gru) {
       R r = sigmoid(xa[j] + s.rec[j]), z = sigmoid(xa[H + j] + s.rec[H + j]);
-      R n = std::tanh(xa[2 * H + j] + r * s.rec[2 * H + j]);
+      R n = std::tanh(xa[2 * H + j] + (v.reset_before ? s.rec[2 * H + j] : r * s.rec[2 * H + j]));
       s.h[j] = (R(1) - z) * n + z * s.h_prev[j];
       s.act[j] = r, s.act[H + j] = z, s.act[2 * H + j] = n;
     } else {
@@ -58,7 +68,8 @@ void cell_step(CellKind cell, int H, const R* xa, Step<R>& s) {
 // Runs sample b forward; returns its steps in processing order.
 template <class R>
 std::vector<Step<R>> run_sample(CellKind cell, int T, int B, int I, int H, int b, const R* x, int len, bool reverse,
-                                const R* w_ih, const R* w_hh, const R* b_ih, const R* b_hh, const R* h0, const R* c0) {
+                                const R* w_ih, const R* w_hh, const R* b_ih, const R* b_hh, const R* h0, const R* c0,
+                                const Variant<R>& v) {
   const int G = gate_count(cell);
   std::vector<Step<R>> steps;
   std::vector<R> h(H, R(0)), c(H, R(0)), xa(G * H);
@@ -73,7 +84,12 @@ std::vector<Step<R>> run_sample(CellKind cell, int T, int B, int I, int H, int b
     s.rec.resize(G * H);
     affine(G * H, I, w_ih, b_ih, x + (static_cast<long>(s.t) * B + b) * I, xa.data());
     affine(G * H, H, w_hh, b_hh, h.data(), s.rec.data());
-    cell_step(cell, H, xa.data(), s);
+    if (v.reset_before) {  // the n gate's product acts on r⊙h
+      s.rh.resize(H);
+      for (int j = 0; j < H; ++j) s.rh[j] = sigmoid(xa[j] + s.rec[j]) * h[j];
+      affine(H, H, w_hh + 2L * H * H, b_hh ? b_hh + 2 * H : nullptr, s.rh.data(), s.rec.data() + 2 * H);
+    }
+    cell_step(cell, H, xa.data(), s, v);
     h = s.h;
     c = s.c;
     steps.push_back(std::move(s));
@@ -86,10 +102,11 @@ std::vector<Step<R>> run_sample(CellKind cell, int T, int B, int I, int H, int b
 template <class R>
 void reference_forward(CellKind cell, int T, int B, int I, int H, const R* x, const int* lengths, bool reverse,
                        const R* w_ih, const R* w_hh, const R* b_ih, const R* b_hh, const R* h0, const R* c0, R* y,
-                       R* hn, R* cn) {
+                       R* hn, R* cn, const R* w_p, bool reset_before) {
   std::memset(y, 0, sizeof(R) * T * B * H);
+  const Variant<R> v{w_p, reset_before};
   for (int b = 0; b < B; ++b) {
-    auto steps = run_sample(cell, T, B, I, H, b, x, lengths[b], reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
+    auto steps = run_sample(cell, T, B, I, H, b, x, lengths[b], reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, v);
     for (auto& s : steps) std::memcpy(y + (static_cast<long>(s.t) * B + b) * H, s.h.data(), sizeof(R) * H);
     std::memcpy(hn + static_cast<long>(b) * H, steps.back().h.data(), sizeof(R) * H);
     if (cn) std::memcpy(cn + static_cast<long>(b) * H, steps.back().c.data(), sizeof(R) * H);
@@ -100,12 +117,13 @@ template <class R>
 void reference_backward(CellKind cell, int T, int B, int I, int H, const R* x, const int* lengths, bool reverse,
                         const R* w_ih, const R* w_hh, const R* b_ih, const R* b_hh, const R* h0, const R* c0,
                         const R* dy, const R* dhn, const R* dcn, R* dx, R* dh0, R* dc0, R* gw_ih, R* gw_hh,
-                        R* gb_ih, R* gb_hh) {
+                        R* gb_ih, R* gb_hh, const R* w_p, bool reset_before, R* gw_p) {
   const int G = gate_count(cell);
   std::memset(dx, 0, sizeof(R) * T * B * I);
+  const Variant<R> v{w_p, reset_before};
   for (int b = 0; b < B; ++b) {
-    auto steps = run_sample(cell, T, B, I, H, b, x, lengths[b], reverse, w_ih, w_hh, b_ih, b_hh, h0, c0);
-    std::vector<R> dh(H, R(0)), dc(H, R(0)), dax(G * H), dah(G * H), dh_prev(H);
+    auto steps = run_sample(cell, T, B, I, H, b, x, lengths[b], reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, v);
+    std::vector<R> dh(H, R(0)), dc(H, R(0)), dax(G * H), dah(G * H), dh_prev(H), drh(H, R(0));
     if (dhn) dh.assign(dhn + static_cast<long>(b) * H, dhn + static_cast<long>(b + 1) * H);
     if (dcn && cell == CellKind::lstm) dc.assign(dcn + static_cast<long>(b) * H, dcn + static_cast<long>(b + 1) * H);
     for (int k = static_cast<int>(steps.size()) - 1; k >= 0; --k) {
@@ -113,25 +131,39 @@ void reference_backward(CellKind cell, int T, int B, int I, int H, const R* x, c
       const long row = static_cast<long>(s.t) * B + b;
       for (int j = 0; j < H; ++j) dh[j] += dy[row * H + j];
       std::fill(dh_prev.begin(), dh_prev.end(), R(0));
+      if (cell == CellKind::gru && reset_before) {  // d(r⊙h) = W_hnᵀ dan, needed for dar
+        const R* a = s.act.data();
+        std::fill(drh.begin(), drh.end(), R(0));
+        for (int k = 0; k < H; ++k) {
+          const R dan = dh[k] * (R(1) - a[H + k]) * (R(1) - a[2 * H + k] * a[2 * H + k]);
+          for (int j = 0; j < H; ++j) drh[j] += dan * w_hh[(2L * H + k) * H + j];
+        }
+      }
       for (int j = 0; j < H; ++j) {
         const R* a = s.act.data();
         if (cell == CellKind::lstm) {
           R i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], tc = std::tanh(s.c[j]);
-          R dct = dc[j] + dh[j] * o * (R(1) - tc * tc);
+          dax[3 * H + j] = dh[j] * tc * o * (R(1) - o);
+          R dct = dc[j] + dh[j] * o * (R(1) - tc * tc) + (w_p ? dax[3 * H + j] * w_p[2 * H + j] : R(0));
           dax[j] = dct * g * i * (R(1) - i);
           dax[H + j] = dct * s.c_prev[j] * f * (R(1) - f);
           dax[2 * H + j] = dct * i * (R(1) - g * g);
-          dax[3 * H + j] = dh[j] * tc * o * (R(1) - o);
           dc[j] = dct * f;
+          if (w_p) {
+            dc[j] += dax[j] * w_p[j] + dax[H + j] * w_p[H + j];
+            gw_p[j] += dax[j] * s.c_prev[j];
+            gw_p[H + j] += dax[H + j] * s.c_prev[j];
+            gw_p[2 * H + j] += dax[3 * H + j] * s.c[j];
+          }
           for (int q = 0; q < 4; ++q) dah[q * H + j] = dax[q * H + j];
         } else if (cell == CellKind::gru) {
           R r = a[j], z = a[H + j], n = a[2 * H + j];
           R dan = dh[j] * (R(1) - z) * (R(1) - n * n);
-          dax[j] = dan * s.rec[2 * H + j] * r * (R(1) - r);
+          dax[j] = reset_before ? drh[j] * s.h_prev[j] * r * (R(1) - r) : dan * s.rec[2 * H + j] * r * (R(1) - r);
           dax[H + j] = dh[j] * (s.h_prev[j] - n) * z * (R(1) - z);
           dax[2 * H + j] = dan;
-          dah[j] = dax[j], dah[H + j] = dax[H + j], dah[2 * H + j] = dan * r;
-          dh_prev[j] = dh[j] * z;
+          dah[j] = dax[j], dah[H + j] = dax[H + j], dah[2 * H + j] = reset_before ? dan : dan * r;
+          dh_prev[j] = dh[j] * z + (reset_before ? drh[j] * r : R(0));
         } else {
           R h = s.h[j];
           dax[j] = cell == CellKind::rnn_relu ? (h > R(0) ? dh[j] : R(0)) : dh[j] * (R(1) - h * h);
@@ -143,9 +175,10 @@ void reference_backward(CellKind cell, int T, int B, int I, int H, const R* x, c
           gw_ih[static_cast<long>(r) * I + i] += dax[r] * x[row * I + i];
           dx[row * I + i] += dax[r] * w_ih[static_cast<long>(r) * I + i];
         }
+        const bool on_rh = reset_before && r >= 2 * H;  // W_hn acts on r⊙h; its share of dh_prev is in drh
         for (int j = 0; j < H; ++j) {
-          gw_hh[static_cast<long>(r) * H + j] += dah[r] * s.h_prev[j];
-          dh_prev[j] += dah[r] * w_hh[static_cast<long>(r) * H + j];
+          gw_hh[static_cast<long>(r) * H + j] += dah[r] * (on_rh ? s.rh[j] : s.h_prev[j]);
+          if (!on_rh) dh_prev[j] += dah[r] * w_hh[static_cast<long>(r) * H + j];
         }
         if (gb_ih) gb_ih[r] += dax[r];
         if (gb_hh) gb_hh[r] += dah[r];
@@ -159,10 +192,10 @@ void reference_backward(CellKind cell, int T, int B, int I, int H, const R* x, c
 
 #define RNNFAST_INSTANTIATE(R)                                                                                     \
   template void reference_forward<R>(CellKind, int, int, int, int, const R*, const int*, bool, const R*, const R*,  \
-                                     const R*, const R*, const R*, const R*, R*, R*, R*);                          \
+                                     const R*, const R*, const R*, const R*, R*, R*, R*, const R*, bool);          \
   template void reference_backward<R>(CellKind, int, int, int, int, const R*, const int*, bool, const R*,          \
                                       const R*, const R*, const R*, const R*, const R*, const R*, const R*,        \
-                                      const R*, R*, R*, R*, R*, R*, R*, R*);
+                                      const R*, R*, R*, R*, R*, R*, R*, R*, const R*, bool, R*);
 RNNFAST_INSTANTIATE(float)
 RNNFAST_INSTANTIATE(double)
 

@@ -23,6 +23,7 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     b.gates = AlignedBuffer(static_cast<size_t>(B_) * L.GHp);
     b.hs = AlignedBuffer(2 * slot, true);
     if (w.cell() == CellKind::lstm) b.cs = AlignedBuffer(2 * slot, true);
+    if (w.variant().reset_before) b.aux = AlignedBuffer(slot);  // r⊙h of a step
     b.y = AlignedBuffer(static_cast<size_t>(B_) * w.hidden_size());
     // The first layer's input and the last one's output are the caller's, set by each step.
     ForwardArgs a = forward_args(w, 1, B_, k > 0 ? buf_[k - 1].y.data() : nullptr, b.y.data(), w.hidden_size());
@@ -30,6 +31,7 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     a.chunk = 1;
     a.hs = b.hs.data();
     a.cs = b.cs.data();
+    a.aux = b.aux.data();
     buf_.push_back(std::move(b));
     args_.push_back(a);
   }

@@ -30,7 +30,7 @@ class Stream {
 
  private:
   struct LayerBuffers {
-    AlignedBuffer gates, hs, cs, y;  // hs/cs: two padded slots; the state lives in slot `slot_`
+    AlignedBuffer gates, hs, cs, y, aux;  // hs/cs: two padded slots; the state lives in slot `slot_`
   };
   float* state_h(size_t k) const { return buf_[k].hs.data() + slot_ * static_cast<size_t>(B_) * layers_[k]->layout().Hp; }
   float* state_c(size_t k) const {

@@ -64,3 +64,21 @@ static void weight_grad(PhaseRunner& phases, int M, int rows, const BackwardArgs
     }
   });
 }
+
+// Cho et al.'s GRU, before W_hn's gradient: dgh (r, z gradients; n zero) becomes the n gate's
+// gradients alone (dan, from the input-side gates), so one more weight_grad against r⊙h adds
+// exactly W_hn's and b_hn's terms.
+static void n_gate_only(PhaseRunner& phases, int rows, const BackwardArgs& a) {
+  const int G = a.L.G, NB = a.L.NB, GHp = a.L.GHp, nblk = a.L.Hp / NB;
+  constexpr int kRows = 64;
+  phases.run(ceil_div(rows, kRows), [&](long t) {
+    const long lo = t * kRows, hi = lo + kRows < rows ? lo + kRows : rows;
+    for (long row = lo; row < hi; ++row)
+      for (int jb = 0; jb < nblk; ++jb) {
+        float* gh = a.dgh + row * GHp + static_cast<long>(jb) * G * NB;
+        const float* g = a.gates + row * GHp + static_cast<long>(jb) * G * NB;
+        for (int c = 0; c < 2 * NB; ++c) gh[c] = 0.0f;
+        for (int c = 2 * NB; c < 3 * NB; ++c) gh[c] = g[c];
+      }
+  });
+}

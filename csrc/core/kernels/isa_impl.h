@@ -11,8 +11,9 @@
 #include "core/kernels/peak.h"
 
 template <class Cell>
-static Layout layout_for(int I, int H) {
+static Layout layout_for(CellVariant variant, int I, int H) {
   Layout L;
+  L.variant = variant;
   L.W = W;
   L.NB = Cell::NB;
   L.G = Cell::G;
@@ -25,15 +26,44 @@ static Layout layout_for(int I, int H) {
   const int bwd_cols = Cell::BWD_Q * Cell::NB;  // backward tiles span BWD_Q hidden blocks
   L.wh_bwd = static_cast<long>(ceil_div(L.Hp, bwd_cols)) * bwd_cols * L.GHp;
   L.wx_step = Cell::G * Cell::U == GEMM_NV ? 0 : static_cast<long>(L.GHp) * I;  // GEMM panel == block?
+  if (variant.reset_before) {
+    L.wh_rz = 2L * L.Hp * H;
+    L.wh_n_bwd = static_cast<long>(ceil_div(L.Hp, bwd_cols)) * bwd_cols * L.Hp;
+  }
   return L;
 }
 
-static Layout layout(CellKind cell, int I, int H) {
+static Layout layout(CellKind cell, CellVariant variant, int I, int H) {
   switch (cell) {
-    case CellKind::lstm: return layout_for<Lstm>(I, H);
-    case CellKind::gru: return layout_for<Gru>(I, H);
-    default: return layout_for<Rnn<false>>(I, H);
+    case CellKind::lstm: return layout_for<Lstm>(variant, I, H);
+    case CellKind::gru: return layout_for<Gru>(variant, I, H);
+    default: return layout_for<Rnn<false>>(variant, I, H);
   }
+}
+
+// Cho et al.'s GRU: W_hhᵀ as the r, z panels of every block (2 vectors wide), then the n panels
+// (1 vector), so each phase of a step reads only its own gates' weights; and W_hn (zero rows for
+// the padding) packed for backward's d(r⊙h) = dan W_hn.
+template <class Cell>
+static void pack_reset_before(const Layout& L, int H, const float* w_hh, const float* whr, bool with_backward,
+                              float* wh, float* wh_n_bwd) {
+  constexpr int NB = Cell::NB, G = Cell::G;
+  const int nblk = L.Hp / NB;
+  std::vector<float> rz(static_cast<size_t>(2) * L.Hp * H), n(static_cast<size_t>(L.Hp) * H);
+  for (int jb = 0; jb < nblk; ++jb)
+    for (int c = 0; c < 3 * NB; ++c) {
+      const float* src = whr + (static_cast<long>(jb) * G * NB + c) * H;
+      float* dst = c < 2 * NB ? rz.data() + (static_cast<long>(jb) * 2 * NB + c) * H
+                              : n.data() + (static_cast<long>(jb) * NB + c - 2 * NB) * H;
+      std::copy(src, src + H, dst);
+    }
+  pack_panels<2>(H, 2 * L.Hp, rz.data(), 1, H, wh, 0, nblk);
+  pack_panels<1>(H, L.Hp, n.data(), 1, H, wh + L.wh_rz, 0, nblk);
+  if (!with_backward) return;
+  std::vector<float> whn(static_cast<size_t>(L.Hp) * H, 0.0f);  // (n unit k, h unit j)
+  std::copy(w_hh + 2L * H * H, w_hh + 3L * H * H, whn.begin());
+  constexpr int bwd_cols = Cell::BWD_Q * NB;
+  pack_panels<Cell::BWD_Q * Cell::U>(L.Hp, H, whn.data(), H, 1, wh_n_bwd, 0, ceil_div(L.Hp, bwd_cols));
 }
 
 // Rows of a PyTorch weight (G*H x K) in internal gate-column order, zero rows for padding.
@@ -46,8 +76,8 @@ static void to_internal_rows(const Layout& L, int H, int K, const float* src, fl
 
 template <class Cell>
 static void pack_for(const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
-                     const float* b_hh, bool with_backward, float* wx, float* wh, float* wx_bwd, float* wh_bwd,
-                     float* wx_step, float* bx, float* bh) {
+                     const float* b_hh, const float* w_p, bool with_backward, float* wx, float* wh, float* wx_bwd,
+                     float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx, float* bh, float* peep) {
   constexpr int NV = Cell::G * Cell::U;
   // Packing is once per weight change: plain vectors are fine (and freed if the second one throws).
   std::vector<float> wi_rows(static_cast<size_t>(L.GHp) * I), wh_rows(static_cast<size_t>(L.GHp) * H);
@@ -56,7 +86,10 @@ static void pack_for(const Layout& L, int I, int H, const float* w_ih, const flo
   to_internal_rows(L, H, H, w_hh, whr);
   // Forward: x-projection B = W_ihᵀ (I x GHp); recurrent tiles B = W_hhᵀ (H x GHp), one panel per hidden block.
   pack_panels<GEMM_NV>(I, L.GHp, wi, 1, I, wx, 0, ceil_div(L.GHp, L.NR));
-  pack_panels<NV>(H, L.GHp, whr, 1, H, wh, 0, L.Hp / Cell::NB);
+  if (L.variant.reset_before)
+    pack_reset_before<Cell>(L, H, w_hh, whr, with_backward, wh, wh_n_bwd);
+  else
+    pack_panels<NV>(H, L.GHp, whr, 1, H, wh, 0, L.Hp / Cell::NB);
   if (wx_step) pack_panels<NV>(I, L.GHp, wi, 1, I, wx_step, 0, L.Hp / Cell::NB);  // W_ihᵀ like W_hhᵀ
   if (with_backward) {
     // Backward: dX = dG W_ih (B = W_ih, GHp x I); dh = dG W_hh (B = W_hh, GHp x H), panels of BWD_Q blocks.
@@ -68,26 +101,35 @@ static void pack_for(const Layout& L, int I, int H, const float* w_ih, const flo
     bx[c] = row >= 0 && b_ih ? b_ih[row] : 0.0f;
     bh[c] = row >= 0 && b_hh ? b_hh[row] : 0.0f;
   }
+  if (peep)  // [block][i, f, o][unit], as the cell reads them
+    for (int c = 0; c < 3 * L.Hp; ++c) {
+      const int row = torch_row(c, 3, Cell::NB, H);
+      peep[c] = row >= 0 ? w_p[row] : 0.0f;
+    }
 }
 
 static void pack(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
-                 const float* b_hh, bool with_backward, float* wx, float* wh, float* wx_bwd, float* wh_bwd,
-                 float* wx_step, float* bx, float* bh) {
+                 const float* b_hh, const float* w_p, bool with_backward, float* wx, float* wh, float* wx_bwd,
+                 float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx, float* bh, float* peep) {
   switch (cell) {
     case CellKind::lstm:
-      return pack_for<Lstm>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step, bx, bh);
+      return pack_for<Lstm>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step,
+                            wh_n_bwd, bx, bh, peep);
     case CellKind::gru:
-      return pack_for<Gru>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step, bx, bh);
+      return pack_for<Gru>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step,
+                           wh_n_bwd, bx, bh, peep);
     default:
-      return pack_for<Rnn<false>>(L, I, H, w_ih, w_hh, b_ih, b_hh, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step,
-                                  bx, bh);
+      return pack_for<Rnn<false>>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx, wh, wx_bwd, wh_bwd,
+                                  wx_step, wh_n_bwd, bx, bh, peep);
   }
 }
 
 static void forward_on(const ForwardArgs& a, PhaseRunner& phases) {
   switch (a.cell) {
-    case CellKind::lstm: return forward_sequence<Lstm>(a, phases);
-    case CellKind::gru: return forward_sequence<Gru>(a, phases);
+    case CellKind::lstm:
+      return a.L.variant.peephole ? forward_sequence<LstmT<true>>(a, phases) : forward_sequence<Lstm>(a, phases);
+    case CellKind::gru:
+      return a.L.variant.reset_before ? forward_sequence<GruResetBefore>(a, phases) : forward_sequence<Gru>(a, phases);
     case CellKind::rnn_relu: return forward_sequence<Rnn<true>>(a, phases);
     default: return forward_sequence<Rnn<false>>(a, phases);
   }
@@ -95,8 +137,11 @@ static void forward_on(const ForwardArgs& a, PhaseRunner& phases) {
 
 static void backward_on(const BackwardArgs& a, PhaseRunner& phases) {
   switch (a.cell) {
-    case CellKind::lstm: return backward_sequence<Lstm>(a, phases);
-    case CellKind::gru: return backward_sequence<Gru>(a, phases);
+    case CellKind::lstm:
+      return a.L.variant.peephole ? backward_sequence<LstmT<true>>(a, phases) : backward_sequence<Lstm>(a, phases);
+    case CellKind::gru:
+      return a.L.variant.reset_before ? backward_sequence<GruResetBefore>(a, phases)
+                                      : backward_sequence<Gru>(a, phases);
     case CellKind::rnn_relu: return backward_sequence<Rnn<true>>(a, phases);
     default: return backward_sequence<Rnn<false>>(a, phases);
   }

@@ -54,6 +54,58 @@ static void gather_chunk(const ForwardArgs& a, int t_lo, int t_hi, float* xg, Ph
   });
 }
 
+// One forward step of Cho et al.'s GRU (cells/gru.h, GruResetBefore) over the n running rows: phase
+// 1, r and z (and, fused, the block's input part), r⊙h into rh; phase 2, the n gate's product on
+// r⊙h and the new state. Both phases split output elements only (bitwise the same for any team).
+template <class Cell, class BT, class Project>
+static void reset_before_step(const ForwardArgs& a, const BT* wh, int n, int t, const float* hprev,
+                              const StateTarget<float>& hnext, float* gates_t, bool fused, Project& project_block,
+                              PhaseRunner& phases) {
+  constexpr int G = Cell::G, NB = Cell::NB, MR = Cell::MR;
+  static_assert(Cell::U == 1, "one vector per gate and block");
+  const int H = a.H, Hp = a.L.Hp, GHp = a.L.GHp, nblk = Hp / NB, nmb = ceil_div(n, MR);
+  const RowPlan& R = a.rows;
+  // r⊙h of this step's rows: training keeps it for W_hn's gradient (row first(t) + p), inference
+  // needs it for this step only.
+  float* rh = a.training ? a.aux + R.first(t) * Hp : a.aux;
+  const BT* wh_n = wh + a.L.wh_rz;
+  const long rz_panel = static_cast<long>(H) * 2 * W, n_panel = static_cast<long>(H) * W;
+  auto tile_of = [&](long tile, int& jb, int& m0, int& mr) {
+    jb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
+    mr = n - m0 < MR ? n - m0 : MR;
+  };
+  phases.run(static_cast<long>(nblk) * nmb, [&](long tile) {
+    int jb, m0, mr;
+    tile_of(tile, jb, m0, mr);
+    if (fused) project_block(jb, m0, mr);
+    const long gb = static_cast<long>(jb) * G * NB;
+    vf acc[MR][2];
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < 2; ++v) acc[m][v] = load(a.w.bh + gb + v * NB);
+    microkernel_rows<MR, 2, BT>(mr, H, hprev + static_cast<long>(m0) * Hp, Hp, wh + jb * rz_panel, acc);
+    for (int m = 0; m < mr; ++m) {
+      const long r = static_cast<long>(m0 + m) * Hp + jb * NB;
+      Cell::forward_rz(gates_t + static_cast<long>(m0 + m) * GHp + gb, a.w.bx + gb, acc[m], hprev + r, rh + r);
+    }
+  });
+  phases.run(static_cast<long>(nblk) * nmb, [&](long tile) {
+    int jb, m0, mr;
+    tile_of(tile, jb, m0, mr);
+    const long gb = static_cast<long>(jb) * G * NB;
+    const int j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
+    vf acc[MR][1];
+    for (int m = 0; m < MR; ++m) acc[m][0] = load(a.w.bh + gb + 2 * NB);
+    microkernel_rows<MR, 1, BT>(mr, H, rh + static_cast<long>(m0) * Hp, Hp, wh_n + jb * n_panel, acc);
+    for (int m = 0; m < mr; ++m) {
+      const int p = m0 + m;
+      float* hout = hnext.row(p) + j0;
+      Cell::forward_n(gates_t + static_cast<long>(p) * GHp + gb, a.w.bx + gb, acc[m][0],
+                      hprev + static_cast<long>(p) * Hp + j0, hout, a.training);
+      copy_out(a.y + (static_cast<long>(t) * a.B + R.user(p)) * a.ldy + j0, hout, ncols);
+    }
+  });
+}
+
 // wx, wh: the packed input and recurrent weights, float or bfloat16 (BT). wx_step: W_ih packed per
 // hidden block, or null. Given it, a one-step forward (streams, cells) projects each block's input
 // inside its recurrent tile, so a step is one phase, not two: one wait less between the threads.
@@ -101,22 +153,30 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
       const float* cprev = a.cs ? state_in(a.cs, s, t) : nullptr;
       const StateTarget<float> hnext = state_out(a.hs, s, t), cnext = state_out(a.cs, s, t);
       float* gates_t = a.gates + (R.first(t) - row_lo) * GHp;
+      // One step's input part of block jb for rows m0.. (fused), into the gate rows the cell reads it from.
+      auto project_block = [&](int jb, int m0, int mr) {
+        vf acc[MR][NV];
+        for (int m = 0; m < MR; ++m)
+          for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
+        microkernel_rows<MR, NV, BT>(mr, I, a.x + static_cast<long>(m0) * I, I, wx_step + jb * x_step_panel, acc);
+        for (int m = 0; m < mr; ++m)
+          for (int v = 0; v < NV; ++v)
+            store(gates_t + static_cast<long>(m0 + m) * GHp + static_cast<long>(jb) * G * NB + v * W, acc[m][v]);
+      };
+      if constexpr (Cell::kTwoPhase) {
+        reset_before_step<Cell, BT>(a, wh, n, t, hprev, hnext, gates_t, fused, project_block, phases);
+        continue;
+      }
       phases.run(static_cast<long>(nblk) * nmb, [&](long tile) {
         const int jb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
         const int mr = n - m0 < MR ? n - m0 : MR;
         const int j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
+        if (fused) project_block(jb, m0, mr);
         vf acc[MR][NV];
-        if (fused) {  // this block's input part, into the gate rows the cell reads it from
-          for (int m = 0; m < MR; ++m)
-            for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
-          microkernel_rows<MR, NV, BT>(mr, I, a.x + static_cast<long>(m0) * I, I, wx_step + jb * x_step_panel, acc);
-          for (int m = 0; m < mr; ++m)
-            for (int v = 0; v < NV; ++v)
-              store(gates_t + static_cast<long>(m0 + m) * GHp + static_cast<long>(jb) * G * NB + v * W, acc[m][v]);
-        }
         for (int m = 0; m < MR; ++m)
           for (int v = 0; v < NV; ++v) acc[m][v] = load(a.w.bh + static_cast<long>(jb) * G * NB + v * W);
         microkernel_rows<MR, NV, BT>(mr, H, hprev + static_cast<long>(m0) * Hp, Hp, wh + jb * h_panel, acc);
+        const float* peep = a.w.peep ? a.w.peep + static_cast<long>(jb) * 3 * NB : nullptr;
         for (int m = 0; m < mr; ++m) {
           const int p = m0 + m;
           const long r = static_cast<long>(p) * Hp + j0;
@@ -124,7 +184,7 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
           float* aux = a.aux ? a.aux + (R.first(t) + p) * Hp + j0 : nullptr;
           float* hout = hnext.row(p) + j0;
           Cell::forward(g, a.w.bx + static_cast<long>(jb) * G * NB, acc[m], hprev + r, hout,
-                        cprev ? cprev + r : nullptr, cprev ? cnext.row(p) + j0 : nullptr, aux, a.training);
+                        cprev ? cprev + r : nullptr, cprev ? cnext.row(p) + j0 : nullptr, aux, peep, a.training);
           copy_out(a.y + (static_cast<long>(t) * B + R.user(p)) * a.ldy + j0, hout, ncols);
         }
       });
@@ -157,6 +217,42 @@ static void scatter_dx(const BackwardArgs& a, PhaseRunner& phases) {
       else if (!a.dx_accumulate)
         std::memset(out, 0, sizeof(float) * I);
     }
+  });
+}
+
+// Peephole gradients, (3, H) rows p_i, p_f, p_o: += sums over the valid (t, row) pairs of
+// dai⊙c_{t-1}, daf⊙c_{t-1} and dao⊙c_t, from the pre-activation gradients backward left in gates.
+// Split across threads by hidden block only, each summing in a fixed order (time, then row).
+template <class Cell>
+static void peephole_grad(PhaseRunner& phases, const BackwardArgs& a) {
+  constexpr int G = Cell::G, NB = Cell::NB, U = Cell::U;
+  const RowPlan& R = a.rows;
+  const int Hp = a.L.Hp, GHp = a.L.GHp, H = a.H;
+  phases.run(Hp / NB, [&](long jb_l) {
+    const int jb = static_cast<int>(jb_l);
+    vf si[U], sf[U], so[U];
+    for (int u = 0; u < U; ++u) si[u] = sf[u] = so[u] = splat(0.0f);
+    for (int t = 0; t < a.T; ++t) {
+      const StateTarget<const float> cnext = training_target(a.cs, R, Hp, t, a.reverse);
+      for (int p = 0; p < R.rows(t); ++p) {
+        const long row = R.first(t) + p;
+        const float* g = a.gates + row * GHp + static_cast<long>(jb) * G * NB;
+        const float *cp = a.cs + row * Hp + jb * NB, *co = cnext.row(p) + jb * NB;
+        for (int u = 0; u < U; ++u) {
+          si[u] += load(g + 0 * NB + u * W) * load(cp + u * W);
+          sf[u] += load(g + 1 * NB + u * W) * load(cp + u * W);
+          so[u] += load(g + 3 * NB + u * W) * load(co + u * W);
+        }
+      }
+    }
+    float out[3][NB];
+    for (int u = 0; u < U; ++u) {
+      store(out[0] + u * W, si[u]);
+      store(out[1] + u * W, sf[u]);
+      store(out[2] + u * W, so[u]);
+    }
+    for (int k = 0; k < 3; ++k)
+      for (int j = 0; j < NB && jb * NB + j < H; ++j) a.gw_p[k * H + jb * NB + j] += out[k][j];
   });
 }
 
@@ -212,13 +308,39 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
             if (nc >= W) dh[u] += load(dyrow + u * W);
             else if (nc > 0) dh[u] += load_partial(dyrow + u * W, nc);
           }
-          Cell::backward(g, gh, dh, pass, a.dc + r, a.hs + row * Hp + j0, hnext.row(p) + j0,
-                         a.cs ? a.cs + row * Hp + j0 : nullptr, a.cs ? cnext.row(p) + j0 : nullptr,
-                         a.aux ? a.aux + row * Hp + j0 : nullptr);
+          if constexpr (Cell::kTwoPhase)
+            Cell::backward_zn(g, gh, dh[0], a.hs + row * Hp + j0, a.dn + r, pass[0]);
+          else
+            Cell::backward(g, gh, dh, pass, a.dc + r, a.hs + row * Hp + j0, hnext.row(p) + j0,
+                           a.cs ? a.cs + row * Hp + j0 : nullptr, a.cs ? cnext.row(p) + j0 : nullptr,
+                           a.aux ? a.aux + row * Hp + j0 : nullptr,
+                           a.w.peep ? a.w.peep + static_cast<long>(jb) * 3 * NB : nullptr);
           for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, pass[u]);
         }
       }
     });
+    if constexpr (Cell::kTwoPhase) {  // d(r⊙h) = dan W_hn for the running rows, then dar
+      const int nmb_r = ceil_div(n, MR);
+      const long dn_panel = static_cast<long>(Hp) * Q * U * W;
+      if (n > 0) phases.run(static_cast<long>(nsb) * nmb_r, [&](long tile) {
+        const int sb = static_cast<int>(tile / nmb_r), m0 = static_cast<int>(tile % nmb_r) * MR;
+        const int mr = n - m0 < MR ? n - m0 : MR;
+        vf acc[MR][Q * U];
+        for (int m = 0; m < MR; ++m)
+          for (int v = 0; v < Q * U; ++v) acc[m][v] = splat(0.0f);
+        microkernel_rows<MR, Q * U>(mr, Hp, a.dn + static_cast<long>(m0) * Hp, Hp, a.w.wh_n_bwd + sb * dn_panel, acc);
+        for (int m = 0; m < mr; ++m) {
+          const int p = m0 + m;
+          const long row = row0 + p;
+          for (int q = 0; q < Q && sb * Q + q < nblk; ++q) {
+            const int jb = sb * Q + q, j0 = jb * NB;
+            const long gcol = row * GHp + static_cast<long>(jb) * G * NB;
+            Cell::backward_r(a.gates + gcol, a.dgh + gcol, acc[m][q], a.hs + row * Hp + j0,
+                             a.dh_pass + static_cast<long>(p) * Hp + j0);
+          }
+        }
+      });
+    }
   }
 
   // After the loop: the large GEMMs over the valid rows at once. Row first(t) + p of the states
@@ -230,6 +352,11 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
   if (R.dense()) phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
   weight_grad(phases, I, rows, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
   weight_grad(phases, H, rows, a, a.dgh, a.hs, Hp, a.gw_hh, H, a.gb_hh);
+  if constexpr (Cell::kTwoPhase) {  // W_hn and b_hn: dan against r⊙h (the first sum gave them 0)
+    n_gate_only(phases, rows, a);
+    weight_grad(phases, H, rows, a, a.dgh, a.aux, Hp, a.gw_hh, H, a.gb_hh);
+  }
+  if (a.gw_p) peephole_grad<Cell>(phases, a);
   if (!R.dense()) {
     phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
     scatter_dx(a, phases);
