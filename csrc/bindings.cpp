@@ -437,7 +437,8 @@ PYBIND11_MODULE(_core, m) {
           float* g[2][5];
           for (int d = 0; d < 2; ++d) {
             py::sequence gd = grads_arg(d ? grads1_o : grads0_o, d ? "grads1" : "grads0");
-            g[d][4] = peephole_grad_arg(d ? w1 : w0, gd.size() == 5 ? gd[4] : py::none(), keep);
+            const py::object gp = gd.size() == 5 ? py::object(gd[4]) : py::object(py::none());
+            g[d][4] = peephole_grad_arg(d ? w1 : w0, gp, keep);
             keep.push_back(gd);
             g[d][0] = optional_out<float>(gd[0], "grad_w_ih", {G * H, I}, keep);
             g[d][1] = optional_out<float>(gd[1], "grad_w_hh", {G * H, H}, keep);

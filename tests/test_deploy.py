@@ -44,6 +44,33 @@ def test_recurrent_round_trip(tmp_path, make):
     np.testing.assert_array_equal(back(x, lengths=lens)[0], m(x, lengths=lens)[0])
 
 
+VARIANTS = [
+    lambda: nn.LSTM(5, 7, num_layers=2, peepholes=True, seed=1),
+    lambda: nn.GRU(5, 6, num_layers=2, bidirectional=True, linear_before_reset=False, seed=2),
+    lambda: nn.LSTM(5, 4, direction="reverse", peepholes=True, seed=3),
+    lambda: nn.RNN(5, 4, direction="reverse", bias=False, seed=4),
+]
+
+
+@pytest.mark.parametrize("make", VARIANTS)
+def test_variant_round_trip_is_format_version_2(tmp_path, make):
+    m = make().eval()
+    path = tmp_path / "m.rnnfast"
+    rnnfast.export(m, path)
+    meta, arrays = read(path)
+    assert meta["format_version"] == "2" and meta["direction"] == m.direction
+    assert meta["peepholes"] == str(int(m.peepholes))
+    assert meta["linear_before_reset"] == str(int(m.linear_before_reset))
+    for name, p in m.named_parameters():
+        np.testing.assert_array_equal(arrays["rnn." + name], p.data)
+    back = rnnfast.load_export(path)
+    assert (back.direction, back.peepholes, back.linear_before_reset) == \
+        (m.direction, m.peepholes, m.linear_before_reset)
+    x = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
+    lens = np.array([6, 2, 4])
+    np.testing.assert_array_equal(back(x, lengths=lens)[0], m(x, lengths=lens)[0])
+
+
 @pytest.mark.parametrize("cell,tie", [("lstm", False), ("gru", True), ("rnn_relu", False)])
 def test_language_model_round_trip(tmp_path, cell, tie):
     m = LanguageModel(11, 8, 8, num_layers=2, cell=cell, tie_weights=tie, seed=5).eval()
@@ -101,7 +128,7 @@ def test_load_checks_format_and_version(tmp_path):
         rnnfast.load_export(ck)
     future = tmp_path / "future"
     save_file({"a": np.zeros(2, np.float32)}, str(future), metadata={"format": FORMAT, "format_version": "99"})
-    with pytest.raises(ValueError, match="format_version '99' is not supported"):
+    with pytest.raises(ValueError, match="format_version '99' is not supported .this rnnfast reads 1 to 2."):
         rnnfast.load_export(future)
 
 

@@ -33,6 +33,14 @@ RECURRENT = [
     lambda: nn.GRU(5, 17, seed=4),
     lambda: nn.RNN(5, 4, nonlinearity="relu", num_layers=2, bidirectional=True, seed=5),
     lambda: nn.RNN(5, 4, bias=False, seed=6),
+    # the cell variants ONNX has natively: P, linear_before_reset=0, direction="reverse"
+    lambda: nn.LSTM(5, 7, num_layers=2, peepholes=True, seed=7),
+    lambda: nn.LSTM(5, 6, bidirectional=True, peepholes=True, seed=8),
+    lambda: nn.GRU(5, 17, num_layers=2, linear_before_reset=False, seed=9),
+    lambda: nn.GRU(5, 6, bidirectional=True, linear_before_reset=False, seed=10),
+    lambda: nn.LSTM(5, 6, num_layers=2, direction="reverse", seed=11),
+    lambda: nn.GRU(5, 6, direction="reverse", linear_before_reset=False, batch_first=True, seed=12),
+    lambda: nn.RNN(5, 4, direction="reverse", seed=13),
 ]
 
 

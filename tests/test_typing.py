@@ -10,7 +10,7 @@ from rnnfast import _core
 
 PKG = pathlib.Path(rnnfast.__file__).parent
 STUB = ast.parse((PKG / "_core.pyi").read_text(encoding="utf-8"))
-HELPER_TYPES = {"CpuInfo", "ReferenceGrads"}  # TypedDicts of the stub, not bindings
+HELPER_TYPES = {"CpuInfo", "ReferenceGrads", "_PeepholeGrad"}  # TypedDicts of the stub, not bindings
 
 
 def _stub_defs(body):

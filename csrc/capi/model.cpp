@@ -51,6 +51,33 @@ std::vector<std::string> vocab_from(const std::string& text, int vocab_size) {
   return out;
 }
 
+// A version-2 metadata field, or its default when absent (version 1 files have none).
+const std::string& optional_field(const ModelFile& f, const std::string& key, const std::string& fallback) {
+  auto it = f.meta.find(key);
+  return it == f.meta.end() ? fallback : it->second;
+}
+
+bool flag_field(const ModelFile& f, const std::string& key, const char* fallback) {
+  const std::string& s = optional_field(f, key, fallback);
+  if (s != "0" && s != "1") throw FormatError("metadata field '" + key + "': expected 0 or 1, got '" + s + "'");
+  return s == "1";
+}
+
+void read_variant(Model& m, const ModelFile& f) {
+  const std::string& direction = optional_field(f, "direction", m.directions == 2 ? "bidirectional" : "forward");
+  if (direction != "forward" && direction != "reverse" && direction != "bidirectional")
+    throw FormatError("metadata field 'direction': expected forward, reverse or bidirectional, got '" + direction + "'");
+  if ((direction == "bidirectional") != (m.directions == 2))
+    throw FormatError("metadata field 'direction': '" + direction + "' contradicts bidirectional");
+  m.reverse_only = direction == "reverse";
+  m.variant.peephole = flag_field(f, "peepholes", "0");
+  m.variant.reset_before = !flag_field(f, "linear_before_reset", "1");
+  if (m.variant.peephole && m.cell != CellKind::lstm)
+    throw FormatError("metadata field 'peepholes': only an LSTM has peepholes");
+  if (m.variant.reset_before && m.cell != CellKind::gru)
+    throw FormatError("metadata field 'linear_before_reset': 0 is a GRU variant");
+}
+
 void read_into(Model& m, const ModelFile& f) {
   m.kind = kind_from(f.field("model"));
   m.cell = cell_from(f.field("cell"));
@@ -58,6 +85,7 @@ void read_into(Model& m, const ModelFile& f) {
   m.hidden_size = f.int_field("hidden_size", 1);
   m.num_layers = f.int_field("num_layers", 1);
   m.directions = f.int_field("bidirectional", 0) ? 2 : 1;
+  read_variant(m, f);
   m.vocab_size = f.int_field("vocab_size", 0);
   m.output_size = f.int_field("output_size", 1);
   m.pooling = pooling_from(m.kind, f.field("pooling"));
@@ -72,14 +100,15 @@ void read_into(Model& m, const ModelFile& f) {
     const long in = k == 0 ? m.input_size : m.features();
     std::array<std::shared_ptr<const PackedWeights>, 2> dirs;
     for (int d = 0; d < m.directions; ++d) {
-      const std::string sfx = "_l" + std::to_string(k) + (d ? "_reverse" : "");
+      const std::string sfx = "_l" + std::to_string(k) + (d || m.reverse_only ? "_reverse" : "");
       const auto& w_ih = f.tensor("rnn.weight_ih" + sfx, {G * H, in});
       const auto& w_hh = f.tensor("rnn.weight_hh" + sfx, {G * H, H});
       const auto& b_ih = f.tensor("rnn.bias_ih" + sfx, {G * H});
       const auto& b_hh = f.tensor("rnn.bias_hh" + sfx, {G * H});
+      const float* w_p = m.variant.peephole ? f.tensor("rnn.weight_p" + sfx, {3, H}).data() : nullptr;
       dirs[d] = std::make_shared<const PackedWeights>(m.cell, static_cast<int>(in), m.hidden_size, w_ih.data(),
                                                       w_hh.data(), b_ih.data(), b_hh.data(), false, isa, false,
-                                                      m.directions == 1);
+                                                      m.directions == 1 && !m.reverse_only, m.variant, w_p);
     }
     m.layers.push_back(dirs);
   }
@@ -107,7 +136,8 @@ void run_stack(const Model& m, const float* x, int T, int B, const int* lengths,
     }
     float* c = cn.empty() ? nullptr : cn.data();
     if (D == 1) {
-      layer_forward(*m.layers[k][0], T, B, in, lengths, false, nullptr, nullptr, out, F, hn.data(), c, nullptr);
+      layer_forward(*m.layers[k][0], T, B, in, lengths, m.reverse_only, nullptr, nullptr, out, F, hn.data(), c,
+                    nullptr);
     } else {
       const DirectionForward d0{m.layers[k][0].get(), nullptr, nullptr, out, hn.data(), c, nullptr};
       const DirectionForward d1{m.layers[k][1].get(), nullptr, nullptr, out + H, hn.data() + state,

@@ -19,6 +19,8 @@ struct Model {
   ModelKind kind = ModelKind::rnn;
   CellKind cell = CellKind::lstm;
   int input_size = 0, hidden_size = 0, num_layers = 0, directions = 1;
+  bool reverse_only = false;  // direction "reverse": every layer runs backwards in time only
+  CellVariant variant;        // peepholes, linear_before_reset (format version 2)
   int vocab_size = 0;   // 0: no embedding (input features are given)
   int output_size = 0;  // per step (rnn, language model) or per sequence (classifier)
   Pooling pooling = Pooling::none;

@@ -89,8 +89,9 @@ ModelFile read_model_file(const std::string& path) {
     throw FormatError(where + "not an rnnfast model file (metadata format is '" +
                       (fmt == f.meta.end() ? std::string("missing") : fmt->second) +
                       "', expected 'rnnfast.model'; write it with rnnfast.export)");
-  if (f.meta["format_version"] != std::to_string(kFormatVersion))
-    throw FormatError(where + "format_version '" + f.meta["format_version"] + "' is not supported (this library reads " +
+  const std::string& version = f.meta["format_version"];
+  if (version != "1" && version != std::to_string(kFormatVersion))
+    throw FormatError(where + "format_version '" + version + "' is not supported (this library reads 1 to " +
                       std::to_string(kFormatVersion) + ")");
   if (f.meta["precision"] != "float32")
     throw FormatError(where + "precision '" + f.meta["precision"] + "' is not supported (this library reads float32)");

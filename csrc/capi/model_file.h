@@ -8,7 +8,8 @@
 
 namespace rnnfast::capi {
 
-constexpr int kFormatVersion = 1;
+// The newest format version read (1 and 2: version 2 adds the cell variants and direction).
+constexpr int kFormatVersion = 2;
 
 struct ModelFile {
   struct Tensor {

@@ -12,6 +12,9 @@ ModelStream::ModelStream(const Model& m, int batch) : m_(m), B_(batch) {
   if (m.directions == 2)
     throw UnsupportedError("streams need a unidirectional model: a bidirectional layer reads the whole sequence; "
                            "use rnnfast_model_forward");
+  if (m.reverse_only)
+    throw UnsupportedError("streams need a forward model: a reverse layer starts at the end of the sequence; "
+                           "use rnnfast_model_forward");
   if (m.kind == ModelKind::sequence_classifier)
     throw UnsupportedError("streams are for rnn and language models: a classifier pools over the whole sequence; "
                            "use rnnfast_model_forward");

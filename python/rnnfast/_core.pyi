@@ -43,10 +43,15 @@ class PackedWeights:
 
     def __init__(self, cell: Cell, w_ih: F32, w_hh: F32, b_ih: Optional[F32], b_hh: Optional[F32],
                  with_backward: bool = False, weights: str = "float32",
-                 step: bool = False) -> None:
+                 step: bool = False, peephole: Optional[F32] = None, linear_before_reset: bool = True) -> None:
         """w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H,) or None; weights 'float32' or
         'bfloat16' (inference only). ``with_backward`` also packs
-        what backward needs; ``step`` packs for one-step forwards (streams, cells)."""
+        what backward needs; ``step`` packs for one-step forwards (streams, cells). ``peephole``:
+        a peephole LSTM's (3, H) p_i, p_f, p_o; ``linear_before_reset=False``: Cho et al.'s GRU."""
+    @property
+    def peephole(self) -> bool: ...
+    @property
+    def linear_before_reset(self) -> bool: ...
     @property
     def weights(self) -> str: ...
     @property
@@ -77,19 +82,22 @@ def layer_forward(packed: PackedWeights, x: F32, lengths: Optional[Int32], rever
     (train mode) it keeps what layer_backward needs."""
 def layer_backward(packed: PackedWeights, cache: TrainCache, x: F32, dy: F32, dy_offset: int, dhn: Optional[F32],
                    dcn: Optional[F32], dx: F32, dx_accumulate: bool, dh0: F32, dc0: Optional[F32], grad_w_ih: F32,
-                   grad_w_hh: F32, grad_b_ih: Optional[F32], grad_b_hh: Optional[F32]) -> None:
+                   grad_w_hh: F32, grad_b_ih: Optional[F32], grad_b_hh: Optional[F32],
+                   grad_w_p: Optional[F32] = None) -> None:
     """Backward of layer_forward: dy (T, B, ldy) read from column dy_offset; writes (or with
-    dx_accumulate adds to) dx (T, B, I); writes dh0, dc0 (B, H); adds to the four grad_* arrays."""
+    dx_accumulate adds to) dx (T, B, I); writes dh0, dc0 (B, H); adds to the grad_* arrays
+    (grad_w_p (3, H): required for a peephole LSTM, else None)."""
 def layer_forward_pair(packed0: PackedWeights, packed1: PackedWeights, x: F32, lengths: Optional[Int32],
                        h0: Optional[F32], c0: Optional[F32], y: F32, hn: F32, cn: Optional[F32],
                        cache0: Optional[TrainCache], cache1: Optional[TrainCache]) -> None:
     """Both directions of a bidirectional layer at once: h0, c0, hn, cn are (2, B, H), y is (T, B, 2H)."""
 def layer_backward_pair(packed0: PackedWeights, packed1: PackedWeights, cache0: TrainCache, cache1: TrainCache,
                         x: F32, dy: F32, dhn: Optional[F32], dcn: Optional[F32], dx: F32, dh0: F32,
-                        dc0: Optional[F32], grads0: Tuple[F32, F32, Optional[F32], Optional[F32]],
-                        grads1: Tuple[F32, F32, Optional[F32], Optional[F32]]) -> None:
+                        dc0: Optional[F32], grads0: Tuple[Optional[F32], ...],
+                        grads1: Tuple[Optional[F32], ...]) -> None:
     """Backward of layer_forward_pair: dx (T, B, I) is written with both directions' sum; grads
-    (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh) per direction are added to."""
+    (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh[, grad_w_p]) per direction are added to (grad_w_p
+    for a peephole LSTM)."""
 
 class Stream:
     """Step-by-step inference through a stack of unidirectional layers."""
@@ -116,10 +124,14 @@ def gemm(a: F32, b: F32, c: F32, accumulate: bool = False, b_transposed: bool = 
     thread count. a (M, K), b (K, N) or (N, K), c (M, N)."""
 def reference_forward(cell: Cell, x: Real, lengths: Int32, reverse: bool, w_ih: Real, w_hh: Real,
                       b_ih: Optional[Real], b_hh: Optional[Real], h0: Optional[Real], c0: Optional[Real],
-                      /) -> Tuple[Real, Real, Real]:
-    """Scalar reference forward in x's precision (float32 or float64): (y (T, B, H), h_n (B, H), c_n (B, H))."""
+                      peephole: Optional[Real] = None, linear_before_reset: bool = True) -> Tuple[Real, Real, Real]:
+    """Scalar reference forward in x's precision (float32 or float64): (y (T, B, H), h_n (B, H), c_n (B, H)).
+    peephole: a peephole LSTM's (3, H) p_i, p_f, p_o; linear_before_reset=False: Cho et al.'s GRU."""
 
-class ReferenceGrads(TypedDict):
+class _PeepholeGrad(TypedDict, total=False):
+    w_p: Real  # with peephole
+
+class ReferenceGrads(_PeepholeGrad):
     dx: Real
     dh0: Real
     dc0: Real
@@ -130,5 +142,6 @@ class ReferenceGrads(TypedDict):
 
 def reference_backward(cell: Cell, x: Real, lengths: Int32, reverse: bool, w_ih: Real, w_hh: Real,
                        b_ih: Optional[Real], b_hh: Optional[Real], h0: Optional[Real], c0: Optional[Real],
-                       dy: Real, dhn: Optional[Real], dcn: Optional[Real], /) -> ReferenceGrads:
-    """Scalar reference backward: dx, dh0, dc0 and the parameter gradients."""
+                       dy: Real, dhn: Optional[Real], dcn: Optional[Real], peephole: Optional[Real] = None,
+                       linear_before_reset: bool = True) -> ReferenceGrads:
+    """Scalar reference backward: dx, dh0, dc0 and the parameter gradients (w_p with peephole)."""

@@ -18,8 +18,15 @@ language needs only the safetensors header:
 Arrays (float32): ``rnn.weight_ih_l{k}[_reverse]``, ``rnn.weight_hh_l{k}[_reverse]``,
 ``rnn.bias_ih_l{k}[_reverse]``, ``rnn.bias_hh_l{k}[_reverse]`` in PyTorch layout and gate order
 (biases are written as zeros for ``bias=False``), ``embedding.weight`` (V, E) and ``head.weight``
-(O, F), ``head.bias`` (O) for the models. Later options (projection, peepholes, int8) add
+(O, F), ``head.bias`` (O) for the models. Later options (projection, int8) add
 metadata keys and bump ``format_version``. ``model.save`` stays the training checkpoint.
+
+Format version 2 (written only for the cell variants, so other files stay readable by version-1
+readers) adds the metadata ``direction`` (``forward``, ``reverse`` or ``bidirectional``; a
+reverse-only stack's arrays carry ``_reverse``), ``peepholes`` (``0``/``1``; then arrays
+``rnn.weight_p_l{k}[_reverse]`` (3, H), rows p_i, p_f, p_o) and ``linear_before_reset``
+(``1``, or ``0`` for Cho et al.'s GRU). A version-1 file means forward or bidirectional (as
+``bidirectional`` says), no peepholes, linear_before_reset 1.
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ from .checkpoint import _safetensors_numpy
 __all__ = ["export", "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "rnnfast.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this rnnfast reads and writes; 1 is written when it suffices
 
 
 def _recurrent_arrays(rnn) -> dict:
@@ -42,8 +49,10 @@ def _recurrent_arrays(rnn) -> dict:
     G = rnn._layer_params[0][0][0].data.shape[0]
     for k in range(rnn.num_layers):
         for d in range(rnn.num_directions):
-            sfx = f"_l{k}" + ("_reverse" if d else "")
+            sfx = f"_l{k}" + ("_reverse" if rnn._runs_reverse(d) else "")
             w_ih, w_hh, b_ih, b_hh = rnn._layer_params[k][d]
+            if rnn.peepholes:
+                arrays[f"rnn.weight_p{sfx}"] = rnn._peep_params[k][d].data
             arrays[f"rnn.weight_ih{sfx}"] = w_ih.data
             arrays[f"rnn.weight_hh{sfx}"] = w_hh.data
             arrays[f"rnn.bias_ih{sfx}"] = b_ih.data if b_ih is not None else np.zeros(G, np.float32)
@@ -68,6 +77,7 @@ def _describe(module):
                       batch_first=rnn.batch_first)
         if type(module).__name__ == "RNN":
             config["nonlinearity"] = "relu" if rnn.cell == "rnn_relu" else "tanh"
+        config.update(_variant_config(rnn))
     elif isinstance(module, LanguageModel):
         rnn, kind, pooling, config = module.rnn, "language_model", "", module.config
         arrays = {"embedding.weight": module.embedding.weight.data, **_linear_arrays(module.decoder)}
@@ -83,11 +93,26 @@ def _describe(module):
                         f"models.SequenceClassifier, got {type(module).__name__}")
     check_float32_weights(rnn, "export")
     arrays.update(_recurrent_arrays(rnn))
-    meta = dict(format=FORMAT, format_version=str(FORMAT_VERSION), precision="float32", model=kind,
+    meta = dict(format=FORMAT, format_version="1", precision="float32", model=kind,
                 cell=rnn.cell, input_size=str(rnn.input_size), hidden_size=str(rnn.hidden_size),
                 num_layers=str(rnn.num_layers), bidirectional=str(int(rnn.bidirectional)),
                 vocab_size=str(vocab), output_size=str(out), pooling=pooling, config=json.dumps(config))
+    if _variant_config(rnn):
+        meta.update(format_version="2", direction=rnn.direction, peepholes=str(int(rnn.peepholes)),
+                    linear_before_reset=str(int(rnn.linear_before_reset)))
     return meta, arrays
+
+
+def _variant_config(rnn) -> dict:
+    """The constructor arguments of a recurrent stack's cell variant and direction; {} for the default cells."""
+    config = {}
+    if rnn.direction == "reverse":
+        config["direction"] = "reverse"
+    if rnn.peepholes:
+        config["peepholes"] = True
+    if not rnn.linear_before_reset:
+        config["linear_before_reset"] = False
+    return config
 
 
 def check_float32_weights(rnn, where: str) -> None:
@@ -143,9 +168,9 @@ def read(path) -> tuple[dict, dict]:
         raise ValueError(f"load: {path}: not a safetensors file ({e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"load: {path}: expected format {FORMAT!r}, got {meta.get('format')!r}")
-    if meta.get("format_version") != str(FORMAT_VERSION):
+    if meta.get("format_version") not in [str(v) for v in range(1, FORMAT_VERSION + 1)]:
         raise ValueError(f"load: {path}: format_version {meta.get('format_version')!r} is not supported "
-                         f"(this rnnfast reads {FORMAT_VERSION})")
+                         f"(this rnnfast reads 1 to {FORMAT_VERSION})")
     return meta, arrays
 
 

@@ -143,6 +143,9 @@ def _from_state_dict(sd, kind, nonlinearity, batch_first):
         raise ValueError(f"{where}: kind: expected one of {[*_KINDS, 'Linear', 'Embedding']}, got {kind!r}")
     if any(k.startswith("weight_hr") for k in sd):
         raise ValueError(f"{where}: state_dict has projection weights (weight_hr_*): rnnfast has no projected LSTM")
+    if any(k.startswith("weight_p_l") for k in sd):
+        raise ValueError(f"{where}: state_dict has peephole weights (weight_p_*), which no torch module has: build "
+                         "rnnfast.nn.LSTM(..., peepholes=True) and call its load_state_dict")
     if "weight_ih_l0" in sd or "weight_ih" in sd:
         stacked = "weight_ih_l0" in sd
         sfx = "_l0" if stacked else ""
@@ -205,9 +208,22 @@ def to_torch_state_dict(model) -> "OrderedDict":
     """
     if not isinstance(model, rnn.Module):
         raise TypeError(f"to_torch_state_dict: model: expected an rnnfast.nn.Module, got {type(model).__name__}")
+    _check_torch_has_cells(model, "to_torch_state_dict")
     _torch_nn()
     import torch
     return OrderedDict((name, torch.from_numpy(arr)) for name, arr in model.state_dict().items())
+
+
+def _check_torch_has_cells(model, where: str) -> None:
+    """torch.nn has no peephole LSTM, no Cho et al. GRU and no reverse-only layer: a state dict of one
+    would load into a torch module that computes something else (or fail on its names)."""
+    for name, m in model.named_modules():
+        what = [opt for opt, on in (("peepholes=True", getattr(m, "peepholes", False)),
+                                    ("linear_before_reset=False", not getattr(m, "linear_before_reset", True)),
+                                    ("direction='reverse'", getattr(m, "direction", "forward") == "reverse")) if on]
+        if what:
+            raise ValueError(f"{where}: model{'.' + name if name else ''} has {', '.join(what)}, which torch.nn has "
+                             "not; export it with rnnfast.onnx.export or rnnfast.export instead")
 
 
 def load_torch_state_dict(model, state_dict, strict: bool = True):

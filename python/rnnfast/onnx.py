@@ -90,9 +90,12 @@ def _recurrent_stack(g: _Graph, rnn, x, lengths, h0, c0):
                   g.op("Slice", [h0] + rows)]
         if lstm:
             inputs.append(g.op("Slice", [c0] + rows))
-        attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+        if rnn.peepholes:  # ONNX's P orders them p_i, p_o, p_f
+            inputs.append(g.const(np.stack([rnn._peep_params[k][d].data[[0, 2, 1]].reshape(-1) for d in range(D)]),
+                                  "P"))
+        attrs = dict(hidden_size=H, direction=rnn.direction)
         if cell == "gru":
-            attrs["linear_before_reset"] = 1
+            attrs["linear_before_reset"] = int(rnn.linear_before_reset)
         if _OPS[cell] == "RNN":
             attrs["activations"] = ["Relu" if cell == "rnn_relu" else "Tanh"] * D
         outs = g.op(_OPS[cell], inputs, 3 if lstm else 2, **attrs)

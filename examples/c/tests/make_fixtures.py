@@ -96,6 +96,13 @@ def main(out):
               vocab=10),
         write(out, "cls_feat_max", SequenceClassifier(2, 7, input_size=3, cell="gru", num_layers=2, pooling="max",
                                                       seed=9), "cls", 5, 4, 0, 1, rng, features=3),
+        # the cell variants (format version 2); a reverse-only stack refuses streams
+        write(out, "lstm_peephole", nn.LSTM(5, 9, num_layers=2, peepholes=True, seed=11), "rnn", 6, 3, 5, 2, rng,
+              features=5),
+        write(out, "gru_reset_before", nn.GRU(5, 20, num_layers=2, linear_before_reset=False, seed=12), "rnn", 7, 4,
+              5, 3, rng, features=5),
+        write(out, "lstm_reverse", nn.LSTM(5, 6, num_layers=2, direction="reverse", peepholes=True, seed=13), "rnn",
+              6, 3, 0, 1, rng, features=5),
     ]
     with open(os.path.join(out, "cases.txt"), "w") as f:
         f.writelines(lines)

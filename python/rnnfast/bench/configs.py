@@ -7,7 +7,19 @@ from dataclasses import dataclass
 import numpy as np
 
 CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# rnnfast's cell variants, for --cells and --shape (not in the default run): timed against their
+# default cell by running both, e.g. --cells lstm,lstm_peephole. Only the rnnfast engine has them.
+VARIANT_CELLS = {"lstm_peephole": ("lstm", dict(peepholes=True)),
+                 "gru_reset_before": ("gru", dict(linear_before_reset=False)),
+                 "lstm_reverse": ("lstm", dict(direction="reverse"))}
+ALL_CELLS = CELLS + tuple(VARIANT_CELLS)
+GATES = {"rnn": 1, "lstm": 4, "gru": 3, **{v: {"lstm": 4, "gru": 3}[c] for v, (c, _) in VARIANT_CELLS.items()}}
+
+
+def check_default_cell(cell: str, engine: str) -> None:
+    """Unsupported for a variant cell on an engine without it."""
+    if cell in VARIANT_CELLS:
+        raise Unsupported(f"{engine} has no {cell} (rnnfast's cell variant)")
 KINDS = ("inference", "stream", "train")
 DEFAULT_GROUPS = ("latency", "stream", "throughput", "train")  # the canonical set; 'smoke' is for tests
 # groups of their own kind (not shapes x cells x engines), each run by its own module
@@ -124,9 +136,9 @@ def numpy_weights(cell: str, hidden_size: int, input_size: int | None = None, se
 def parse_shape(text: str) -> list[tuple[Spec, str]]:
     """``--shape CELL:B:T:I:H[:KIND]`` -> (spec, cell) pairs: inference and train, or the one KIND given."""
     parts = text.split(":")
-    usage = f"--shape: expected CELL:B:T:I:H[:KIND] with CELL in {list(CELLS)}, positive integers and KIND in " \
-            f"{list(KINDS)}, got {text!r}"
-    if len(parts) not in (5, 6) or parts[0] not in CELLS or (len(parts) == 6 and parts[5] not in KINDS):
+    usage = f"--shape: expected CELL:B:T:I:H[:KIND] with CELL in {list(ALL_CELLS)}, positive integers and KIND " \
+            f"in {list(KINDS)}, got {text!r}"
+    if len(parts) not in (5, 6) or parts[0] not in ALL_CELLS or (len(parts) == 6 and parts[5] not in KINDS):
         raise ValueError(usage)
     try:
         B, T, I, H = (int(v) for v in parts[1:5])  # noqa: E741

@@ -4,7 +4,7 @@ and only the kernels differ. Raises ImportError when torch is missing."""
 from __future__ import annotations
 
 from . import peer_torch
-from .configs import Spec
+from .configs import Spec, check_default_cell
 
 
 def _patched(case):
@@ -17,6 +17,7 @@ def _patched(case):
 
 def make_case(cell: str, spec: Spec, weights, data: dict, threads: int):
     """The case of peer_torch.make_case with rnnfast's kernels; streams (torch cells) included."""
+    check_default_cell(cell, "rnnfast.torch")
     import rnnfast
 
     rnnfast.set_num_threads(threads)

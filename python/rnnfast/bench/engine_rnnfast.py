@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .configs import Spec, numpy_weights
+from .configs import VARIANT_CELLS, Spec, Unsupported, numpy_weights
 
 LAYERS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -11,8 +11,9 @@ LAYERS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 def make_model(cell: str, spec: Spec, bias: bool = True):
     import rnnfast.nn
 
-    return getattr(rnnfast.nn, LAYERS[cell])(spec.input_size, spec.H, spec.layers, bias=bias,
-                                              bidirectional=spec.bidirectional)
+    base, options = VARIANT_CELLS.get(cell, (cell, {}))
+    return getattr(rnnfast.nn, LAYERS[base])(spec.input_size, spec.H, spec.layers, bias=bias,
+                                              bidirectional=spec.bidirectional, **options)
 
 
 def has_bias(weights) -> bool:
@@ -59,6 +60,7 @@ class WithThreads:
 
 
 def _state_arrays(cell: str, state) -> dict:
+    cell = VARIANT_CELLS.get(cell, (cell,))[0]
     """Final states (layers*directions, B, H), as PyTorch returns them."""
     if cell == "lstm":
         return dict(h_n=np.asarray(state[0]), c_n=np.asarray(state[1]))
@@ -127,6 +129,8 @@ class TrainCase:
 
 
 def make_case(cell: str, spec: Spec, weights, data: dict, threads: int):
+    if spec.kind == "stream" and VARIANT_CELLS.get(cell, ("", {}))[1].get("direction") == "reverse":
+        raise Unsupported("a reverse layer has no stream (it starts at the end of the sequence)")
     set_threads(threads)
     cls = {"inference": InferenceCase, "stream": StreamCase, "train": TrainCase}[spec.kind]
     return cls(cell, spec, weights, data, threads)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..onnx import IR_VERSION, OPSET, onnx_gate_order
-from .configs import Spec, Unsupported
+from .configs import Spec, Unsupported, check_default_cell
 
 OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -142,6 +142,7 @@ class StreamCase(_Case):
 
 def make_case(cell: str, spec: Spec, weights, data: dict, threads: int):
     """Raises ImportError when onnx/onnxruntime are missing, Unsupported for training."""
+    check_default_cell(cell, "the ONNX Runtime peer")
     _import()
     if spec.kind == "train":
         raise Unsupported("ONNX Runtime has no training for these operators")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .configs import Spec, Unsupported
+from .configs import Spec, Unsupported, check_default_cell
 
 MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -119,6 +119,7 @@ class TrainCase:
 
 def make_case(cell: str, spec: Spec, weights, data: dict, threads: int):
     """Raises ImportError when torch is missing."""
+    check_default_cell(cell, "PyTorch")
     set_threads(threads)
     cls = {"inference": InferenceCase, "stream": StreamCase, "train": TrainCase}[spec.kind]
     return cls(cell, spec, weights, data, threads)

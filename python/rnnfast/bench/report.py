@@ -98,9 +98,9 @@ def row_cells(entry: dict, name: str, e: dict) -> list[str]:
 
 def _fixed(cells: list[str]) -> str:
     if cells[3] and not cells[4] and not cells[5]:  # a status spans the numeric columns
-        head = "".join(c.ljust(w + 1) for c, (_, w) in zip(cells[:3], COLUMNS))
+        head = "".join(c.ljust(w) + " " for c, (_, w) in zip(cells[:3], COLUMNS))
         return (head + cells[3]).rstrip()
-    return "".join(c.ljust(w + 1) if w else c for c, (_, w) in zip(cells, COLUMNS)).rstrip()
+    return "".join(c.ljust(w) + " " if w else c for c, (_, w) in zip(cells, COLUMNS)).rstrip()
 
 
 def print_header(result: dict, out) -> None:
@@ -199,7 +199,7 @@ def print_summary(results: list[dict], out) -> None:
     print(head + "vs faster peer", file=out)
     for r in rows:
         vals = "".join(_ratio(r["vs"].get(p)).ljust(16) for p in peers)
-        print(r["label"].ljust(37) + r["cell"].ljust(6) + vals + _ratio(r["best"]), file=out)
+        print(r["label"].ljust(37) + r["cell"].ljust(5) + " " + vals + _ratio(r["best"]), file=out)
 
 
 def _ratio(x: float | None) -> str:
@@ -213,7 +213,7 @@ def print_memory(mem: dict, engines: list[str], out) -> None:
     print("config".ljust(29) + "cell".ljust(6) + "".join(e.ljust(14) for e in engines) + "output MiB", file=out)
     for r in mem["rows"]:
         vals = "".join(_mib(r["engines"].get(e)).ljust(14) for e in engines)
-        print(r["label"].ljust(29) + r["cell"].ljust(6) + vals + f"{r['output_mib']:.1f}", file=out)
+        print(r["label"].ljust(29) + r["cell"].ljust(5) + " " + vals + f"{r['output_mib']:.1f}", file=out)
 
 
 def _mib(e: dict | None) -> str:

@@ -20,7 +20,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rnnfast bench", description="Benchmark rnnfast's RNN, LSTM and GRU against "
                                 "PyTorch and ONNX Runtime in one process, with equal thread counts.")
     p.add_argument("--threads", type=int, default=2, help="threads for every engine (default 2)")
-    p.add_argument("--cells", type=_csv, default=list(configs.CELLS), help="comma-separated: rnn,lstm,gru")
+    p.add_argument("--cells", type=_csv, default=list(configs.CELLS), help="comma-separated: rnn,lstm,gru, or the variants "
+                   + ",".join(configs.VARIANT_CELLS) + " (rnnfast engine only)")
     p.add_argument("--configs", type=_csv, default=None,
                    help=f"comma-separated groups {list(configs.DEFAULT_GROUPS)}, exact names like "
                         f"train-B64-T100-H512, or {list(configs.OTHER_GROUPS)} (default: the first four groups)")
@@ -55,7 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error(f"--threads: expected a positive integer, got {args.threads}")
-    for name, allowed in (("cells", configs.CELLS), ("engines", ENGINES)):
+    for name, allowed in (("cells", configs.ALL_CELLS), ("engines", ENGINES)):
         bad = [v for v in getattr(args, name) if v not in allowed]
         if bad or not getattr(args, name):
             p.error(f"--{name}: expected a non-empty subset of {list(allowed)}, got {getattr(args, name)}")

@@ -51,16 +51,21 @@ def shared_cells(rnn) -> list:
     """One cell per layer of a unidirectional ``rnn`` holding the SAME Parameter objects, so a
     step-by-step run (a decoder feeding back its own predictions) trains the layer's weights.
     The cells are kept out of the module tree: the parameters stay named as the layer's."""
-    if rnn.bidirectional:
-        raise ValueError("shared_cells: a bidirectional layer has no step-by-step form")
-    kind = {"lstm": LSTMCell, "gru": GRUCell}.get(rnn.cell)
+    if rnn.direction != "forward":
+        raise ValueError(f"shared_cells: a {rnn.direction} layer has no step-by-step form")
     cells = []
     for k in range(rnn.num_layers):
         size_in = rnn.input_size if k == 0 else rnn.hidden_size
-        c = kind(size_in, rnn.hidden_size, bias=rnn.bias, seed=0) if kind is not None else \
-            RNNCell(size_in, rnn.hidden_size, bias=rnn.bias, nonlinearity=rnn.nonlinearity, seed=0)
+        if rnn.cell == "lstm":
+            c = LSTMCell(size_in, rnn.hidden_size, bias=rnn.bias, seed=0, peepholes=rnn.peepholes)
+        elif rnn.cell == "gru":
+            c = GRUCell(size_in, rnn.hidden_size, bias=rnn.bias, seed=0, linear_before_reset=rnn.linear_before_reset)
+        else:
+            c = RNNCell(size_in, rnn.hidden_size, bias=rnn.bias, nonlinearity=rnn.nonlinearity, seed=0)
         w_ih, w_hh, b_ih, b_hh = rnn._layer_params[k][0]
         c.weight_ih, c.weight_hh = w_ih, w_hh
+        if rnn.peepholes:
+            c.weight_p = rnn._peep_params[k][0]
         if rnn.bias:
             c.bias_ih, c.bias_hh = b_ih, b_hh
         cells.append(c)

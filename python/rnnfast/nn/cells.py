@@ -17,7 +17,8 @@ from .recurrent import _GATES, _PackCache
 
 
 class _CellBase(Module):
-    def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool = True, seed=None):
+    def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool = True, seed=None,
+                 peepholes: bool = False, linear_before_reset: bool = True):
         super().__init__()
         self.input_size = check_int(input_size, "input_size", maximum=MAX_SIZE)
         self.hidden_size = check_int(hidden_size, "hidden_size", maximum=MAX_HIDDEN)
@@ -33,6 +34,10 @@ class _CellBase(Module):
             self.bias_hh = Parameter(rng.uniform(-bound, bound, gates))
         else:
             self.bias_ih = self.bias_hh = None
+        self.peepholes = bool(peepholes)
+        self.linear_before_reset = bool(linear_before_reset)
+        # p_i, p_f, p_o (the LSTM layer's weight_p_l{k}); None without peepholes
+        self.weight_p = Parameter(rng.uniform(-bound, bound, (3, hidden_size))) if self.peepholes else None
         self._rebuild()
         self.grad_hx = None
 
@@ -40,10 +45,16 @@ class _CellBase(Module):
     _transient = ("_pack",)
 
     def _rebuild(self) -> None:
+        # Cells pickled before the variants existed: the default cells.
+        self.__dict__.setdefault("peepholes", False)
+        self.__dict__.setdefault("linear_before_reset", True)
+        self.__dict__.setdefault("weight_p", None)
         self._pack = _PackCache()
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False") + \
+            (", peepholes=True" if self.peepholes else "") + \
+            ("" if self.linear_before_reset else ", linear_before_reset=False")
 
     def _params(self):
         return (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
@@ -76,7 +87,8 @@ class _CellBase(Module):
         xt = np.ascontiguousarray(x.reshape(1, B, self.input_size))
         if training:
             xt = private_copy(xt, given)
-        packed = self._pack.get(self.cell, self._params(), training, step=not training)
+        packed = self._pack.get(self.cell, self._params(), training, step=not training, peephole=self.weight_p,
+                                linear_before_reset=self.linear_before_reset)
         y = np.empty((1, B, self.hidden_size), np.float32)
         h = np.empty((B, self.hidden_size), np.float32)
         c = np.empty_like(h) if lstm else None
@@ -108,10 +120,11 @@ class _CellBase(Module):
         dh0 = np.empty((B, H), np.float32)
         dc0 = np.empty_like(dh0) if lstm else None
         b_ih, b_hh = self.bias_ih, self.bias_hh
-        with accumulating(*self._params()):
+        with accumulating(*self._params(), self.weight_p):
             _core.layer_backward(packed, cache, xt, dy, 0, None, dcn, dx, False, dh0, dc0, self.weight_ih.grad,
                                  self.weight_hh.grad, None if b_ih is None else b_ih.grad,
-                                 None if b_hh is None else b_hh.grad)
+                                 None if b_hh is None else b_hh.grad,
+                                 None if self.weight_p is None else self.weight_p.grad)
         if unbatched:
             dh0 = dh0[0]
             dc0 = None if dc0 is None else dc0[0]
@@ -130,14 +143,16 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step (as torch.nn.LSTMCell): returns (h', c')."""
+    """One LSTM step (as torch.nn.LSTMCell): returns (h', c'). ``peepholes=True``: the peephole
+    LSTM of ``nn.LSTM(peepholes=True)``, with ``weight_p`` (3, H) rows p_i, p_f, p_o."""
 
-    def __init__(self, input_size, hidden_size, bias=True, *, seed=None):
-        super().__init__("lstm", input_size, hidden_size, bias, seed)
+    def __init__(self, input_size, hidden_size, bias=True, *, seed=None, peepholes=False):
+        super().__init__("lstm", input_size, hidden_size, bias, seed, peepholes=peepholes)
 
 
 class GRUCell(_CellBase):
-    """One GRU step (as torch.nn.GRUCell)."""
+    """One GRU step (as torch.nn.GRUCell). ``linear_before_reset=False``: Cho et al.'s GRU, as
+    ``nn.GRU(linear_before_reset=False)``."""
 
-    def __init__(self, input_size, hidden_size, bias=True, *, seed=None):
-        super().__init__("gru", input_size, hidden_size, bias, seed)
+    def __init__(self, input_size, hidden_size, bias=True, *, seed=None, linear_before_reset=True):
+        super().__init__("gru", input_size, hidden_size, bias, seed, linear_before_reset=linear_before_reset)

@@ -25,23 +25,47 @@ class _PackCache:
         self._key = None
         self._packed = None
 
-    def get(self, cell, params, with_backward, weights="float32", step=False):
-        """step: also pack for one-step forwards (streams, cells; see _core.PackedWeights)."""
-        key = (_core.get_isa(), with_backward, weights, step) + tuple((id(p.data), p.version) for p in params
-                                                                    if p is not None)
+    def get(self, cell, params, with_backward, weights="float32", step=False, peephole=None,
+            linear_before_reset=True):
+        """step: also pack for one-step forwards (streams, cells; see _core.PackedWeights).
+        peephole: an LSTM's (3, H) peephole Parameter, or None; linear_before_reset=False: Cho's GRU."""
+        key = (_core.get_isa(), with_backward, weights, step, linear_before_reset) + \
+            tuple((id(p.data), p.version) for p in (*params, peephole) if p is not None)
         with self._lock:
             if self._key != key:
-                w_ih, w_hh, b_ih, b_hh = (None if p is None else p.data for p in params)
-                self._packed = _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward, weights, step)
+                self._packed = pack_weights(cell, params, with_backward, weights, step, peephole,
+                                            linear_before_reset)
                 self._key = key
             return self._packed
+
+
+def pack_weights(cell, params, with_backward, weights="float32", step=False, peephole=None, linear_before_reset=True):
+    """A _core.PackedWeights of (w_ih, w_hh, b_ih, b_hh) Parameters (biases may be None)."""
+    w_ih, w_hh, b_ih, b_hh = (None if p is None else p.data for p in params)
+    return _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward, weights, step,
+                               None if peephole is None else peephole.data, linear_before_reset)
+
+
+_DIRECTIONS = ("forward", "reverse", "bidirectional")
+
+
+def check_direction(direction, bidirectional):
+    """The layer's direction from the two arguments that can give it; a clear error on conflicts."""
+    if direction is None:
+        return "bidirectional" if bidirectional else "forward"
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction: expected 'forward', 'reverse' or 'bidirectional', got {direction!r}")
+    if bidirectional and direction != "bidirectional":
+        raise ValueError(f"direction: {direction!r} conflicts with bidirectional=True (give one of them)")
+    return direction
 
 
 class RNNBase(DropoutRng, Module):
     """Shared machinery of RNN, LSTM and GRU; use those classes."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, seed=None):
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, seed=None,
+                 direction=None, peepholes: bool = False, linear_before_reset: bool = True):
         super().__init__()
         self.input_size = check_int(input_size, "input_size", maximum=MAX_SIZE)
         self.hidden_size = check_int(hidden_size, "hidden_size", maximum=MAX_HIDDEN)
@@ -52,18 +76,22 @@ class RNNBase(DropoutRng, Module):
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
-        self.bidirectional = bool(bidirectional)
-        self.num_directions = 2 if bidirectional else 1
+        self.direction = check_direction(direction, bool(bidirectional))
+        self.bidirectional = self.direction == "bidirectional"
+        self.num_directions = 2 if self.bidirectional else 1
+        self.peepholes = bool(peepholes)
+        self.linear_before_reset = bool(linear_before_reset)
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(rng.integers(2**63))
         gates = _GATES[cell] * hidden_size
         bound = 1.0 / math.sqrt(hidden_size)
         self._layer_params = []  # [layer][direction] -> (w_ih, w_hh, b_ih, b_hh)
+        self._peep_params = []  # [layer][direction] -> weight_p (peephole LSTM) or None
         for k in range(self.num_layers):
             layer_in = input_size if k == 0 else hidden_size * self.num_directions
-            per_dir = []
+            per_dir, peeps = [], []
             for d in range(self.num_directions):
-                sfx = f"_l{k}" + ("_reverse" if d else "")
+                sfx = f"_l{k}" + ("_reverse" if self._runs_reverse(d) else "")
                 shapes = [(f"weight_ih{sfx}", (gates, layer_in)), (f"weight_hh{sfx}", (gates, hidden_size))]
                 if self.bias:
                     shapes += [(f"bias_ih{sfx}", (gates,)), (f"bias_hh{sfx}", (gates,))]
@@ -71,7 +99,11 @@ class RNNBase(DropoutRng, Module):
                     setattr(self, name, Parameter(rng.uniform(-bound, bound, shape)))
                 params = [getattr(self, name) for name, _ in shapes] + [None] * (4 - len(shapes))
                 per_dir.append(tuple(params))
+                if self.peepholes:  # p_i, p_f, p_o (ONNX's P is p_i, p_o, p_f)
+                    setattr(self, f"weight_p{sfx}", Parameter(rng.uniform(-bound, bound, (3, hidden_size))))
+                peeps.append(getattr(self, f"weight_p{sfx}") if self.peepholes else None)
             self._layer_params.append(per_dir)
+            self._peep_params.append(peeps)
         self._rebuild()
         self.grad_hx = None
         self.inference_weights = "float32"
@@ -79,6 +111,11 @@ class RNNBase(DropoutRng, Module):
     _transient = ("_pack_caches", "_free_caches")
 
     def _rebuild(self) -> None:
+        # Models pickled before the cell variants and direction= existed: the default cells.
+        self.__dict__.setdefault("direction", "bidirectional" if self.bidirectional else "forward")
+        self.__dict__.setdefault("peepholes", False)
+        self.__dict__.setdefault("linear_before_reset", True)
+        self.__dict__.setdefault("_peep_params", [[None] * self.num_directions for _ in range(self.num_layers)])
         self._pack_caches = [[_PackCache() for _ in range(self.num_directions)] for _ in range(self.num_layers)]
         # Activation buffers of finished backwards, reused by the next training forward so their
         # memory stays mapped (page faults were ~4% of a step). Each pending forward owns its own.
@@ -119,6 +156,12 @@ class RNNBase(DropoutRng, Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.direction == "reverse":
+            s += ", direction='reverse'"
+        if self.peepholes:
+            s += ", peepholes=True"
+        if not self.linear_before_reset:
+            s += ", linear_before_reset=False"
         return s
 
     def stream(self, batch_size: int = 1, weights: str = "float32"):
@@ -129,6 +172,23 @@ class RNNBase(DropoutRng, Module):
 
 
     # helpers -------------------------------------------------------------------------
+    def _runs_reverse(self, d: int) -> bool:
+        """Whether direction d of each layer runs backwards in time."""
+        return d == 1 or self.direction == "reverse"
+
+    def _packed(self, k: int, d: int, with_backward: bool, weights: str = "float32", step: bool = False):
+        """Layer k, direction d's weights packed (cached until a parameter changes)."""
+        return self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], with_backward, weights, step,
+                                           self._peep_params[k][d], self.linear_before_reset)
+
+    def _grads(self, k: int, d: int):
+        """The gradient arrays layer_backward adds into, peephole gradient last when there is one."""
+        params = self._layer_params[k][d] + ((self._peep_params[k][d],) if self.peepholes else ())
+        return tuple(None if p is None else p.grad for p in params)
+
+    def _params_of(self, k: int):
+        return [p for d in range(self.num_directions) for p in (*self._layer_params[k][d], self._peep_params[k][d])]
+
     @property
     def _is_lstm(self) -> bool:
         return self.cell == "lstm"
@@ -216,8 +276,7 @@ class RNNBase(DropoutRng, Module):
                     else np.zeros(layer_in.shape, np.float32)
                 layer_in = layer_in * mask
             y = np.empty((T, B, D * H), np.float32)
-            caches = [(self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], saving,
-                                                   "float32" if self.training else self.inference_weights),
+            caches = [(self._packed(k, d, saving, "float32" if self.training else self.inference_weights),
                        train_caches[k][d] if saving else None) for d in range(D)]
             rows = slice(k * D, (k + 1) * D)  # this layer's entries of h0, c0, hn, cn
             if D == 2:  # both directions at once, each on half of the threads
@@ -227,7 +286,7 @@ class RNNBase(DropoutRng, Module):
                                          None if cn is None else cn[rows], cache0, cache1)
             else:
                 packed, cache = caches[0]
-                _core.layer_forward(packed, layer_in, lens, False, None if h0 is None else h0[k],
+                _core.layer_forward(packed, layer_in, lens, self.direction == "reverse", None if h0 is None else h0[k],
                                     None if c0 is None else c0[k], y, 0, hn[k], None if cn is None else cn[k], cache)
             saved.append((layer_in, mask, caches))
             layer_in = y
@@ -260,8 +319,8 @@ class RNNBase(DropoutRng, Module):
         for k in reversed(range(self.num_layers)):
             layer_in, mask, caches = saved[k]
             dx = np.empty(layer_in.shape, np.float32)
-            grads = [tuple(None if p is None else p.grad for p in self._layer_params[k][d]) for d in range(D)]
-            with accumulating(*(p for d in range(D) for p in self._layer_params[k][d])):
+            grads = [self._grads(k, d) for d in range(D)]
+            with accumulating(*self._params_of(k)):
                 self._layer_backward(caches, layer_in, dy, dhn, dcn, dx, dh0, dc0, grads, k)
             if mask is not None:
                 dx *= mask
@@ -325,7 +384,12 @@ _DOC = """{summary}
         Each layer also runs backwards in time; outputs concatenate both directions (2H).
     seed : int, numpy Generator or None, keyword-only
         Seeds the initialisation (uniform in +-1/sqrt(H), as PyTorch) and the dropout masks.
-
+    direction : {{'forward', 'reverse', 'bidirectional'}} or None, keyword-only
+        None follows ``bidirectional``. 'reverse' runs every layer backwards in time only (ONNX's
+        direction="reverse"; with ``lengths`` each sample starts at its last valid step); its
+        parameters carry the ``_reverse`` suffix, and it has no ``stream()`` (it needs the future).
+        ``bidirectional=True`` with 'forward' or 'reverse' is an error.
+{variant}
     Attributes
     ----------
     weight_ih_l{{k}}[_reverse] : Parameter (G*H, I or D*H)
@@ -351,41 +415,54 @@ _DOC = """{summary}
     """
 
 
-def _doc(name: str, summary: str, gates: str, ret: str = "h_n", extra: str = "") -> str:
+def _doc(name: str, summary: str, gates: str, ret: str = "h_n", extra: str = "", variant: str = "") -> str:
     """The numpydoc text the three layers share (their constructors take the same arguments)."""
-    return _DOC.format(name=name, summary=summary, gates=gates, ret=ret, extra=extra)
+    return _DOC.format(name=name, summary=summary, gates=gates, ret=ret, extra=extra, variant=variant)
+
+
+_PEEPHOLES = """    peepholes : bool, default False, keyword-only
+        Diagonal peepholes (Gers & Schmidhuber 2000, ONNX's input P): i and f also see c_{t-1},
+        o sees c_t. Adds ``weight_p_l{k}[_reverse]`` of shape (3, H), rows p_i, p_f, p_o (ONNX's P
+        orders them p_i, p_o, p_f). Not in PyTorch: ``rnnfast.torch`` and ``from_torch`` refuse it.
+"""
+_RESET = """    linear_before_reset : bool, default True, keyword-only
+        True: PyTorch's and cuDNN's GRU, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)). False: Cho
+        et al. 2014's original (ONNX's default linear_before_reset=0, Keras reset_after=False),
+        n = tanh(W_in x + b_in + W_hn (r * h) + b_hn); same parameters, one more phase per step.
+"""
 
 
 class RNN(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, seed=None):
+                 dropout=0.0, bidirectional=False, *, seed=None, direction=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, seed)
+                         bidirectional, seed, direction)
         self.nonlinearity = nonlinearity
 
 
 class LSTM(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, seed=None):
+                 bidirectional=False, *, seed=None, direction=None, peepholes=False):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         seed)
+                         seed, direction, peepholes=peepholes)
 
 
 class GRU(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, seed=None):
+                 bidirectional=False, *, seed=None, direction=None, linear_before_reset=True):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         seed)
+                         seed, direction, linear_before_reset=linear_before_reset)
 
 
 RNN.__doc__ = _doc("RNN", "Elman RNN, as ``torch.nn.RNN``: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).", "G = 1",
                    extra="    nonlinearity : {'tanh', 'relu'}, default 'tanh'\n        The activation ``act``.\n")
 LSTM.__doc__ = _doc("LSTM", "Long short-term memory, as ``torch.nn.LSTM``: returns ``(output, (h_n, c_n))``.",
-                    "G = 4: input, forget, cell, output", ret="(h_n, c_n)")
+                    "G = 4: input, forget, cell, output", ret="(h_n, c_n)", variant=_PEEPHOLES)
 GRU.__doc__ = _doc("GRU", "Gated recurrent unit, as ``torch.nn.GRU``: the reset gate multiplies the recurrent\n"
-                   "    product (W_hn h + b_hn), the form PyTorch and cuDNN use.", "G = 3: reset, update, new")
+                   "    product (W_hn h + b_hn), the form PyTorch and cuDNN use (``linear_before_reset=False``: Cho et\n"
+                   "    al.'s original).", "G = 3: reset, update, new", variant=_RESET)

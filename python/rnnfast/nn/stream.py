@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _core
 from ._checks import as_float_array, check_int
+from .recurrent import pack_weights
 
 
 class Stream:
@@ -27,19 +28,19 @@ class Stream:
     """
 
     def __init__(self, model, batch_size: int = 1, weights: str = "float32"):
-        if model.bidirectional:
-            raise ValueError("stream: a bidirectional model needs the whole sequence; use forward() instead")
+        if model.direction != "forward":
+            raise ValueError(f"stream: a {model.direction} model needs the whole sequence (its future); "
+                             "use forward() instead")
         self.batch_size = check_int(batch_size, "batch_size")
         if weights not in ("float32", "bfloat16"):
             raise ValueError(f"weights: expected 'float32' or 'bfloat16', got {weights!r}")
         self.weights = weights
         if weights == "float32":
-            packed = [model._pack_caches[k][0].get(model.cell, model._layer_params[k][0], False, step=True)
-                      for k in range(model.num_layers)]
+            packed = [model._packed(k, 0, False, step=True) for k in range(model.num_layers)]
         else:  # a private narrowed copy: the model's own cache stays float32
-            packed = [_core.PackedWeights(model.cell, *(None if p is None else p.data for p in params), False,
-                                          "bfloat16", True)
-                      for params in (model._layer_params[k][0] for k in range(model.num_layers))]
+            packed = [pack_weights(model.cell, model._layer_params[k][0], False, "bfloat16", True,
+                                   model._peep_params[k][0], model.linear_before_reset)
+                      for k in range(model.num_layers)]
         self._core = _core.Stream(packed, self.batch_size)
         self._is_lstm = model.cell == "lstm"
         self._shape = (model.num_layers, self.batch_size, model.hidden_size)

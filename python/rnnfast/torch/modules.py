@@ -51,8 +51,19 @@ class KernelState:
         return state
 
 
+# rnnfast.nn's cell variants, which torch.nn has not: asking for one names where it exists.
+_NN_ONLY = ("peepholes", "linear_before_reset", "direction")
+
+
 class _RNNBase(KernelState):
     _kind = "RNN"
+
+    def __init__(self, *args, **kwargs):
+        for name in _NN_ONLY:
+            if name in kwargs:
+                raise ValueError(f"rnnfast.torch.{self._kind}: {name}: torch.nn.{self._kind} has no such option "
+                                 f"(rnnfast.torch mirrors torch.nn); use rnnfast.nn.{self._kind}(..., {name}=...)")
+        super().__init__(*args, **kwargs)
 
     def _check_proj(self):
         if getattr(self, "proj_size", 0):
