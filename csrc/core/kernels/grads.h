@@ -65,20 +65,22 @@ static void weight_grad(PhaseRunner& phases, int M, int rows, const BackwardArgs
   });
 }
 
-// Cho et al.'s GRU, before W_hn's gradient: dgh (r, z gradients; n zero) becomes the n gate's
-// gradients alone (dan, from the input-side gates), so one more weight_grad against r⊙h adds
-// exactly W_hn's and b_hn's terms.
-static void n_gate_only(PhaseRunner& phases, int rows, const BackwardArgs& a) {
-  const int G = a.L.G, NB = a.L.NB, GHp = a.L.GHp, nblk = a.L.Hp / NB;
+// Cho et al.'s GRU: W_hn's and b_hn's gradients, dan against r⊙h (the n rows of the first W_hh sum
+// got zeros). dan is compacted from the gates into dn_rows (rows x Hp, free scratch: dgh, read
+// already), so the GEMM runs over the n gate's columns only, as a one-gate layout of weight_grad.
+static void n_gate_weight_grad(PhaseRunner& phases, int rows, const BackwardArgs& a, float* dn_rows) {
+  const int G = a.L.G, NB = a.L.NB, GHp = a.L.GHp, Hp = a.L.Hp, nblk = Hp / NB, H = a.H;
   constexpr int kRows = 64;
   phases.run(ceil_div(rows, kRows), [&](long t) {
     const long lo = t * kRows, hi = lo + kRows < rows ? lo + kRows : rows;
     for (long row = lo; row < hi; ++row)
       for (int jb = 0; jb < nblk; ++jb) {
-        float* gh = a.dgh + row * GHp + static_cast<long>(jb) * G * NB;
-        const float* g = a.gates + row * GHp + static_cast<long>(jb) * G * NB;
-        for (int c = 0; c < 2 * NB; ++c) gh[c] = 0.0f;
-        for (int c = 2 * NB; c < 3 * NB; ++c) gh[c] = g[c];
+        const float* dan = a.gates + row * GHp + static_cast<long>(jb) * G * NB + 2 * NB;
+        std::memcpy(dn_rows + row * Hp + jb * NB, dan, sizeof(float) * NB);
       }
   });
+  BackwardArgs n = a;
+  n.L.G = 1;
+  n.L.GHp = Hp;
+  weight_grad(phases, H, rows, n, dn_rows, a.aux, Hp, a.gw_hh + 2L * H * H, H, a.gb_hh ? a.gb_hh + 2 * H : nullptr);
 }

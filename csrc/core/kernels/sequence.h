@@ -352,10 +352,7 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
   if (R.dense()) phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
   weight_grad(phases, I, rows, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
   weight_grad(phases, H, rows, a, a.dgh, a.hs, Hp, a.gw_hh, H, a.gb_hh);
-  if constexpr (Cell::kTwoPhase) {  // W_hn and b_hn: dan against r⊙h (the first sum gave them 0)
-    n_gate_only(phases, rows, a);
-    weight_grad(phases, H, rows, a, a.dgh, a.aux, Hp, a.gw_hh, H, a.gb_hh);
-  }
+  if constexpr (Cell::kTwoPhase) n_gate_weight_grad(phases, rows, a, a.dgh);  // W_hn, b_hn: against r⊙h
   if (a.gw_p) peephole_grad<Cell>(phases, a);
   if (!R.dense()) {
     phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
