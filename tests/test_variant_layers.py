@@ -235,3 +235,36 @@ def test_rnnfast_torch_modules_name_the_nn_variant(kind, option):
     import rnnfast.torch
     with pytest.raises(ValueError, match=f"rnnfast.torch.{kind}: {next(iter(option))}: torch.nn.{kind} has no such"):
         getattr(rnnfast.torch, kind)(3, 4, **option)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("cls, opts", [(nn.GRU, dict(linear_before_reset=False)), (nn.LSTM, dict(peepholes=True))],
+                         ids=["gru_reset_before", "lstm_peephole"])
+def test_variant_matches_onnx_numpy_reference(cls, opts, direction):
+    """ONNX's own numpy reference of its operators (onnx.backend.test.case.node), P and
+    linear_before_reset=0 included: an oracle written by others."""
+    pytest.importorskip("onnx")
+    from onnx.backend.test.case.node.gru import GRUHelper
+    from onnx.backend.test.case.node.lstm import LSTMHelper
+    from rnnfast.onnx import onnx_gate_order
+
+    m = cls(4, 6, direction=direction, seed=3, **opts).eval()
+    x = randn(np.random.default_rng(7), 5, 2, 4)
+    D, H, cell = m.num_directions, 6, m.cell
+    W, R, B, P = [], [], [], []
+    for d in range(D):
+        w_ih, w_hh, b_ih, b_hh = (p.data for p in m._layer_params[0][d])
+        W.append(onnx_gate_order(w_ih, cell, H))
+        R.append(onnx_gate_order(w_hh, cell, H))
+        B.append(np.concatenate([onnx_gate_order(b_ih, cell, H), onnx_gate_order(b_hh, cell, H)]))
+        if m.peepholes:
+            P.append(m._peep_params[0][d].data[[0, 2, 1]].reshape(-1))
+    args = dict(X=x, W=np.stack(W), R=np.stack(R), B=np.stack(B), direction=direction)
+    if m.peepholes:
+        y_ref, h_ref, _ = LSTMHelper(P=np.stack(P), **args).step()
+    else:
+        y_ref, h_ref = GRUHelper(linear_before_reset=0, **args).step()
+    y, state = m(x)
+    hn = state[0] if m.peepholes else state
+    np.testing.assert_allclose(y, y_ref.transpose(0, 2, 1, 3).reshape(5, 2, D * H), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(hn, h_ref, rtol=1e-5, atol=1e-5)
