@@ -58,6 +58,7 @@ struct Gru {
 // (writing r⊙h), then n. Backward likewise: dan and daz, then d(r⊙h) = dan W_hn gives dar.
 struct GruResetBefore : Gru {
   static constexpr bool kTwoPhase = true;
+  static constexpr int kNBlocks = 3;  // hidden blocks per tile of the n phase (kernels/sequence.h)
 
   // rec: the recurrent parts of r and z. g keeps r and z (phase 2 and backward read them).
   static inline void forward_rz(float* g, const float* bx, const vf* rec, const float* hp, float* rh) {

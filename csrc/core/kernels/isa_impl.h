@@ -26,8 +26,9 @@ static Layout layout_for(CellVariant variant, int I, int H) {
   const int bwd_cols = Cell::BWD_Q * Cell::NB;  // backward tiles span BWD_Q hidden blocks
   L.wh_bwd = static_cast<long>(ceil_div(L.Hp, bwd_cols)) * bwd_cols * L.GHp;
   L.wx_step = Cell::G * Cell::U == GEMM_NV ? 0 : static_cast<long>(L.GHp) * I;  // GEMM panel == block?
-  if (variant.reset_before) {
+  if (variant.reset_before) {  // n panels of GruResetBefore::kNBlocks blocks each (GruResetBefore)
     L.wh_rz = 2L * L.Hp * H;
+    L.wh = L.wh_rz + static_cast<long>(ceil_div(L.Hp / Cell::NB, GruResetBefore::kNBlocks)) * GruResetBefore::kNBlocks * Cell::NB * H;
     L.wh_n_bwd = static_cast<long>(ceil_div(L.Hp, bwd_cols)) * bwd_cols * L.Hp;
   }
   return L;
@@ -42,8 +43,8 @@ static Layout layout(CellKind cell, CellVariant variant, int I, int H) {
 }
 
 // Cho et al.'s GRU: W_hhᵀ as the r, z panels of every block (2 vectors wide), then the n panels
-// (1 vector), so each phase of a step reads only its own gates' weights; and W_hn (zero rows for
-// the padding) packed for backward's d(r⊙h) = dan W_hn.
+// (GruResetBefore::kNBlocks blocks wide), so each phase of a step reads only its own gates' weights; and W_hn
+// (zero rows for the padding) packed for backward's d(r⊙h) = dan W_hn.
 template <class Cell>
 static void pack_reset_before(const Layout& L, int H, const float* w_hh, const float* whr, bool with_backward,
                               float* wh, float* wh_n_bwd) {
@@ -58,7 +59,7 @@ static void pack_reset_before(const Layout& L, int H, const float* w_hh, const f
       std::copy(src, src + H, dst);
     }
   pack_panels<2>(H, 2 * L.Hp, rz.data(), 1, H, wh, 0, nblk);
-  pack_panels<1>(H, L.Hp, n.data(), 1, H, wh + L.wh_rz, 0, nblk);
+  pack_panels<GruResetBefore::kNBlocks>(H, L.Hp, n.data(), 1, H, wh + L.wh_rz, 0, ceil_div(nblk, GruResetBefore::kNBlocks));
   if (!with_backward) return;
   std::vector<float> whn(static_cast<size_t>(L.Hp) * H, 0.0f);  // (n unit k, h unit j)
   std::copy(w_hh + 2L * H * H, w_hh + 3L * H * H, whn.begin());

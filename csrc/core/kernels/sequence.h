@@ -69,7 +69,7 @@ static void reset_before_step(const ForwardArgs& a, const BT* wh, int n, int t, 
   // needs it for this step only.
   float* rh = a.training ? a.aux + R.first(t) * Hp : a.aux;
   const BT* wh_n = wh + a.L.wh_rz;
-  const long rz_panel = static_cast<long>(H) * 2 * W, n_panel = static_cast<long>(H) * W;
+  const long rz_panel = static_cast<long>(H) * 2 * W;
   auto tile_of = [&](long tile, int& jb, int& m0, int& mr) {
     jb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
     mr = n - m0 < MR ? n - m0 : MR;
@@ -88,20 +88,29 @@ static void reset_before_step(const ForwardArgs& a, const BT* wh, int n, int t, 
       Cell::forward_rz(gates_t + static_cast<long>(m0 + m) * GHp + gb, a.w.bx + gb, acc[m], hprev + r, rh + r);
     }
   });
-  phases.run(static_cast<long>(nblk) * nmb, [&](long tile) {
-    int jb, m0, mr;
-    tile_of(tile, jb, m0, mr);
-    const long gb = static_cast<long>(jb) * G * NB;
-    const int j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
-    vf acc[MR][1];
-    for (int m = 0; m < MR; ++m) acc[m][0] = load(a.w.bh + gb + 2 * NB);
-    microkernel_rows<MR, 1, BT>(mr, H, rh + static_cast<long>(m0) * Hp, Hp, wh_n + jb * n_panel, acc);
+  // Phase 2: kNBlocks blocks per tile, so that even one row keeps that many independent sums
+  // in flight (one vector's chain of H dependent multiply-adds would wait on each one's latency).
+  constexpr int Q = Cell::kNBlocks;
+  const int nsb = ceil_div(nblk, Q);
+  const long n_panel = static_cast<long>(H) * Q * W;
+  phases.run(static_cast<long>(nsb) * nmb, [&](long tile) {
+    const int sb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
+    const int mr = n - m0 < MR ? n - m0 : MR;
+    vf acc[MR][Q];
+    for (int m = 0; m < MR; ++m)
+      for (int q = 0; q < Q; ++q)
+        acc[m][q] = sb * Q + q < nblk ? load(a.w.bh + static_cast<long>(sb * Q + q) * G * NB + 2 * NB) : splat(0.0f);
+    microkernel_rows<MR, Q, BT>(mr, H, rh + static_cast<long>(m0) * Hp, Hp, wh_n + sb * n_panel, acc);
     for (int m = 0; m < mr; ++m) {
       const int p = m0 + m;
-      float* hout = hnext.row(p) + j0;
-      Cell::forward_n(gates_t + static_cast<long>(p) * GHp + gb, a.w.bx + gb, acc[m][0],
-                      hprev + static_cast<long>(p) * Hp + j0, hout, a.training);
-      copy_out(a.y + (static_cast<long>(t) * a.B + R.user(p)) * a.ldy + j0, hout, ncols);
+      for (int q = 0; q < Q && sb * Q + q < nblk; ++q) {
+        const int jb = sb * Q + q, j0 = jb * NB, ncols = H - j0 < NB ? H - j0 : NB;
+        const long gb = static_cast<long>(jb) * G * NB;
+        float* hout = hnext.row(p) + j0;
+        Cell::forward_n(gates_t + static_cast<long>(p) * GHp + gb, a.w.bx + gb, acc[m][q],
+                        hprev + static_cast<long>(p) * Hp + j0, hout, a.training);
+        copy_out(a.y + (static_cast<long>(t) * a.B + R.user(p)) * a.ldy + j0, hout, ncols);
+      }
     }
   });
 }
