@@ -389,6 +389,22 @@ def test_shape_runs_any_input_size_and_checks_the_peers(tmp_path, keep_threads):
             assert e["status"] in ("ok", "-", "not installed"), (name, e)
 
 
+def test_variant_cells_run_on_rnnfast_and_onnxruntime_only(tmp_path, keep_threads):
+    """--cells takes the cell variants: rnnfast and ONNX Runtime (which has them natively) agree,
+    the torch engines show '-'; a reverse layer has no stream."""
+    rc, data = _run(tmp_path, "--cells", "lstm_peephole,gru_reset_before,lstm_reverse")
+    assert rc == 0
+    assert {r["cell"] for r in data["results"]} == {"lstm_peephole", "gru_reset_before", "lstm_reverse"}
+    for r in data["results"]:
+        reverse_stream = r["cell"] == "lstm_reverse" and r["kind"] == "stream"
+        for name, e in r["engines"].items():
+            if name in ("torch", "rnnfast.torch") or reverse_stream or (name == "onnxruntime" and r["kind"] == "train"):
+                assert e["status"] in ("-", "not installed"), (name, r["cell"], r["kind"], e)
+            else:
+                assert e["status"] in ("ok", "not installed"), (name, r["cell"], r["kind"], e)
+    assert data["results"][0]["flops"] == configs.flops(configs.select(["smoke-inference-B2-T5-H16"])[0], "lstm")
+
+
 @pytest.mark.parametrize("text", ["lstm:1:2:3", "cnn:1:2:3:4", "lstm:1:0:3:4", "lstm:1:2:x:4", "lstm:1:2:3:4:fast"])
 def test_bad_shape_is_a_clear_error(text, capsys):
     with pytest.raises(SystemExit):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..onnx import IR_VERSION, OPSET, onnx_gate_order
-from .configs import Spec, Unsupported, check_default_cell
+from .configs import VARIANT_CELLS, Spec, Unsupported
 
 OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -32,16 +32,17 @@ def _reorder(w: np.ndarray, cell: str, hidden_size: int) -> np.ndarray:
     return onnx_gate_order(w, "rnn_tanh" if cell == "rnn" else cell, hidden_size)  # a bench cell name
 
 
-def onnx_weights(cell: str, state_dict, hidden_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(W, R, B) for the ONNX operator from PyTorch-named weights of layer 0 (forward direction)."""
+def onnx_weights(cell: str, state_dict, hidden_size: int, sfx: str = "_l0") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W, R, B) for the ONNX operator from PyTorch-named weights of layer 0 (forward direction, or
+    the reverse one with sfx '_l0_reverse')."""
     if cell not in OPS:
         raise ValueError(f"cell: expected one of {sorted(OPS)}, got {cell!r}")
     sd = {k: np.asarray(v, dtype=np.float32) for k, v in state_dict.items()}
-    W = _reorder(sd["weight_ih_l0"], cell, hidden_size)[None]
-    R = _reorder(sd["weight_hh_l0"], cell, hidden_size)[None]
+    W = _reorder(sd["weight_ih" + sfx], cell, hidden_size)[None]
+    R = _reorder(sd["weight_hh" + sfx], cell, hidden_size)[None]
     gh = W.shape[1]
-    b_ih = _reorder(sd["bias_ih_l0"], cell, hidden_size) if "bias_ih_l0" in sd else np.zeros(gh, np.float32)
-    b_hh = _reorder(sd["bias_hh_l0"], cell, hidden_size) if "bias_hh_l0" in sd else np.zeros(gh, np.float32)
+    b_ih = _reorder(sd["bias_ih" + sfx], cell, hidden_size) if "bias_ih" + sfx in sd else np.zeros(gh, np.float32)
+    b_hh = _reorder(sd["bias_hh" + sfx], cell, hidden_size) if "bias_hh" + sfx in sd else np.zeros(gh, np.float32)
     return W, R, np.concatenate([b_ih, b_hh])[None]
 
 
@@ -51,23 +52,30 @@ def build_model(cell: str, state_dict, input_size: int, hidden_size: int, nonlin
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    W, R, B = onnx_weights(cell, state_dict, hidden_size)
+    variant, (cell, options) = cell, VARIANT_CELLS.get(cell, (cell, {}))  # ONNX has the variants natively
+    direction = options.get("direction", "forward")
+    W, R, B = onnx_weights(cell, state_dict, hidden_size, "_l0_reverse" if direction == "reverse" else "_l0")
     states = ["initial_h", "initial_c"] if cell == "lstm" else ["initial_h"]
     outputs = ["Y", "Y_h", "Y_c"] if cell == "lstm" else ["Y", "Y_h"]
-    attrs = dict(hidden_size=hidden_size)
+    attrs = dict(hidden_size=hidden_size, direction=direction)
     if cell == "gru":
-        attrs["linear_before_reset"] = 1
+        attrs["linear_before_reset"] = int(options.get("linear_before_reset", True))
     if cell == "rnn":
         attrs["activations"] = [{"tanh": "Tanh", "relu": "Relu"}[nonlinearity]]
-    # operator inputs: X, W, R, B, sequence_lens (unused: ""), initial_h [, initial_c]
-    node = helper.make_node(OPS[cell], ["X", "W", "R", "B", ""] + states, outputs, **attrs)
+    inits = [numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"), (B, "B"))]
+    extra = []
+    if options.get("peepholes"):  # input P: p_i, p_o, p_f (rnnfast's weight_p rows are i, f, o)
+        p = np.asarray(state_dict["weight_p_l0"], np.float32)
+        inits.append(numpy_helper.from_array(p[[0, 2, 1]].reshape(1, -1), "P"))
+        extra = ["P"]
+    # operator inputs: X, W, R, B, sequence_lens (unused: ""), initial_h [, initial_c] [, P]
+    node = helper.make_node(OPS[cell], ["X", "W", "R", "B", ""] + states + extra, outputs, **attrs)
     f = TensorProto.FLOAT
     graph_inputs = [helper.make_tensor_value_info("X", f, ["T", "B", input_size])]
     graph_inputs += [helper.make_tensor_value_info(s, f, [1, "B", hidden_size]) for s in states]
     graph_outputs = [helper.make_tensor_value_info("Y", f, ["T", 1, "B", hidden_size])]
     graph_outputs += [helper.make_tensor_value_info(o, f, [1, "B", hidden_size]) for o in outputs[1:]]
-    inits = [numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"), (B, "B"))]
-    graph = helper.make_graph([node], f"rnnfast_bench_{cell}", graph_inputs, graph_outputs, inits)
+    graph = helper.make_graph([node], f"rnnfast_bench_{variant}", graph_inputs, graph_outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
@@ -95,8 +103,8 @@ class _Case:
     def __init__(self, cell: str, spec: Spec, weights, data: dict, threads: int, stop_spinning: bool = True):
         if spec.layers > 1 or spec.bidirectional:
             raise Unsupported("the ONNX peer builds one unidirectional layer")
-        self.cell = cell
         self.session = make_session(build_model(cell, weights, spec.input_size, spec.H), threads, stop_spinning)
+        self.cell = cell = VARIANT_CELLS.get(cell, (cell,))[0]
         names = ["initial_h", "initial_c"] if cell == "lstm" else ["initial_h"]
         self.zeros = {n: np.zeros((1, spec.B, spec.H), np.float32) for n in names}
 
@@ -123,7 +131,7 @@ class StreamCase(_Case):
     def __init__(self, cell, spec, weights, data, threads):
         super().__init__(cell, spec, weights, data, threads)
         self.xs = [np.ascontiguousarray(data["x"][t:t + 1]) for t in range(spec.T)]
-        self.state_out = ["Y_h", "Y_c"] if cell == "lstm" else ["Y_h"]
+        self.state_out = ["Y_h", "Y_c"] if self.cell == "lstm" else ["Y_h"]
 
     def run(self, collect: list | None = None):
         feed = dict(self.zeros)
@@ -142,9 +150,10 @@ class StreamCase(_Case):
 
 def make_case(cell: str, spec: Spec, weights, data: dict, threads: int):
     """Raises ImportError when onnx/onnxruntime are missing, Unsupported for training."""
-    check_default_cell(cell, "the ONNX Runtime peer")
     _import()
     if spec.kind == "train":
         raise Unsupported("ONNX Runtime has no training for these operators")
+    if spec.kind == "stream" and VARIANT_CELLS.get(cell, ("", {}))[1].get("direction") == "reverse":
+        raise Unsupported("a reverse layer has no stream")
     cls = StreamCase if spec.kind == "stream" else InferenceCase
     return cls(cell, spec, weights, data, threads)
