@@ -461,7 +461,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Stream> stream(m, "Stream", "Step-by-step inference through a stack of unidirectional layers.");
   checked_tp_new(stream);
-  stream.def(py::init([](py::handle layers_o, py::handle batch_o) {
+  stream.def(py::init([](py::handle layers_o, py::handle batch_o, bool residual) {
              if (!py::isinstance<py::list>(layers_o) && !py::isinstance<py::tuple>(layers_o))
                throw py::type_error("layers: expected a list of PackedWeights, got " + describe(layers_o));
              std::vector<std::shared_ptr<const PackedWeights>> cl;
@@ -471,12 +471,12 @@ PYBIND11_MODULE(_core, m) {
              }
              const int batch = static_cast<int>(int_arg(batch_o, "batch_size", 1, INT_MAX));
              try {
-               return new Stream(std::move(cl), batch);
+               return new Stream(std::move(cl), batch, residual);
              } catch (const std::invalid_argument& e) {
                throw py::value_error(e.what());
              }
            }),
-           py::arg("layers"), py::arg("batch_size"))
+           py::arg("layers"), py::arg("batch_size"), py::arg("residual") = false)
       .def("step",
            [](Stream& s, py::handle x_o, py::handle out_o) -> py::object {
              const long B = s.batch(), I = s.input_size(), H = s.hidden_size();

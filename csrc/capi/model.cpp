@@ -86,6 +86,8 @@ void read_into(Model& m, const ModelFile& f) {
   m.num_layers = f.int_field("num_layers", 1);
   m.directions = f.int_field("bidirectional", 0) ? 2 : 1;
   read_variant(m, f);
+  m.residual = f.meta.count("residual") && f.int_field("residual", 0);
+  if (m.residual && m.num_layers < 2) throw FormatError("metadata field 'residual' is 1 but num_layers is 1");
   m.vocab_size = f.int_field("vocab_size", 0);
   m.output_size = f.int_field("output_size", 1);
   m.pooling = pooling_from(m.kind, f.field("pooling"));
@@ -144,6 +146,8 @@ void run_stack(const Model& m, const float* x, int T, int B, const int* lengths,
                                 c ? c + state : nullptr, nullptr};
       layer_forward_pair(d0, d1, T, B, in, lengths, F);
     }
+    if (m.residual && k > 0)
+      for (size_t i = 0; i < rows * F; ++i) out[i] += in[i];
     in = out;
   }
   if (hn_top) std::copy(hn.begin(), hn.end(), hn_top);

@@ -21,6 +21,7 @@ struct Model {
   int input_size = 0, hidden_size = 0, num_layers = 0, directions = 1;
   bool reverse_only = false;  // direction "reverse": every layer runs backwards in time only
   CellVariant variant;        // peepholes, linear_before_reset (format version 2)
+  bool residual = false;  // layers after the first add their input to their output
   int vocab_size = 0;   // 0: no embedding (input features are given)
   int output_size = 0;  // per step (rnn, language model) or per sequence (classifier)
   Pooling pooling = Pooling::none;

@@ -89,10 +89,11 @@ ModelFile read_model_file(const std::string& path) {
     throw FormatError(where + "not an rnnfast model file (metadata format is '" +
                       (fmt == f.meta.end() ? std::string("missing") : fmt->second) +
                       "', expected 'rnnfast.model'; write it with rnnfast.export)");
-  const std::string& version = f.meta["format_version"];
-  if (version != "1" && version != std::to_string(kFormatVersion))
-    throw FormatError(where + "format_version '" + version + "' is not supported (this library reads 1 to " +
-                      std::to_string(kFormatVersion) + ")");
+  bool known_version = false;
+  for (int v = kOldestFormatVersion; v <= kFormatVersion; ++v) known_version |= f.meta["format_version"] == std::to_string(v);
+  if (!known_version)
+    throw FormatError(where + "format_version '" + f.meta["format_version"] + "' is not supported (this library reads " +
+                      std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) + ")");
   if (f.meta["precision"] != "float32")
     throw FormatError(where + "precision '" + f.meta["precision"] + "' is not supported (this library reads float32)");
 

@@ -8,8 +8,11 @@
 
 namespace rnnfast::capi {
 
-// The newest format version read (1 and 2: version 2 adds the cell variants and direction).
-constexpr int kFormatVersion = 2;
+// Files of version 1 hold no options; version 2 may set the cell variants, the direction and
+// `residual`. A writer uses the lowest version that holds its model, so a reader of an older
+// version refuses what it would misread.
+constexpr int kFormatVersion = 2;  // the newest this library reads
+constexpr int kOldestFormatVersion = 1;
 
 struct ModelFile {
   struct Tensor {

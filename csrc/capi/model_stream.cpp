@@ -20,7 +20,7 @@ ModelStream::ModelStream(const Model& m, int batch) : m_(m), B_(batch) {
                            "use rnnfast_model_forward");
   std::vector<std::shared_ptr<const PackedWeights>> layers;
   for (const auto& dirs : m.layers) layers.push_back(dirs[0]);
-  stream_ = std::make_unique<Stream>(std::move(layers), batch);
+  stream_ = std::make_unique<Stream>(std::move(layers), batch, m.residual);
   if (m.kind == ModelKind::language_model) {
     x_.resize(static_cast<size_t>(batch) * m.input_size);
     h_.resize(static_cast<size_t>(batch) * m.hidden_size);

@@ -7,8 +7,8 @@
 
 namespace rnnfast {
 
-Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int batch)
-    : layers_(std::move(layers)), B_(batch) {
+Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int batch, bool residual)
+    : layers_(std::move(layers)), B_(batch), residual_(residual) {
   if (layers_.empty()) throw std::invalid_argument("a stream needs at least one layer");
   if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
   for (size_t k = 0; k < layers_.size(); ++k) {
@@ -44,7 +44,19 @@ void Stream::step(const float* x, float* out) {
   args_.front().x = x;
   args_.back().y = out;
   for (ForwardArgs& a : args_) a.first_slot = slot_;
-  kernels_for(layers_[0]->isa()).forward(args_.data(), static_cast<int>(args_.size()), team_);
+  const IsaKernels& kernels = kernels_for(layers_[0]->isa());
+  if (!residual_) {
+    kernels.forward(args_.data(), static_cast<int>(args_.size()), team_);
+  } else {  // one team call per layer: the skip adds the layer's input once its output is complete
+    for (size_t k = 0; k < args_.size(); ++k) {
+      kernels.forward(&args_[k], 1, team_);
+      if (k == 0) continue;
+      float* y = args_[k].y;
+      const float* in = args_[k].x;  // the layer below's output, its own skip already added
+      const size_t n = static_cast<size_t>(B_) * layers_[k]->hidden_size();
+      for (size_t i = 0; i < n; ++i) y[i] += in[i];
+    }
+  }
   args_.back().y = buf_.back().y.data();
   slot_ ^= 1;  // the new state is in the other slot
 }

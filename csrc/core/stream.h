@@ -13,13 +13,15 @@ namespace rnnfast {
 
 class Stream {
  public:
-  Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int batch);
+  // residual: every layer after the first adds its input to its output (a residual stack).
+  Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int batch, bool residual = false);
 
   int batch() const { return B_; }
   int num_layers() const { return static_cast<int>(layers_.size()); }
   int input_size() const { return layers_.front()->input_size(); }
   int hidden_size() const { return layers_.back()->hidden_size(); }
   bool has_cell_state() const { return layers_.front()->cell() == CellKind::lstm; }
+  bool residual() const { return residual_; }
 
   // x: (B, input_size); out: (B, hidden_size) of the last layer.
   void step(const float* x, float* out);
@@ -41,6 +43,7 @@ class Stream {
   std::vector<LayerBuffers> buf_;
   std::vector<ForwardArgs> args_;  // per layer, filled once; a step sets x, y and the slot
   int B_, slot_ = 0;
+  bool residual_;
   TeamPlan team_;
 };
 

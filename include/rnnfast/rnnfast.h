@@ -44,7 +44,7 @@ typedef enum rnnfast_model_kind {
 typedef struct rnnfast_model rnnfast_model;
 typedef struct rnnfast_stream rnnfast_stream;
 
-/* "0.1.0", and the file format version this library reads. */
+/* "0.1.0", and the newest file format version this library reads (it reads 1 up to that). */
 RNNFAST_API const char* rnnfast_version(void);
 RNNFAST_API int rnnfast_format_version(void);
 

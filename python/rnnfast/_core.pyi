@@ -102,7 +102,8 @@ def layer_backward_pair(packed0: PackedWeights, packed1: PackedWeights, cache0: 
 class Stream:
     """Step-by-step inference through a stack of unidirectional layers."""
 
-    def __init__(self, layers: Sequence[PackedWeights], batch_size: int) -> None: ...
+    def __init__(self, layers: Sequence[PackedWeights], batch_size: int, residual: bool = False) -> None:
+        """residual: every layer after the first adds its input to its output."""
     def step(self, x: npt.ArrayLike, out: Optional[F32] = None) -> F32:
         """One step: x (B, I), or (I,) when batch_size is 1, any float dtype; returns (B, H) or (H,)
         (``out`` when given)."""

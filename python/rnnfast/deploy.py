@@ -5,10 +5,12 @@ configuration, for the C API and other runtimes.
 arrays, no pickle). The header's ``__metadata__`` holds flat strings, so a reader in any
 language needs only the safetensors header:
 
-- ``format`` = ``"rnnfast.model"``, ``format_version`` = ``"1"``, ``precision`` = ``"float32"``
+- ``format`` = ``"rnnfast.model"``, ``format_version`` = ``"1"`` (``"2"`` when an option below
+  needs it: a reader of version 1 refuses what it would misread), ``precision`` = ``"float32"``
 - ``model``: ``"rnn"`` (a bare nn.RNN/LSTM/GRU), ``"language_model"`` or ``"sequence_classifier"``
 - ``cell`` (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``), ``input_size`` (features entering the
   recurrent stack), ``hidden_size``, ``num_layers``, ``bidirectional`` (``0``/``1``)
+- ``residual`` (``"1"``, version 2 only): layers after the first add their input to their output
 - ``vocab_size`` (0 without an embedding), ``output_size`` (features, logits or classes per
   step or per sequence), ``pooling`` (classifiers: ``last``/``mean``/``max``; else empty)
 - ``config``: the Python model's constructor arguments as JSON (for :func:`load`)
@@ -41,7 +43,8 @@ from .checkpoint import _safetensors_numpy
 __all__ = ["export", "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "rnnfast.model"
-FORMAT_VERSION = 2  # the newest this rnnfast reads and writes; 1 is written when it suffices
+FORMAT_VERSION = 2  # the newest written and read; plain models are still written as version 1
+_READS = ("1", "2")
 
 
 def _recurrent_arrays(rnn) -> dict:
@@ -75,6 +78,8 @@ def _describe(module):
         config = dict(cls=type(module).__name__, input_size=rnn.input_size, hidden_size=rnn.hidden_size,
                       num_layers=rnn.num_layers, bias=rnn.bias, bidirectional=rnn.bidirectional,
                       batch_first=rnn.batch_first)
+        if rnn.residual:
+            config["residual"] = True
         if type(module).__name__ == "RNN":
             config["nonlinearity"] = "relu" if rnn.cell == "rnn_relu" else "tanh"
         config.update(_variant_config(rnn))
@@ -100,6 +105,8 @@ def _describe(module):
     if _variant_config(rnn):
         meta.update(format_version="2", direction=rnn.direction, peepholes=str(int(rnn.peepholes)),
                     linear_before_reset=str(int(rnn.linear_before_reset)))
+    if rnn.residual:
+        meta.update(format_version="2", residual="1")
     return meta, arrays
 
 
@@ -168,9 +175,9 @@ def read(path) -> tuple[dict, dict]:
         raise ValueError(f"load: {path}: not a safetensors file ({e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"load: {path}: expected format {FORMAT!r}, got {meta.get('format')!r}")
-    if meta.get("format_version") not in [str(v) for v in range(1, FORMAT_VERSION + 1)]:
+    if meta.get("format_version") not in _READS:
         raise ValueError(f"load: {path}: format_version {meta.get('format_version')!r} is not supported "
-                         f"(this rnnfast reads 1 to {FORMAT_VERSION})")
+                         f"(this rnnfast reads {', '.join(_READS)})")
     return meta, arrays
 
 

@@ -209,6 +209,11 @@ def to_torch_state_dict(model) -> "OrderedDict":
     if not isinstance(model, rnn.Module):
         raise TypeError(f"to_torch_state_dict: model: expected an rnnfast.nn.Module, got {type(model).__name__}")
     _check_torch_has_cells(model, "to_torch_state_dict")
+    residual = [name for name, m in model.named_modules() if getattr(m, "residual", False) is True]
+    if residual:
+        raise ValueError(f"to_torch_state_dict: model: {residual[0] or 'the model'} is a residual stack "
+                         "(residual=True), which torch.nn's RNN/LSTM/GRU do not have: its weights in a torch "
+                         "module would compute something else")
     _torch_nn()
     import torch
     return OrderedDict((name, torch.from_numpy(arr)) for name, arr in model.state_dict().items())

@@ -3,7 +3,8 @@
 Every recurrent layer becomes one ONNX ``RNN``/``LSTM``/``GRU`` node (``direction="bidirectional"``
 for bidirectional layers), with the weights reordered to ONNX's gate order (LSTM i,o,f,c; GRU
 z,r,h with ``linear_before_reset=1``, which is PyTorch's and our GRU) and ``sequence_lens`` fed by
-the graph's ``lengths`` input, so ragged batches mean what they mean in rnnfast.
+the graph's ``lengths`` input, so ragged batches mean what they mean in rnnfast. A residual stack
+(``residual=True``) adds an ``Add`` of each layer's input to the output of every layer after the first.
 
 Graph inputs and outputs (B and T symbolic; ``batch_first`` modules and the models take (B, T, ...)):
 
@@ -103,7 +104,10 @@ def _recurrent_stack(g: _Graph, rnn, x, lengths, h0, c0):
         hs.append(outs[1])
         if lstm:
             cs.append(outs[2])
+        layer_in = x
         x = g.op("Reshape", [g.op("Transpose", [y4], perm=[0, 2, 1, 3]), g.const(np.array([0, 0, -1], np.int64))])
+        if rnn.residual and k > 0:  # the residual stack's skip
+            x = g.op("Add", [x, layer_in])
     cat = (lambda parts: parts[0] if len(parts) == 1 else g.op("Concat", parts, axis=0))
     return x, cat(hs), (cat(cs) if lstm else None)
 

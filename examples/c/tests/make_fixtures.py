@@ -103,6 +103,10 @@ def main(out):
               5, 3, rng, features=5),
         write(out, "lstm_reverse", nn.LSTM(5, 6, num_layers=2, direction="reverse", peepholes=True, seed=13), "rnn",
               6, 3, 0, 1, rng, features=5),
+        write(out, "lstm3_residual", nn.LSTM(5, 6, num_layers=3, residual=True, seed=11), "rnn", 6, 3, 5, 2, rng,
+              features=5),
+        write(out, "gru_bi_residual", nn.GRU(4, 5, num_layers=2, bidirectional=True, residual=True, seed=12), "rnn",
+              5, 3, 0, 1, rng, features=4),
     ]
     with open(os.path.join(out, "cases.txt"), "w") as f:
         f.writelines(lines)

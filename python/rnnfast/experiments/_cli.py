@@ -90,11 +90,11 @@ def _file_hash(path) -> str:
         return "unknown"
 
 
-def mean_std(values) -> str:
+def mean_std(values, digits: int = 3) -> str:
     """'mean ± std' over seeds (sample std, ddof=1; 0 for one seed)."""
     v = np.asarray(values, dtype=np.float64)
     std = v.std(ddof=1) if v.size > 1 else 0.0
-    return f"{v.mean():.3f} ± {std:.3f}"
+    return f"{v.mean():.{digits}f} ± {std:.{digits}f}"
 
 
 def table(headers, rows) -> str:

@@ -31,11 +31,7 @@ class Classifier(nn.Module):
         self.rnn = _LAYERS[cell](task.VOCAB, hidden, seed=int(rnn_seed))
         self.head = nn.Linear(hidden, task.NUM_CLASSES, seed=int(head_seed))
         if cell == "lstm" and lstm_forget_bias is not None:
-            # total forget-gate bias b_if + b_hf = lstm_forget_bias (gate order i, f, g, o)
-            for name, value in (("bias_ih_l0", lstm_forget_bias), ("bias_hh_l0", 0.0)):
-                b = getattr(self.rnn, name).data.copy()
-                b[hidden:2 * hidden] = value
-                getattr(self.rnn, name).data = b
+            set_forget_bias(self.rnn, lstm_forget_bias)
         self._out_shape = None
 
     def forward(self, x):
@@ -55,6 +51,15 @@ class Classifier(nn.Module):
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(cell, name).data = getattr(self.rnn, name + "_l0").data
         return cell
+
+
+def set_forget_bias(lstm, value: float) -> None:
+    """Total forget-gate bias b_if + b_hf = value in layer 0 (gate order i, f, g, o)."""
+    H = lstm.hidden_size
+    for name, v in (("bias_ih_l0", value), ("bias_hh_l0", 0.0)):
+        b = getattr(lstm, name).data.copy()
+        b[H:2 * H] = v
+        getattr(lstm, name).data = b
 
 
 def grad_norm(params) -> float:

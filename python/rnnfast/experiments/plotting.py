@@ -8,6 +8,13 @@ from __future__ import annotations
 import os
 
 
+def smoothed(curve, points: int = 50):
+    """(steps, values): a training curve as a running mean over ~len/points steps, for plotting."""
+    import numpy as np
+    w = max(1, len(curve) // points)
+    return np.arange(len(curve) - w + 1) + w, np.convolve(curve, np.ones(w) / w, mode="valid")
+
+
 def save_plot(path: str, draw, *, ncols: int = 1, size=(6.4, 4.2)) -> bool:
     """Call ``draw(axes)`` on a fresh figure with ``ncols`` side-by-side axes and save it as ``path``.
 

@@ -63,9 +63,12 @@ def check_direction(direction, bidirectional):
 class RNNBase(DropoutRng, Module):
     """Shared machinery of RNN, LSTM and GRU; use those classes."""
 
+    residual = False  # the default of modules pickled before residual stacks existed
+
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, seed=None,
-                 direction=None, peepholes: bool = False, linear_before_reset: bool = True):
+                 direction=None, peepholes: bool = False, linear_before_reset: bool = True,
+                 residual: bool = False):
         super().__init__()
         self.input_size = check_int(input_size, "input_size", maximum=MAX_SIZE)
         self.hidden_size = check_int(hidden_size, "hidden_size", maximum=MAX_HIDDEN)
@@ -81,6 +84,7 @@ class RNNBase(DropoutRng, Module):
         self.num_directions = 2 if self.bidirectional else 1
         self.peepholes = bool(peepholes)
         self.linear_before_reset = bool(linear_before_reset)
+        self.residual = check_residual(residual, self.num_layers)
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(rng.integers(2**63))
         gates = _GATES[cell] * hidden_size
@@ -162,6 +166,8 @@ class RNNBase(DropoutRng, Module):
             s += ", peepholes=True"
         if not self.linear_before_reset:
             s += ", linear_before_reset=False"
+        if self.residual:
+            s += ", residual=True"
         return s
 
     def stream(self, batch_size: int = 1, weights: str = "float32"):
@@ -288,6 +294,8 @@ class RNNBase(DropoutRng, Module):
                 packed, cache = caches[0]
                 _core.layer_forward(packed, layer_in, lens, self.direction == "reverse", None if h0 is None else h0[k],
                                     None if c0 is None else c0[k], y, 0, hn[k], None if cn is None else cn[k], cache)
+            if self.residual and k > 0:
+                y += layer_in  # the skip: this layer's input (as it saw it, after dropout) joins its output
             saved.append((layer_in, mask, caches))
             layer_in = y
         out = self._from_time_major(layer_in, unbatched)
@@ -322,6 +330,8 @@ class RNNBase(DropoutRng, Module):
             grads = [self._grads(k, d) for d in range(D)]
             with accumulating(*self._params_of(k)):
                 self._layer_backward(caches, layer_in, dy, dhn, dcn, dx, dh0, dc0, grads, k)
+            if self.residual and k > 0:
+                dx += dy  # the skip passes the output gradient straight to the input
             if mask is not None:
                 dx *= mask
             dy = dx
@@ -389,6 +399,11 @@ _DOC = """{summary}
         direction="reverse"; with ``lengths`` each sample starts at its last valid step); its
         parameters carry the ``_reverse`` suffix, and it has no ``stream()`` (it needs the future).
         ``bidirectional=True`` with 'forward' or 'reverse' is an error.
+    residual : bool, default False, keyword-only
+        Every layer after the first adds its input to its output (a residual stack, as in Wu et
+        al. 2016): layer k > 0 outputs y_k + x_k, x_k being its input after dropout. That input is
+        the layer below's D*H output, so the sizes always match. Needs ``num_layers`` >= 2. Not a
+        torch option: ``rnnfast.torch`` and ``to_torch_state_dict`` refuse it.
 {variant}
     Attributes
     ----------
@@ -415,6 +430,16 @@ _DOC = """{summary}
     """
 
 
+def check_residual(residual, num_layers: int) -> bool:
+    """residual=True needs a layer after the first (the first one's input has other features)."""
+    if not isinstance(residual, (bool, np.bool_)):
+        raise TypeError(f"residual: expected a bool, got {type(residual).__name__}")
+    if residual and num_layers < 2:
+        raise ValueError(f"residual: a residual stack adds each layer's input to its output from the second layer "
+                         f"on; expected num_layers >= 2, got {num_layers}")
+    return bool(residual)
+
+
 def _doc(name: str, summary: str, gates: str, ret: str = "h_n", extra: str = "", variant: str = "") -> str:
     """The numpydoc text the three layers share (their constructors take the same arguments)."""
     return _DOC.format(name=name, summary=summary, gates=gates, ret=ret, extra=extra, variant=variant)
@@ -435,28 +460,28 @@ _RESET = """    linear_before_reset : bool, default True, keyword-only
 class RNN(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, seed=None, direction=None):
+                 dropout=0.0, bidirectional=False, *, seed=None, direction=None, residual=False):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, seed, direction)
+                         bidirectional, seed, direction, residual=residual)
         self.nonlinearity = nonlinearity
 
 
 class LSTM(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, seed=None, direction=None, peepholes=False):
+                 bidirectional=False, *, seed=None, direction=None, peepholes=False, residual=False):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         seed, direction, peepholes=peepholes)
+                         seed, direction, peepholes=peepholes, residual=residual)
 
 
 class GRU(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, seed=None, direction=None, linear_before_reset=True):
+                 bidirectional=False, *, seed=None, direction=None, linear_before_reset=True, residual=False):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         seed, direction, linear_before_reset=linear_before_reset)
+                         seed, direction, linear_before_reset=linear_before_reset, residual=residual)
 
 
 RNN.__doc__ = _doc("RNN", "Elman RNN, as ``torch.nn.RNN``: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).", "G = 1",

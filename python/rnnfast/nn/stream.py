@@ -24,7 +24,8 @@ class Stream:
 
     A step runs every layer in one parallel region and copies no state; each layer's tile
     projects its own block of the input (weights packed for single steps), so a layer costs
-    one wait between the threads.
+    one wait between the threads. A residual model (``residual=True``) runs its layers one
+    parallel region each, adding each layer's input to its output in between.
     """
 
     def __init__(self, model, batch_size: int = 1, weights: str = "float32"):
@@ -41,7 +42,7 @@ class Stream:
             packed = [pack_weights(model.cell, model._layer_params[k][0], False, "bfloat16", True,
                                    model._peep_params[k][0], model.linear_before_reset)
                       for k in range(model.num_layers)]
-        self._core = _core.Stream(packed, self.batch_size)
+        self._core = _core.Stream(packed, self.batch_size, model.residual)
         self._is_lstm = model.cell == "lstm"
         self._shape = (model.num_layers, self.batch_size, model.hidden_size)
         # Bound C++ methods: a step costs one call, no Python frame of ours.

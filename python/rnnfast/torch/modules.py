@@ -52,7 +52,7 @@ class KernelState:
 
 
 # rnnfast.nn's cell variants, which torch.nn has not: asking for one names where it exists.
-_NN_ONLY = ("peepholes", "linear_before_reset", "direction")
+_NN_ONLY = ("peepholes", "linear_before_reset", "direction", "residual")
 
 
 class _RNNBase(KernelState):
