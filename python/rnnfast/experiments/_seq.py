@@ -48,8 +48,9 @@ class SeqModel(nn.Module):
         self.head = nn.Linear(hidden, outputs, seed=int(head_seed))
         self._shape = None
 
-    def forward(self, x):
-        y, state = self.rnn.forward(x)
+    def forward(self, x, lengths=None):
+        """lengths (B,): ragged sequences; the last-step readout is then each one's final state."""
+        y, state = self.rnn.forward(x, lengths=lengths)
         self._shape = y.shape
         if self.readout == "all":
             T, B, H = y.shape
@@ -64,18 +65,19 @@ class SeqModel(nn.Module):
         g = self.head.backward(grad)[None]
         self.rnn.backward(np.zeros(self._shape, np.float32), (g, None) if self.cell == "lstm" else g)
 
-    def predict(self, x):
+    def predict(self, x, lengths=None):
         self.eval()
         try:
             with np.errstate(all="ignore"):
-                return self.forward(x)
+                return self.forward(x, lengths)
         finally:
             self.train()
 
 
 def fit(model: SeqModel, batches, loss_fn, steps: int, lr: float, clip: float, log_every: int = 0, label=""):
-    """Adam with gradient-norm clipping on ``next(batches)`` -> (x, target); ``loss_fn(out, target)``
-    -> (loss, grad). Returns the per-step losses (stops at the first non-finite one)."""
+    """Adam with gradient-norm clipping on ``next(batches)`` -> (x, target), x an array or a tuple of
+    forward's arguments; ``loss_fn(out, target)`` -> (loss, grad). Returns the per-step losses
+    (stops at the first non-finite one)."""
     params = model.parameters()
     opt = optim.Adam(params, lr=lr)
     losses = []
@@ -84,7 +86,7 @@ def fit(model: SeqModel, batches, loss_fn, steps: int, lr: float, clip: float, l
         x, target = next(batches)
         opt.zero_grad()
         with np.errstate(all="ignore"):
-            loss, grad = loss_fn(model.forward(x), target)
+            loss, grad = loss_fn(model.forward(*x) if isinstance(x, tuple) else model.forward(x), target)
             model.backward(grad)
         losses.append(float(loss))
         if not (math.isfinite(loss) and math.isfinite(grad_norm(params))):
