@@ -201,3 +201,109 @@ def test_reachable_from_the_rnnfast_command(capsys):
     assert cli.main(["experiment", "--help"]) == 0
     out = capsys.readouterr().out
     assert "long-range" in out and "gradients" in out
+
+
+# the published benchmarks: adding, copying, agreement, deep stacks -----------------------------------
+from rnnfast.experiments import adding, agreement, copying, deep_stack  # noqa: E402
+
+
+def test_adding_batch_marks_one_number_per_half_and_sums_them():
+    x, target = adding.make_batch(np.random.default_rng(0), 50, 21)
+    assert x.shape == (21, 50, 2) and target.shape == (50, 1)
+    marks = x[:, :, 1]
+    assert (marks.sum(axis=0) == 2).all()
+    assert (marks[:10].sum(axis=0) == 1).all() and (marks[10:].sum(axis=0) == 1).all()
+    np.testing.assert_allclose(target[:, 0], (x[:, :, 0] * marks).sum(axis=0), rtol=1e-6)
+    big = adding.make_batch(np.random.default_rng(1), 20000, 10)[1]
+    assert np.mean((big - 1.0) ** 2) == pytest.approx(adding.BASELINE, rel=0.03)  # what "answer 1" scores
+
+
+def test_copying_batch_and_baseline():
+    x, target = copying.make_batch(np.random.default_rng(0), 6, 15)
+    assert x.shape == (35, 6, copying.CLASSES) and target.shape == (35, 6)
+    ids = x.argmax(axis=2)
+    assert ((ids[:10] >= 1) & (ids[:10] <= 8)).all()
+    assert (ids[10:24] == 0).all() and (ids[24] == copying.DELIMITER).all() and (ids[25:] == 0).all()
+    assert (target[:25] == 0).all() and (target[25:] == ids[:10]).all()
+    # the memoryless model: blank until the copy, then uniform over the 8 symbols
+    logits = np.full((35, 6, copying.CLASSES), -1e4, np.float32)
+    logits[:25, :, 0] = 0
+    logits[25:, :, 1:9] = 0
+    assert copying.cross_entropy(logits, target)[0] == pytest.approx(copying.baseline(15), rel=1e-5)
+
+
+def test_agreement_label_is_the_first_nouns_number():
+    rng = np.random.default_rng(0)
+    d = np.array([3, 12, 60, 1])
+    x, labels, lengths = agreement.make_batch(rng, 4, d)
+    assert x.shape == (62, 4, agreement.VOCAB) and list(lengths) == list(d + 2)
+    ids = x.argmax(axis=2)
+    for b in range(4):
+        assert ids[0, b] < 2 * agreement.NOUNS and ids[0, b] // agreement.NOUNS == labels[b]
+        assert ids[lengths[b] - 1, b] == agreement.READOUT
+        assert (x[lengths[b]:, b] == 0).all()
+    x, labels, _ = agreement.make_batch(rng, 2000, np.full(2000, 40))
+    ids = x.argmax(axis=2)[1:41]
+    nouns = ids < 2 * agreement.NOUNS
+    assert nouns.mean() == pytest.approx(agreement.ATTRACTOR_P, abs=0.02)
+    last = np.array([ids[np.nonzero(nouns[:, b])[0][-1], b] // agreement.NOUNS for b in range(2000) if nouns[:, b].any()])
+    assert 0.4 < np.mean(last == labels[:len(last)]) < 0.6  # the most recent noun does not give the answer
+
+
+@pytest.mark.parametrize("name, title, columns", [
+    ("adding", "Test MSE", ["T", "baseline", "rnn", "irnn", "lstm", "gru"]),
+    ("copying", "Test cross-entropy", ["T", "baseline", "rnn", "irnn", "lstm", "gru"]),
+    ("agreement", "Test accuracy %", ["cell", "distance", "ours", "tutorial"]),
+    ("deep-stack", "Validation cross-entropy", ["layers", "plain", "residual"]),
+])
+def test_benchmark_quick_runs_print_finite_tables(capsys, name, title, columns):
+    assert experiments.main([name, "--quick", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    head, body = _table_after(out, title)
+    assert head == columns and body
+    for row in body:
+        for cell in row:
+            if "±" in cell:
+                mean, std = _mean_std(cell.split(" (")[0])
+                assert math.isfinite(mean) and math.isfinite(std)
+
+
+def test_agreement_table_shows_the_tutorials_claims(capsys):
+    assert experiments.main(["agreement", "--quick", "--no-plot", "--cells", "rnn,lstm"]) == 0
+    _, body = _table_after(capsys.readouterr().out, "Test accuracy %")
+    assert [(r[0], r[1], r[3]) for r in body] == [
+        ("rnn", "short (<10)", "85"), ("rnn", "medium (10-30)", "65"), ("rnn", "long (>50)", "40"),
+        ("lstm", "short (<10)", "87"), ("lstm", "medium (10-30)", "82"), ("lstm", "long (>50)", "78")]
+
+
+def test_deep_stack_layer_norms_are_per_layer():
+    model = deep_stack.CharLM(7, 5, 3, True, seed=0)
+    ids = np.random.default_rng(0).integers(0, 7, (2, 6))
+    loss, grad = deep_stack.cross_entropy(model.forward(ids[:, :-1]), ids[:, 1:])
+    model.backward(grad)
+    norms = model.layer_grad_norms()
+    assert len(norms) == 3
+    want = [np.sqrt(sum(float(np.square(p.grad.astype(np.float64)).sum())
+                        for n, p in model.rnn.named_parameters() if n.endswith(f"_l{k}"))) for k in range(3)]
+    np.testing.assert_allclose(norms, want, rtol=1e-6)
+    assert model.rnn.residual and not deep_stack.CharLM(7, 5, 3, False, seed=0).rnn.residual
+
+
+def test_irnn_starts_at_the_identity():
+    from rnnfast.experiments import _seq
+    rnn = _seq.make_rnn("irnn", 3, 4, seed=0)
+    assert rnn.nonlinearity == "relu"
+    np.testing.assert_array_equal(rnn.weight_hh_l0.data, np.eye(4, dtype=np.float32))
+    assert not rnn.bias_ih_l0.data.any() and not rnn.bias_hh_l0.data.any()
+
+
+def test_benchmark_command_line_errors(capsys):
+    assert experiments.main(["adding", "--lengths", "1"]) == 2
+    assert "--lengths" in capsys.readouterr().err
+    assert experiments.main(["copying", "--cells", "tcn"]) == 2
+    assert "--cells" in capsys.readouterr().err
+    assert experiments.main(["agreement", "--cells", "irnn"]) == 2
+    assert experiments.main(["deep-stack", "--layers", "1"]) == 2
+    assert experiments.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in ("adding", "copying", "agreement", "deep-stack"))
