@@ -21,7 +21,7 @@ from .plotting import save_plot, smoothed
 PROG = "rnnfast experiment copying"
 SYMBOLS, BLANK, DELIMITER, COPY = 8, 0, 9, 10
 CLASSES = 10
-FULL = dict(delays=[50, 100, 200], hidden=80, steps=5000, batch_size=32, seeds=1, lr=1e-3, clip=1.0, test_size=500)
+FULL = dict(delays=[50, 100, 200], hidden=80, steps=3000, batch_size=32, seeds=1, lr=1e-3, clip=1.0, test_size=500)
 QUICK = dict(delays=[10, 20], hidden=16, steps=60, batch_size=16, seeds=1, lr=1e-3, clip=1.0, test_size=100)
 
 

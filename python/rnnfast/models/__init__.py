@@ -9,6 +9,6 @@ from .classifier import SequenceClassifier
 from .conditional import ConditionalGenerator
 from .crf import CRF
 from .seq2seq import Seq2Seq
-from .tagger import SequenceTagger
+from .tagger import SequenceTagger, encode_chars
 
-__all__ += ["SequenceClassifier", "SequenceTagger", "CRF", "ConditionalGenerator", "Seq2Seq", "Attention"]
+__all__ += ["SequenceClassifier", "SequenceTagger", "encode_chars", "CRF", "ConditionalGenerator", "Seq2Seq", "Attention"]
