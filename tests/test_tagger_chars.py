@@ -109,7 +109,6 @@ def test_char_features_tag_unseen_words_by_their_suffix(tmp_path):
     acc_words, seen_words = unseen_accuracy(words_only, None)
     acc_chars, seen_chars = unseen_accuracy(with_chars, c_test)
     assert seen_words > 0.95 and seen_chars > 0.95
-    print(f"unseen-word accuracy: words only {acc_words:.3f}, with chars {acc_chars:.3f}; seen: {seen_words:.3f} {seen_chars:.3f}")
     assert acc_words < 0.5 and acc_chars > 0.9, (acc_words, acc_chars)
 
     with_chars.save(tmp_path / "t.ckpt")

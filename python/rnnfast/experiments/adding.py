@@ -45,7 +45,8 @@ def parser():
     p = _cli.Parser(prog=PROG, epilog=_cli.presets_epilog(FULL, QUICK),
                     description="Train tanh RNN, IRNN, LSTM and GRU on the adding problem; print the test MSE "
                                 f"per cell and length against the {BASELINE:.4f} of always answering 1.")
-    p.add_argument("--lengths", type=_cli.int_list, metavar="T,T,...", help=f"sequence lengths (default {FULL['lengths']})")
+    p.add_argument("--lengths", type=_cli.int_list, metavar="T,T,...",
+                   help=f"sequence lengths (default {FULL['lengths']})")
     p.add_argument("--cells", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], metavar="C,C",
                    help=f"subset of {','.join(_seq.CELLS)} (default all)")
     p.add_argument("--test-size", type=int, help=f"held-out sequences per length (default {FULL['test_size']})")

@@ -22,7 +22,7 @@ from ._model import grad_norm
 from .plotting import save_plot, smoothed
 
 PROG = "rnnfast experiment deep-stack"
-FULL = dict(layers=[2, 4, 8], hidden=128, steps=1500, batch_size=32, seeds=1, lr=2e-3, clip=1.0, seq_len=64,
+FULL = dict(layers=[2, 4, 8], hidden=64, steps=1000, batch_size=32, seeds=1, lr=2e-3, clip=1.0, seq_len=64,
             corpus_chars=1_000_000)
 QUICK = dict(layers=[2, 3], hidden=16, steps=20, batch_size=8, seeds=1, lr=2e-3, clip=1.0, seq_len=16,
              corpus_chars=20_000)
