@@ -252,7 +252,7 @@ def test_agreement_label_is_the_first_nouns_number():
 
 
 @pytest.mark.parametrize("name, title, columns", [
-    ("adding", "Test MSE", ["T", "baseline", "rnn", "irnn", "lstm", "gru"]),
+    ("adding", "Test MSE", ["T", "baseline", "answer 1", "rnn", "irnn", "lstm", "gru"]),
     ("copying", "Test cross-entropy", ["T", "baseline", "rnn", "irnn", "lstm", "gru"]),
     ("agreement", "Test accuracy %", ["cell", "distance", "ours", "tutorial"]),
     ("deep-stack", "Validation cross-entropy", ["layers", "plain", "residual"]),
