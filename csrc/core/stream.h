@@ -21,7 +21,6 @@ class Stream {
   int input_size() const { return layers_.front()->input_size(); }
   int hidden_size() const { return layers_.back()->hidden_size(); }
   bool has_cell_state() const { return layers_.front()->cell() == CellKind::lstm; }
-  bool residual() const { return residual_; }
 
   // x: (B, input_size); out: (B, hidden_size) of the last layer.
   void step(const float* x, float* out);
