@@ -90,7 +90,8 @@ ModelFile read_model_file(const std::string& path) {
                       (fmt == f.meta.end() ? std::string("missing") : fmt->second) +
                       "', expected 'rnnfast.model'; write it with rnnfast.export)");
   bool known_version = false;
-  for (int v = kOldestFormatVersion; v <= kFormatVersion; ++v) known_version |= f.meta["format_version"] == std::to_string(v);
+  for (int v = kOldestFormatVersion; v <= kFormatVersion; ++v)
+    known_version |= f.meta["format_version"] == std::to_string(v);
   if (!known_version)
     throw FormatError(where + "format_version '" + f.meta["format_version"] + "' is not supported (this library reads " +
                       std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) + ")");
