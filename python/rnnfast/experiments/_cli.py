@@ -5,6 +5,7 @@ import argparse
 import hashlib
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -27,6 +28,36 @@ def int_list(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
+
+
+def name_list(text: str) -> list[str]:
+    """``--cells rnn,lstm`` -> ['rnn', 'lstm']."""
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def check_cells(args, cells) -> None:
+    """``args.cells`` defaults to every one of ``cells``; an unknown name is a UserError."""
+    args.cells = args.cells or list(cells)
+    bad = [c for c in args.cells if c not in cells]
+    if bad:
+        raise UserError(f"--cells: expected names from {tuple(cells)}, got {bad}")
+
+
+def command(prog: str, options, run, report, plot, plot_file: str):
+    """The ``main(argv)`` of an experiment: ``options(argv)`` -> args (UserError for a bad command
+    line: one line on stderr, status 2), then run, report and, unless --no-plot, plot."""
+    def main(argv) -> int:
+        try:
+            args = options(argv)
+        except UserError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
+        results = run(args)
+        report(args, results)
+        if not args.no_plot:
+            plot(args, results, os.path.join(args.out, plot_file))
+        return 0
+    return main
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

@@ -9,9 +9,6 @@ marked number over up to T steps while it ignores the rest.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 
 from ..losses import mse_loss
@@ -47,39 +44,28 @@ def parser():
                                 f"per cell and length against the {BASELINE:.4f} of always answering 1.")
     p.add_argument("--lengths", type=_cli.int_list, metavar="T,T,...",
                    help=f"sequence lengths (default {FULL['lengths']})")
-    p.add_argument("--cells", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], metavar="C,C",
+    p.add_argument("--cells", type=_cli.name_list, metavar="C,C",
                    help=f"subset of {','.join(_seq.CELLS)} (default all)")
     p.add_argument("--test-size", type=int, help=f"held-out sequences per length (default {FULL['test_size']})")
     _cli.add_common(p)
     return p
 
 
-def parse(argv, prog, full, quick, parser_fn, cells=_seq.CELLS):
-    """Options of a synthetic benchmark, resolved and checked (shared by adding and copying)."""
+def benchmark_options(argv, parser_fn, full, quick, cells=_seq.CELLS):
+    """Options of a synthetic benchmark, resolved and checked (adding, copying, agreement)."""
     args = parser_fn().parse_args(argv)
     _cli.resolve(args, full, quick)
-    args.cells = args.cells or list(cells)
-    bad = [c for c in args.cells if c not in cells]
-    if bad:
-        raise _cli.UserError(f"--cells: expected names from {cells}, got {bad}")
+    _cli.check_cells(args, cells)
     if args.test_size < 1:
         raise _cli.UserError(f"--test-size: expected a positive integer, got {args.test_size}")
     return args
 
 
-def main(argv) -> int:
-    try:
-        args = parse(argv, PROG, FULL, QUICK, parser)
-        if min(args.lengths) < 2:
-            raise _cli.UserError(f"--lengths: expected lengths >= 2, got {args.lengths}")
-    except _cli.UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    results = run(args)
-    report(args, results)
-    if not args.no_plot:
-        plot(args, results, os.path.join(args.out, "adding.png"))
-    return 0
+def options(argv):
+    args = benchmark_options(argv, parser, FULL, QUICK)
+    if min(args.lengths) < 2:
+        raise _cli.UserError(f"--lengths: expected lengths >= 2, got {args.lengths}")
+    return args
 
 
 def run(args) -> dict:
@@ -132,3 +118,6 @@ def plot(args, results, path) -> bool:
         np.atleast_1d(axes)[0].set_ylabel("training MSE")
         np.atleast_1d(axes)[0].legend(fontsize=8)
     return save_plot(path, draw, ncols=len(args.lengths), size=(4.0, 3.4))
+
+
+main = _cli.command(PROG, options, run, report, plot, "adding.png")

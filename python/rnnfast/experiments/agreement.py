@@ -10,13 +10,11 @@ Chance is 50 %.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 
 from ..losses import cross_entropy
 from . import _cli, _seq
+from .adding import benchmark_options
 from .plotting import save_plot
 
 PROG = "rnnfast experiment agreement"
@@ -63,28 +61,19 @@ def parser():
     p.add_argument("--min-distance", type=int, help=f"shortest training distance (default {FULL['min_distance']}; "
                                                     "raising it removes the short, easy examples from training)")
     p.add_argument("--max-distance", type=int, help=f"longest training distance (default {FULL['max_distance']})")
-    p.add_argument("--cells", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], metavar="C,C",
+    p.add_argument("--cells", type=_cli.name_list, metavar="C,C",
                    help="subset of rnn,lstm,gru (default all)")
     p.add_argument("--test-size", type=int, help=f"held-out sequences per bin (default {FULL['test_size']})")
     _cli.add_common(p)
     return p
 
 
-def main(argv) -> int:
-    from .adding import parse
-    try:
-        args = parse(argv, PROG, FULL, QUICK, parser, cells=("rnn", "lstm", "gru"))
-        if not 1 <= args.min_distance <= args.max_distance:
-            raise _cli.UserError(f"expected 1 <= --min-distance <= --max-distance, got {args.min_distance} and "
-                                 f"{args.max_distance}")
-    except _cli.UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    results = run(args)
-    report(args, results)
-    if not args.no_plot:
-        plot(args, results, os.path.join(args.out, "agreement.png"))
-    return 0
+def options(argv):
+    args = benchmark_options(argv, parser, FULL, QUICK, cells=("rnn", "lstm", "gru"))
+    if not 1 <= args.min_distance <= args.max_distance:
+        raise _cli.UserError(f"expected 1 <= --min-distance <= --max-distance, got {args.min_distance} and "
+                             f"{args.max_distance}")
+    return args
 
 
 def run(args) -> dict:
@@ -149,3 +138,6 @@ def plot(args, results, path) -> bool:
         ax.set_title(f"Number agreement, hidden {args.hidden}, {args.steps} steps")
         ax.legend(fontsize=8)
     return save_plot(path, draw)
+
+
+main = _cli.command(PROG, options, run, report, plot, "agreement.png")

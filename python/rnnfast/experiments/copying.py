@@ -8,14 +8,12 @@ then guess uniformly among the 8 symbols: cross-entropy 10 ln 8 / (T + 20) per s
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 
 from ..losses import cross_entropy
 from . import _cli, _seq
-from .adding import parse
+from .adding import benchmark_options
 from .plotting import save_plot, smoothed
 
 PROG = "rnnfast experiment copying"
@@ -51,26 +49,18 @@ def parser():
                                 "cross-entropy per step and the accuracy on the copied symbols against the "
                                 "memoryless baseline.")
     p.add_argument("--delays", type=_cli.int_list, metavar="T,T,...", help=f"delays (default {FULL['delays']})")
-    p.add_argument("--cells", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], metavar="C,C",
+    p.add_argument("--cells", type=_cli.name_list, metavar="C,C",
                    help=f"subset of {','.join(_seq.CELLS)} (default all)")
     p.add_argument("--test-size", type=int, help=f"held-out sequences per delay (default {FULL['test_size']})")
     _cli.add_common(p)
     return p
 
 
-def main(argv) -> int:
-    try:
-        args = parse(argv, PROG, FULL, QUICK, parser)
-        if min(args.delays) < 1:
-            raise _cli.UserError(f"--delays: expected delays >= 1, got {args.delays}")
-    except _cli.UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    results = run(args)
-    report(args, results)
-    if not args.no_plot:
-        plot(args, results, os.path.join(args.out, "copying.png"))
-    return 0
+def options(argv):
+    args = benchmark_options(argv, parser, FULL, QUICK)
+    if min(args.delays) < 1:
+        raise _cli.UserError(f"--delays: expected delays >= 1, got {args.delays}")
+    return args
 
 
 def run(args) -> dict:
@@ -122,3 +112,6 @@ def plot(args, results, path) -> bool:
         np.atleast_1d(axes)[0].set_ylabel("training cross-entropy per step")
         np.atleast_1d(axes)[0].legend(fontsize=8)
     return save_plot(path, draw, ncols=len(args.delays), size=(4.0, 3.4))
+
+
+main = _cli.command(PROG, options, run, report, plot, "copying.png")

@@ -10,8 +10,6 @@ the bottom layers of a deep stack is smaller than the top layer's, with them it 
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 
@@ -117,20 +115,12 @@ def parser():
     return p
 
 
-def main(argv) -> int:
-    try:
-        args = parser().parse_args(argv)
-        _cli.resolve(args, FULL, QUICK)
-        if min(args.layers) < 2 or args.seq_len < 2 or args.corpus_chars < 1000:
-            raise _cli.UserError("expected --layers >= 2 each, --seq-len >= 2 and --corpus-chars >= 1000")
-    except _cli.UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    results = run(args)
-    report(args, results)
-    if not args.no_plot:
-        plot(args, results, os.path.join(args.out, "deep_stack.png"))
-    return 0
+def options(argv):
+    args = parser().parse_args(argv)
+    _cli.resolve(args, FULL, QUICK)
+    if min(args.layers) < 2 or args.seq_len < 2 or args.corpus_chars < 1000:
+        raise _cli.UserError("expected --layers >= 2 each, --seq-len >= 2 and --corpus-chars >= 1000")
+    return args
 
 
 def run(args) -> dict:
@@ -201,3 +191,6 @@ def plot(args, results, path) -> bool:
         axes[1].set_title("per-layer gradient norm")
         axes[1].legend(fontsize=8, ncol=2)
     return save_plot(path, draw, ncols=2)
+
+
+main = _cli.command(PROG, options, run, report, plot, "deep_stack.png")

@@ -6,9 +6,6 @@ accuracy on a fixed held-out set of the same distance. Nothing is tuned per cell
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 
 from . import _cli, _model, task
@@ -27,31 +24,20 @@ def parser():
                                            "distance (mean ± std over seeds).")
     p.add_argument("--distances", "--seq-lens", type=_cli.int_list, metavar="D,D,...",
                    help=f"distractor counts between the key token and the readout (default {FULL['distances']})")
-    p.add_argument("--cells", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], metavar="C,C",
+    p.add_argument("--cells", type=_cli.name_list, metavar="C,C",
                    help="subset of rnn,lstm,gru (default all three)")
     p.add_argument("--test-size", type=int, help=f"held-out sequences per distance (default {FULL['test_size']})")
     _cli.add_common(p)
     return p
 
 
-def main(argv) -> int:
-    try:
-        args = parser().parse_args(argv)
-        _cli.resolve(args, FULL, QUICK)
-        args.cells = args.cells or list(_model.CELLS)
-        bad = [c for c in args.cells if c not in _model.CELLS]
-        if bad:
-            raise _cli.UserError(f"--cells: expected names from {_model.CELLS}, got {bad}")
-        if min(args.distances) < 0 or args.test_size < 1:
-            raise _cli.UserError("--distances must be >= 0 and --test-size >= 1")
-    except _cli.UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    results = run(args)
-    report(args, results)
-    if not args.no_plot:
-        plot(args, results, os.path.join(args.out, "long_range.png"))
-    return 0
+def options(argv):
+    args = parser().parse_args(argv)
+    _cli.resolve(args, FULL, QUICK)
+    _cli.check_cells(args, _model.CELLS)
+    if min(args.distances) < 0 or args.test_size < 1:
+        raise _cli.UserError("--distances must be >= 0 and --test-size >= 1")
+    return args
 
 
 def run(args) -> dict:
@@ -103,3 +89,6 @@ def plot(args, results, path) -> bool:
         ax.set_title(f"Long-range recall, hidden {args.hidden}, {args.steps} steps, {args.seeds} seeds")
         ax.legend()
     return save_plot(path, draw)
+
+
+main = _cli.command(PROG, options, run, report, plot, "long_range.png")
