@@ -177,7 +177,7 @@ def read(path) -> tuple[dict, dict]:
         raise ValueError(f"load: {path}: expected format {FORMAT!r}, got {meta.get('format')!r}")
     if meta.get("format_version") not in _READS:
         raise ValueError(f"load: {path}: format_version {meta.get('format_version')!r} is not supported "
-                         f"(this rnnfast reads {', '.join(_READS)})")
+                         f"(this rnnfast reads {_READS[0]} to {_READS[-1]})")
     return meta, arrays
 
 
