@@ -26,7 +26,7 @@ import numpy as np
 from ._atomic import atomic_write
 from .deploy import check_float32_weights
 
-__all__ = ["export", "OPSET"]
+__all__ = ["export", "load", "OPSET"]
 
 OPSET = 17
 IR_VERSION = 8  # readable by any onnxruntime that runs opset 17
@@ -223,3 +223,9 @@ def export(module, path) -> None:
     for the graph's inputs and outputs.
     """
     atomic_write(os.fspath(path), _build(module).SerializeToString())
+
+
+def load(path_or_model):
+    """Load an ONNX graph of RNN/LSTM/GRU nodes as a session-like callable; see ``rnnfast.onnx_import``."""
+    from .onnx_import import load as _load
+    return _load(path_or_model)
