@@ -23,7 +23,7 @@ from .onnx import _ORDER
 __all__ = ["load", "Session"]
 
 _GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
-_DEFAULT_ACTIVATIONS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"]}
+_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 _ATTRIBUTES = {"activations", "activation_alpha", "activation_beta", "clip", "direction", "hidden_size", "layout"}
 _OP_ATTRIBUTES = {"RNN": set(), "LSTM": {"input_forget"}, "GRU": {"linear_before_reset"}}
 _INPUTS = {"RNN": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
@@ -126,17 +126,17 @@ class _Layer:
         self.Y, self.Y_h, self.Y_c = outs[0], outs[1], (outs[2] if self.op == "LSTM" else "")
 
     def _cell(self, attrs, where) -> str:
-        acts = [a.lower() for a in attrs.get("activations", [])]
+        acts = list(attrs.get("activations", []))
         if self.op == "RNN":
-            acts = acts or ["tanh"] * self.D
-            if len(acts) != self.D or len(set(acts)) != 1 or acts[0] not in ("tanh", "relu"):
+            acts = acts or ["Tanh"] * self.D
+            if len(acts) != self.D or len(set(acts)) != 1 or acts[0] not in ("Tanh", "Relu"):
                 raise ValueError(f"{where}: attribute activations={attrs.get('activations')!r} is not supported: "
                                  "rnnfast's RNN runs Tanh or Relu, the same in both directions")
-            return "rnn_" + acts[0]
+            return "rnn_" + acts[0].lower()
         default = _DEFAULT_ACTIVATIONS[self.op]
         if acts and acts != default * self.D:
             raise ValueError(f"{where}: attribute activations={attrs['activations']!r} is not supported: rnnfast's "
-                             f"{self.op} runs only the defaults {[a.capitalize() for a in default]}")
+                             f"{self.op} runs only the defaults {default}")
         return self.op.lower()
 
     def state_dict(self, k: int, bias: bool) -> dict:
@@ -331,7 +331,7 @@ class Session:
                 if a != b:
                     raise ValueError(f"{where}: {what} {a!r} differs from the first layer's {b!r}: an rnnfast "
                                      "stack has one cell, hidden size and direction for every layer")
-        bias = any(layer.B is not None for layer in layers)
+        bias = any(layer.B is not None and np.any(layer.B != 0) for layer in layers)  # zeros: bias=False
         kw = dict(num_layers=len(layers), bias=bias, batch_first=first.layout == 1, bidirectional=first.D == 2)
         if first.op == "RNN":
             module = nn.RNN(first.I, first.H, nonlinearity=first.cell[4:], **kw)
