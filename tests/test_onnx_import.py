@@ -204,3 +204,15 @@ def test_torch_onnx_export_loads(tmp_path, torch, kind, kw):
     with torch.no_grad():
         y2, _ = t(x2)
     np.testing.assert_allclose(run(x=x2.numpy())[0], y2.numpy(), **TOL)
+
+
+def test_loaded_module_trains_and_exports(tmp_path):
+    """What the README's support matrix says of a loaded .module: it trains and deploys like any other."""
+    run = rnnfast.onnx.load(stack("GRU", 2, 2, H=4, I=3, seed=9))
+    m = run.module.train()
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    y, _ = m(x)
+    dx = m.backward(np.ones_like(y))
+    assert dx.shape == x.shape and np.all(np.isfinite(dx)) and np.any(m.weight_ih_l1_reverse.grad != 0)
+    rnnfast.export(m.eval(), tmp_path / "m.rnnfast")
+    np.testing.assert_allclose(rnnfast.load_export(tmp_path / "m.rnnfast")(x)[0], y, **TOL)

@@ -15,7 +15,10 @@ Graph inputs and outputs (B and T symbolic; ``batch_first`` modules and the mode
 - ``models.SequenceClassifier``: ``x`` (ids (B, T) int64 or features (B, T, F)), ``lengths`` ->
   ``logits`` (B, num_outputs) (pooling 'last', 'mean' or 'max' over the valid steps; head: Gemm)
 
-Needs the ``onnx`` package (imported only when this function runs): ``pip install onnx``.
+``rnnfast.onnx.load(path_or_model)`` goes the other way (``rnnfast.onnx_import``): an ONNX graph of
+RNN/LSTM/GRU nodes as an ``nn`` module inside a callable used like an ONNX Runtime session.
+
+Needs the ``onnx`` package (imported only when these functions run): ``pip install onnx``.
 """
 from __future__ import annotations
 
@@ -226,6 +229,20 @@ def export(module, path) -> None:
 
 
 def load(path_or_model):
-    """Load an ONNX graph of RNN/LSTM/GRU nodes as a session-like callable; see ``rnnfast.onnx_import``."""
+    """Load an ONNX graph of RNN/LSTM/GRU nodes as a callable used like an ONNX Runtime session.
+
+    Parameters
+    ----------
+    path_or_model : str, os.PathLike or onnx.ModelProto
+        The model: one recurrent node or a stack of them, with the shape glue exporters write
+        (see ``rnnfast.onnx_import``). What rnnfast cannot run raises ``ValueError`` naming the node
+        and the attribute.
+
+    Returns
+    -------
+    rnnfast.onnx_import.Session
+        ``session(**inputs)`` returns the graph's outputs as a list; ``session.module`` is the
+        ``nn.RNN``/``nn.LSTM``/``nn.GRU`` it built.
+    """
     from .onnx_import import load as _load
     return _load(path_or_model)
