@@ -180,10 +180,11 @@ def test_round_trip_with_rnnfast_export(tmp_path, make):
     np.testing.assert_allclose(run(x=x)[0], y, **TOL)
 
 
+@pytest.mark.parametrize("opset", [9, 11, 17])  # 9, 11: Slice/Squeeze/Unsqueeze take attributes, not inputs
 @pytest.mark.parametrize("kind,kw", [("LSTM", dict(num_layers=2, bidirectional=True, batch_first=True)),
                                      ("GRU", dict(num_layers=2)), ("RNN", dict(nonlinearity="relu")),
                                      ("LSTM", dict(num_layers=3))])
-def test_torch_onnx_export_loads(tmp_path, torch, kind, kw):
+def test_torch_onnx_export_loads(tmp_path, torch, kind, kw, opset):
     import warnings
     t = getattr(torch.nn, kind)(4, 5, **kw).eval()
     x = torch.randn(3, 6, 4)
@@ -191,7 +192,7 @@ def test_torch_onnx_export_loads(tmp_path, torch, kind, kw):
     names = ["y", "h"] + (["c"] if lstm else [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(t, (x,), str(tmp_path / "t.onnx"), dynamo=False, opset_version=17, input_names=["x"],
+        torch.onnx.export(t, (x,), str(tmp_path / "t.onnx"), dynamo=False, opset_version=opset, input_names=["x"],
                           output_names=names, dynamic_axes={"x": {0: "a", 1: "b"}})
     run = rnnfast.onnx.load(str(tmp_path / "t.onnx"))
     with torch.no_grad():

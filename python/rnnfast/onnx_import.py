@@ -41,7 +41,7 @@ def _onnx():
 
 
 def _describe(node) -> str:
-    return f"node '{node.name or node.output[0]}' ({node.op_type})"
+    return f"node '{node.name or next((o for o in node.output if o), '')}' ({node.op_type})"
 
 
 class _Missing:
