@@ -14,10 +14,18 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 TOL = dict(rtol=1e-5, atol=1e-5)
-# what the cases need that rnnfast does not have yet: the error names the attribute
-NOT_YET = {"test_lstm_with_peepholes": "input P", "test_lstm_reverse": "direction='reverse'",
-           "test_gru_reverse": "direction='reverse'", "test_simple_rnn_reverse": "direction='reverse'"}
-NOT_YET.update({c: "linear_before_reset=0" for c in BACKEND_CASES if c.startswith("test_gru") and c not in NOT_YET})
+# the cell variants a case needs: (what the error names, the ONNX operator, the nn keyword that runs it)
+REVERSE = {op: ("direction='reverse'", op, "direction") for op in ("LSTM", "GRU", "RNN")}
+CHO_GRU = ("linear_before_reset=0", "GRU", "linear_before_reset")
+NEEDS = {"test_lstm_with_peepholes": [("input P", "LSTM", "peepholes")], "test_lstm_reverse": [REVERSE["LSTM"]],
+         "test_gru_reverse": [REVERSE["GRU"], CHO_GRU], "test_simple_rnn_reverse": [REVERSE["RNN"]]}
+NEEDS.update({c: [CHO_GRU] for c in BACKEND_CASES if c.startswith("test_gru") and c not in NEEDS})
+
+
+def missing_variant(needs):
+    """What the error must name when this rnnfast lacks a variant the model needs (None: it runs)."""
+    from rnnfast.onnx_import import _has_option
+    return next((match for match, op, option in needs if not _has_option(op, option)), None)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +43,9 @@ def test_backend_node_case(cases, name, isa):
     model, data_sets = cases[name]
     for inputs, expected in data_sets:
         m, feed = with_weights_as_initializers(model, inputs)
-        if name in NOT_YET:
-            with pytest.raises(ValueError, match=NOT_YET[name]):
+        missing = missing_variant(NEEDS.get(name, []))
+        if missing:
+            with pytest.raises(ValueError, match=missing):
                 rnnfast.onnx.load(m)
             continue
         with using_isa(isa):
@@ -88,6 +97,48 @@ def test_random_graph_against_onnxruntime(op, D, layout, layers, lengths, states
         np.testing.assert_allclose(g, w, **TOL)
     assert isinstance(run.module, getattr(nn, op)) and run.module.num_layers == layers
     assert run.module.bidirectional == (D == 2)
+
+
+VARIANTS = [("LSTM", dict(direction="reverse"), [REVERSE["LSTM"]]), ("RNN", dict(direction="reverse"), [REVERSE["RNN"]]),
+            ("GRU", dict(direction="reverse", linear_before_reset=0), [REVERSE["GRU"], CHO_GRU]),
+            ("GRU", dict(linear_before_reset=0), [CHO_GRU]),
+            ("GRU", dict(direction="bidirectional", linear_before_reset=0), [CHO_GRU]),
+            ("LSTM", dict(peepholes=True), [("input P", "LSTM", "peepholes")]),
+            ("LSTM", dict(peepholes=True, direction="bidirectional"), [("input P", "LSTM", "peepholes")])]
+
+
+def _with_peepholes(model, seed):
+    rng = np.random.default_rng(seed)
+    for node in model.graph.node:
+        if node.op_type == "LSTM":
+            D = 2 if any(a.s == b"bidirectional" for a in node.attribute) else 1
+            H = next(a.i for a in node.attribute if a.name == "hidden_size")
+            while len(node.input) < 7:
+                node.input.append("")
+            node.input.append(f"P_{node.name}")
+            model.graph.initializer.append(onnx.numpy_helper.from_array(
+                rng.uniform(-0.8, 0.8, (D, 3 * H)).astype(np.float32), f"P_{node.name}"))
+    return model
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("op,attrs,needs", VARIANTS)
+def test_cell_variants_against_onnxruntime(op, attrs, needs, layers):
+    """Reverse-only layers, Cho et al.'s GRU, peephole LSTMs: ORT's outputs, or the error naming the variant."""
+    attrs = dict(attrs)
+    D = 2 if attrs.get("direction") == "bidirectional" else 1
+    peep = attrs.pop("peepholes", False)
+    model = stack(op, layers, D, H=5, I=4, lengths=True, states=True, seed=11, attrs=attrs)
+    model = _with_peepholes(model, 12) if peep else model
+    missing = missing_variant(needs)
+    if missing:
+        with pytest.raises(ValueError, match=missing):
+            rnnfast.onnx.load(model)
+        return
+    feed = _feed(np.random.default_rng(13), model)
+    run = rnnfast.onnx.load(model)
+    for g, w in zip(run(**feed), ort_session(model).run(None, feed)):
+        np.testing.assert_allclose(g, w, **TOL)
 
 
 @pytest.mark.parametrize("activation", ["Relu", "Tanh"])

@@ -51,6 +51,13 @@ class _Missing:
         self.name = name
 
 
+def _has_option(op: str, name: str) -> bool:
+    """Whether this rnnfast's nn layer for an ONNX operator takes a keyword (the cell variants)."""
+    import inspect
+    from . import nn
+    return name in inspect.signature(getattr(nn, op).__init__).parameters
+
+
 def _torch_gate_order(w: np.ndarray, cell: str, hidden_size: int) -> np.ndarray:
     """ONNX-ordered gate blocks (rows) of a weight or bias, in PyTorch's (rnnfast's) order."""
     onnx_block = np.argsort(_ORDER[cell])  # PyTorch block j is ONNX block onnx_block[j]
@@ -102,10 +109,12 @@ class _Layer:
         if attrs.get("input_forget", 0):
             raise ValueError(f"{where}: attribute input_forget={attrs['input_forget']} (coupled input and forget "
                              "gates) is not supported")
-        if direction == "reverse":
+        self.direction = direction
+        if direction == "reverse" and not _has_option(self.op, "direction"):
             raise ValueError(f"{where}: attribute direction='reverse' (a layer that only runs backwards in time) "
                              "is not supported by this rnnfast version")
-        if self.op == "GRU" and attrs.get("linear_before_reset", 0) != 1:
+        self.linear_before_reset = self.op != "GRU" or attrs.get("linear_before_reset", 0) == 1
+        if not self.linear_before_reset and not _has_option(self.op, "linear_before_reset"):
             raise ValueError(f"{where}: attribute linear_before_reset={attrs.get('linear_before_reset', 0)} "
                              "(ONNX's default, Cho et al.'s GRU with the reset gate before the recurrent product) "
                              "is not supported by this rnnfast version: only linear_before_reset=1 (PyTorch's GRU)")
@@ -119,9 +128,11 @@ class _Layer:
             P = np.asarray(P, np.float32)
             if P.shape != (self.D, 3 * self.H):
                 raise ValueError(f"{where}: expected P of shape ({self.D}, {3 * self.H}), got {P.shape}")
-            if np.any(P != 0):  # all-zero peepholes are the plain LSTM
+            if not np.any(P != 0):  # all-zero peepholes are the plain LSTM
+                P = None
+            elif not _has_option(self.op, "peepholes"):
                 raise ValueError(f"{where}: input P (peephole weights) is not supported by this rnnfast version")
-        self.W, self.R, self.B = W, R, B
+        self.W, self.R, self.B, self.P = W, R, B, P
         outs = list(node.output) + [""] * 3
         self.Y, self.Y_h, self.Y_c = outs[0], outs[1], (outs[2] if self.op == "LSTM" else "")
 
@@ -139,11 +150,14 @@ class _Layer:
                              f"{self.op} runs only the defaults {default}")
         return self.op.lower()
 
-    def state_dict(self, k: int, bias: bool) -> dict:
+    def state_dict(self, k: int, bias: bool, peepholes: bool) -> dict:
         """This layer's parameters under rnnfast's (PyTorch's) names, gates reordered."""
         G, H, out = _GATES[self.op], self.H, {}
         for d in range(self.D):
-            sfx = f"_l{k}" + ("_reverse" if d else "")
+            sfx = f"_l{k}" + ("_reverse" if d or self.direction == "reverse" else "")
+            if peepholes:  # ONNX's P rows are p_i, p_o, p_f; rnnfast's weight_p rows p_i, p_f, p_o
+                p = self.P[d].reshape(3, H) if self.P is not None else np.zeros((3, H), np.float32)
+                out[f"weight_p{sfx}"] = p[[0, 2, 1]]
             out[f"weight_ih{sfx}"] = _torch_gate_order(self.W[d], self.cell, H)
             out[f"weight_hh{sfx}"] = _torch_gate_order(self.R[d], self.cell, H)
             if bias:
@@ -327,19 +341,27 @@ class Session:
         for k, layer in enumerate(layers[1:], 1):
             where = f"rnnfast.onnx.load: {_describe(layer.node)}"
             for what, a, b in (("operator", layer.op, first.op), ("cell", layer.cell, first.cell),
-                               ("hidden_size", layer.H, first.H), ("direction", layer.D, first.D)):
+                               ("hidden_size", layer.H, first.H), ("direction", layer.direction, first.direction),
+                               ("linear_before_reset", layer.linear_before_reset, first.linear_before_reset)):
                 if a != b:
                     raise ValueError(f"{where}: {what} {a!r} differs from the first layer's {b!r}: an rnnfast "
                                      "stack has one cell, hidden size and direction for every layer")
         bias = any(layer.B is not None and np.any(layer.B != 0) for layer in layers)  # zeros: bias=False
+        peepholes = any(layer.P is not None for layer in layers)
         kw = dict(num_layers=len(layers), bias=bias, batch_first=first.layout == 1, bidirectional=first.D == 2)
+        if first.direction == "reverse":
+            kw.update(bidirectional=False, direction="reverse")
+        if peepholes:
+            kw["peepholes"] = True
+        if not first.linear_before_reset:
+            kw["linear_before_reset"] = False
         if first.op == "RNN":
             module = nn.RNN(first.I, first.H, nonlinearity=first.cell[4:], **kw)
         else:
             module = getattr(nn, first.op)(first.I, first.H, **kw)
         state = {}
         for k, layer in enumerate(layers):
-            state.update(layer.state_dict(k, bias))
+            state.update(layer.state_dict(k, bias, peepholes))
         module.load_state_dict(state)
         return module.eval()
 
