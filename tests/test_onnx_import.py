@@ -93,7 +93,7 @@ def test_random_graph_against_onnxruntime(op, D, layout, layers, lengths, states
     got, want = run(**feed), _ort_outputs(model, feed, op, D, layout, layers, lengths, states, seed)
     assert [o.name for o in model.graph.output] == run.output_names
     for g, w in zip(got, want):
-        assert g.shape == w.shape and g.dtype == np.float32
+        assert g.shape == w.shape and g.dtype == np.float32 and g.flags.c_contiguous
         np.testing.assert_allclose(g, w, **TOL)
     assert isinstance(run.module, getattr(nn, op)) and run.module.num_layers == layers
     assert run.module.bidirectional == (D == 2)

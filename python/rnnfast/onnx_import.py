@@ -392,7 +392,7 @@ class Session:
             value = env.get(name)
             if isinstance(value, _Missing):
                 raise TypeError(f"missing input {value.name!r}: output {name!r} needs it")
-            out.append(value)
+            out.append(np.ascontiguousarray(value))  # as ONNX Runtime returns them
         return out
 
     @staticmethod
@@ -446,15 +446,15 @@ class Session:
         hx = (h0, c0) if first.op == "LSTM" else h0
         y, state = self.module(x, None if h0 is None else hx, lengths=lengths)
         hn, cn = state if first.op == "LSTM" else (state, None)
-        if last.layout == 0:  # (T, B, D*H) -> (T, D, B, H)
-            env[last.Y] = np.ascontiguousarray(y.reshape(T, B, D, H).transpose(0, 2, 1, 3))
+        if last.layout == 0:  # (T, B, D*H) -> (T, D, B, H), a view: exporters' glue often transposes it back
+            env[last.Y] = y.reshape(T, B, D, H).transpose(0, 2, 1, 3)
         else:  # batch_first: (B, T, D*H) -> (B, T, D, H)
             env[last.Y] = y.reshape(B, T, D, H)
         for k, layer in enumerate(layers):
             for name, full in ((layer.Y_h, hn), (layer.Y_c, cn)):
                 if name:
                     part = full[k * D:(k + 1) * D]
-                    env[name] = part if layer.layout == 0 else np.ascontiguousarray(part.transpose(1, 0, 2))
+                    env[name] = part if layer.layout == 0 else part.transpose(1, 0, 2)
         env.pop("", None)
 
     def _source(self, value: str) -> str:
