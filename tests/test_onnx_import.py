@@ -268,3 +268,23 @@ def test_loaded_module_trains_and_exports(tmp_path):
     assert dx.shape == x.shape and np.all(np.isfinite(dx)) and np.any(m.weight_ih_l1_reverse.grad != 0)
     rnnfast.export(m.eval(), tmp_path / "m.rnnfast")
     np.testing.assert_allclose(rnnfast.load_export(tmp_path / "m.rnnfast")(x)[0], y, **TOL)
+
+
+def test_backend_cases_read_from_data_files(tmp_path, cases):
+    """Wheels that ship onnx/backend/test/data/node are read from the files; same cases as generated."""
+    from onnx_models import _case_files
+    for name, (model, data_sets) in cases.items():
+        for i, (inputs, outputs) in enumerate(data_sets):
+            d = tmp_path / name / f"test_data_set_{i}"
+            d.mkdir(parents=True)
+            for prefix, arrays in (("input", inputs), ("output", outputs)):
+                for j, a in enumerate(arrays):
+                    (d / f"{prefix}_{j}.pb").write_bytes(onnx.numpy_helper.from_array(a).SerializeToString())
+        onnx.save(model, tmp_path / name / "model.onnx")
+    read = _case_files(str(tmp_path))
+    assert sorted(read) == sorted(cases)
+    for name, (model, data_sets) in cases.items():
+        assert read[name][0] == model
+        for (ins, outs), (rins, routs) in zip(data_sets, read[name][1]):
+            for a, b in zip(ins + outs, rins + routs):
+                np.testing.assert_array_equal(a, b)
