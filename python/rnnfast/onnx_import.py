@@ -211,6 +211,41 @@ def _to_time_major(y: np.ndarray, layout: int) -> np.ndarray:
     return y.reshape(B, T, D * H).transpose(1, 0, 2)
 
 
+class _Step:
+    """One glue node, its protobuf fields read once (the per-call loop touches plain Python only)."""
+
+    def __init__(self, node):
+        self.run = onnx_glue.SUPPORTED[node.op_type]
+        self.attrs = onnx_glue.attributes(node)
+        self.inputs, self.outputs = tuple(node.input), tuple(node.output)
+        self.where = _describe(node)
+
+
+class _InputSpec:
+    """A graph input's name, element type and declared shape, checked on each call."""
+
+    def __init__(self, info):
+        t = info.type.tensor_type
+        self.name, self.elem = info.name, t.elem_type
+        self.dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] \
+            if t.HasField("shape") else None
+        self.want = None if self.dims is None else "(" + ", ".join(
+            str(d) if d is not None else (p.dim_param or "?") for d, p in zip(self.dims, t.shape.dim)) + ")"
+
+    def check(self, value) -> np.ndarray:
+        arr = np.asarray(value)
+        if self.elem == _FLOAT:
+            if arr.dtype.kind != "f":
+                raise TypeError(f"{self.name}: expected a float32 array, got dtype {arr.dtype}")
+            arr = arr.astype(np.float32, copy=False)
+        elif self.elem in _INTS and arr.dtype.kind not in "iu":
+            raise TypeError(f"{self.name}: expected an integer array, got dtype {arr.dtype}")
+        if self.dims is not None and (arr.ndim != len(self.dims) or
+                                      any(d is not None and d != s for d, s in zip(self.dims, arr.shape))):
+            raise ValueError(f"{self.name}: expected shape {self.want}, got {arr.shape}")
+        return arr
+
+
 class Session:
     """A loaded ONNX graph, called like an ONNX Runtime session.
 
@@ -227,7 +262,7 @@ class Session:
         graph = model.graph
         consts, nodes = _fold(graph, onnx)
         self._consts = consts
-        self._inputs = [v for v in graph.input if v.name not in consts]
+        self._inputs = [_InputSpec(v) for v in graph.input if v.name not in consts]
         self.input_names = [v.name for v in self._inputs]
         self.output_names = [v.name for v in graph.output]
         rec_nodes = [n for n in nodes if n.op_type in _GATES]
@@ -296,9 +331,8 @@ class Session:
                 raise ValueError(f"rnnfast.onnx.load: graph output {name!r} is an inner layer's output, which "
                                  "rnnfast keeps inside the stack")
         rest = [n for n in nodes if n.op_type not in _GATES and id(n) not in glue]
-        self._before = [n for n in rest if not any(rec_deps(o) for o in n.output)]
-        self._after = [n for n in rest if any(rec_deps(o) for o in n.output)]
-        self._attrs = {id(n): onnx_glue.attributes(n) for n in rest}
+        self._before = [_Step(n) for n in rest if not any(rec_deps(o) for o in n.output)]
+        self._after = [_Step(n) for n in rest if any(rec_deps(o) for o in n.output)]
         self._available = available
 
     def _check_glue(self, lower: _Layer, upper: _Layer, producer, nodes) -> dict:
@@ -381,9 +415,8 @@ class Session:
         if unknown:
             raise TypeError(f"{unknown[0]!r} is not an input of the graph: expected {self.input_names}")
         env = dict(self._consts)
-        for info in self._inputs:
-            env[info.name] = self._check_input(info, inputs[info.name]) if info.name in inputs \
-                else _Missing(info.name)
+        for spec in self._inputs:
+            env[spec.name] = spec.check(inputs[spec.name]) if spec.name in inputs else _Missing(spec.name)
         self._evaluate(self._before, env)
         self._run_stack(env)
         self._evaluate(self._after, env)
@@ -396,35 +429,18 @@ class Session:
         return out
 
     @staticmethod
-    def _check_input(info, value) -> np.ndarray:
-        arr = np.asarray(value)
-        t = info.type.tensor_type
-        if t.elem_type == _FLOAT:
-            if arr.dtype.kind != "f":
-                raise TypeError(f"{info.name}: expected a float32 array, got dtype {arr.dtype}")
-            arr = arr.astype(np.float32, copy=False)
-        elif t.elem_type in _INTS and arr.dtype.kind not in "iu":
-            raise TypeError(f"{info.name}: expected an integer array, got dtype {arr.dtype}")
-        if t.HasField("shape"):
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-            if arr.ndim != len(dims) or any(d is not None and d != s for d, s in zip(dims, arr.shape)):
-                want = "(" + ", ".join(str(d) if d is not None else (p.dim_param or "?")
-                                       for d, p in zip(dims, t.shape.dim)) + ")"
-                raise ValueError(f"{info.name}: expected shape {want}, got {arr.shape}")
-        return arr
-
-    def _evaluate(self, nodes, env):
-        for node in nodes:
-            values = [env.get(v) if v else None for v in node.input]
+    def _evaluate(steps, env):
+        for step in steps:
+            values = [env.get(v) if v else None for v in step.inputs]
             missing = next((v for v in values if isinstance(v, _Missing)), None)
             if missing is not None:
-                outs = [missing] * len(node.output)
+                outs = [missing] * len(step.outputs)
             else:
                 try:
-                    outs = onnx_glue.evaluate(node, self._attrs[id(node)], values)
+                    outs = [step.run(step.attrs, values)]
                 except Exception as e:
-                    raise ValueError(f"{_describe(node)} failed on these inputs: {e}") from None
-            env.update(zip(node.output, outs))
+                    raise ValueError(f"{step.where} failed on these inputs: {e}") from None
+            env.update(zip(step.outputs, outs))
 
     def _run_stack(self, env):
         layers, first, last = self._layers, self._layers[0], self._layers[-1]
