@@ -234,10 +234,16 @@ def test_unknown_and_missing_inputs(run):
     (dict(h0=np.zeros((2, 4, 5), np.float32)), ValueError, "h0: expected initial_h of shape \\(2, 3, 5\\), got"),
     (dict(c1=np.zeros((2, 3, 6), np.float32)), ValueError, "c1: expected shape \\(2, B, 5\\), got \\(2, 3, 6\\)"),
     (dict(h1="abc"), TypeError, "h1: expected a float32 array, got dtype <U3"),
+    (dict(X=np.zeros((0, 3, 4), np.float32), lens=None), ValueError, "X: expected a non-empty sequence and batch"),
 ])
 def test_bad_call_arguments_are_named(run, feed, exc, match):
     with pytest.raises(exc, match=match):
-        run(**{"X": _x(), **feed})
+        run(**{k: v for k, v in {"X": _x(), **feed}.items() if v is not None})
+
+
+def test_repr_names_inputs_outputs_and_module(run):
+    assert repr(run) == ("Session(inputs=['X', 'lens', 'h0', 'c0', 'h1', 'c1'], outputs=['Y1', 'Y_h0', 'Y_c0', "
+                         "'Y_h1', 'Y_c1'], module=LSTM(4, 5, num_layers=2, bidirectional=True))")
 
 
 def test_feature_count_checked_without_declared_shape():

@@ -272,6 +272,9 @@ class Session:
         self._plan(nodes)
         self.module = self._build_module()
 
+    def __repr__(self) -> str:
+        return f"Session(inputs={self.input_names}, outputs={self.output_names}, module={self.module})"
+
     # load-time analysis -------------------------------------------------------------
     def _plan(self, nodes):
         """Split the non-constant nodes into those before the stack, the glue inside it and those after."""
@@ -283,20 +286,13 @@ class Session:
                 if o:
                     rec_output[o] = k
         deps = {}  # value -> recurrent layers it is computed from (stopping at their outputs)
+        for n in nodes:  # ONNX keeps nodes in topological order
+            for o in n.output:
+                deps[o] = frozenset([rec_output[o]]) if o in rec_output else \
+                    frozenset().union(*[deps.get(v, frozenset()) for v in n.input])
 
         def rec_deps(value):
-            if value in deps:
-                return deps[value]
-            if not value or value in self._consts:
-                result = frozenset()
-            elif value in rec_output:
-                result = frozenset([rec_output[value]])
-            elif value in producer:
-                result = frozenset().union(*[rec_deps(v) for v in producer[value].input])
-            else:
-                result = frozenset()  # a graph input
-            deps[value] = result
-            return result
+            return deps.get(value, frozenset())  # constants and graph inputs: none
 
         for k, layer in enumerate(layers):
             where = f"rnnfast.onnx.load: {_describe(layer.node)}"
@@ -450,6 +446,9 @@ class Session:
             raise TypeError(f"missing input {x.name!r} (the recurrent nodes' input X)")
         x = self._check_value(x, first.inputs["X"], 3)
         T, B = (x.shape[0], x.shape[1]) if first.layout == 0 else (x.shape[1], x.shape[0])
+        if T == 0 or B == 0:
+            raise ValueError(f"{self._source(first.inputs['X'])}: expected a non-empty sequence and batch, "
+                             f"got shape {x.shape}")
         if x.shape[2] != first.I:
             raise ValueError(f"{self._source(first.inputs['X'])}: expected {first.I} features per step, "
                              f"got shape {x.shape}")
