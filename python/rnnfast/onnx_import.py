@@ -313,7 +313,6 @@ class Session:
             raise ValueError("rnnfast.onnx.load: the recurrent nodes read different sequence_lens "
                              f"({sorted(lens)}): rnnfast runs one set of lengths through the whole stack")
         self._lens = lens.pop()
-        available = {layers[-1].Y} | {v for layer in layers for v in (layer.Y_h, layer.Y_c) if v}
         inner = {layer.Y for layer in layers[:-1]} | {o for n in glue.values() for o in n.output}
         for n in nodes:
             if n.op_type in _GATES or id(n) in glue:
@@ -329,7 +328,6 @@ class Session:
         rest = [n for n in nodes if n.op_type not in _GATES and id(n) not in glue]
         self._before = [_Step(n) for n in rest if not any(rec_deps(o) for o in n.output)]
         self._after = [_Step(n) for n in rest if any(rec_deps(o) for o in n.output)]
-        self._available = available
 
     def _check_glue(self, lower: _Layer, upper: _Layer, producer, nodes) -> dict:
         """The nodes between two layers; checked (on a probe array) to pass Y on as the next layer's X."""
