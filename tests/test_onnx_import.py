@@ -288,3 +288,23 @@ def test_backend_cases_read_from_data_files(tmp_path, cases):
         for (ins, outs), (rins, routs) in zip(data_sets, read[name][1]):
             for a, b in zip(ins + outs, rins + routs):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_weights_from_constant_nodes_and_folded_glue():
+    """W as Unsqueeze of a 2-D initializer, R as a Constant node: both folded at load."""
+    model = stack("GRU", 1, 1, H=4, I=3, lengths=True, seed=21)
+    feed = _feed(np.random.default_rng(22), model)
+    want = ort_session(model).run(None, feed)
+    inits = {t.name: t for t in model.graph.initializer}
+    W, R = (onnx.numpy_helper.to_array(inits[n]) for n in ("W0", "R0"))
+    model.graph.initializer.remove(inits["W0"])
+    model.graph.initializer.remove(inits["R0"])
+    model.graph.initializer.extend([onnx.numpy_helper.from_array(W[0], "W2d"),
+                                    onnx.numpy_helper.from_array(np.array([0], np.int64), "axis0")])
+    model.graph.node.insert(0, onnx.helper.make_node("Unsqueeze", ["W2d", "axis0"], ["W0"]))
+    model.graph.node.insert(0, onnx.helper.make_node("Constant", [], ["R0"],
+                                                     value=onnx.numpy_helper.from_array(R)))
+    run = rnnfast.onnx.load(model)
+    assert run.input_names == ["X", "lens"]
+    for g, w in zip(run(**feed), want):
+        np.testing.assert_allclose(g, w, **TOL)
