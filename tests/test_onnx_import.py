@@ -207,7 +207,21 @@ EXPORTED = [
 ]
 
 
-@pytest.mark.parametrize("make", EXPORTED)
+def _variant_modules():
+    """The cell variants this rnnfast's nn layers have, exported with their ONNX attributes."""
+    from rnnfast.onnx_import import _has_option
+    out = []
+    if _has_option("LSTM", "direction"):
+        out += [lambda: nn.LSTM(5, 6, num_layers=2, direction="reverse", seed=7),
+                lambda: nn.RNN(5, 4, direction="reverse", seed=8)]
+    if _has_option("GRU", "linear_before_reset"):
+        out += [lambda: nn.GRU(5, 6, num_layers=2, bidirectional=True, linear_before_reset=False, seed=9)]
+    if _has_option("LSTM", "peepholes"):
+        out += [lambda: nn.LSTM(5, 4, num_layers=2, bidirectional=True, peepholes=True, seed=10)]
+    return out
+
+
+@pytest.mark.parametrize("make", EXPORTED + _variant_modules())
 def test_round_trip_with_rnnfast_export(tmp_path, make):
     m = make().eval()
     rnnfast.onnx.export(m, tmp_path / "m.onnx")
