@@ -36,6 +36,13 @@ def test_operators_beyond_the_glue_are_refused(tmp_path, make, op):
         rnnfast.onnx.load(tmp_path / "m.onnx")
 
 
+def test_residual_stack_export_is_refused(tmp_path):
+    """nn's residual=True exports an Add between layers: not glue that passes Y on unchanged."""
+    rnnfast.onnx.export(nn.GRU(4, 4, num_layers=3, residual=True).eval(), tmp_path / "r.onnx")
+    with pytest.raises(ValueError, match=r"node 'add_\d+' \(Add\): operator Add is not supported"):
+        rnnfast.onnx.load(tmp_path / "r.onnx")
+
+
 def test_graph_without_recurrent_node():
     f = TensorProto.FLOAT
     g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
