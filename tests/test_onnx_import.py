@@ -14,20 +14,6 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 TOL = dict(rtol=1e-5, atol=1e-5)
-# the cell variants a case needs: (what the error names, the ONNX operator, the nn keyword that runs it)
-REVERSE = {op: ("direction='reverse'", op, "direction") for op in ("LSTM", "GRU", "RNN")}
-CHO_GRU = ("linear_before_reset=0", "GRU", "linear_before_reset")
-NEEDS = {"test_lstm_with_peepholes": [("input P", "LSTM", "peepholes")], "test_lstm_reverse": [REVERSE["LSTM"]],
-         "test_gru_reverse": [REVERSE["GRU"], CHO_GRU], "test_simple_rnn_reverse": [REVERSE["RNN"]]}
-NEEDS.update({c: [CHO_GRU] for c in BACKEND_CASES if c.startswith("test_gru") and c not in NEEDS})
-
-
-def missing_variant(needs):
-    """What the error must name when this rnnfast lacks a variant the model needs (None: it runs)."""
-    from rnnfast.onnx_import import _has_option
-    return next((match for match, op, option in needs if not _has_option(op, option)), None)
-
-
 @pytest.fixture(scope="module")
 def cases():
     return backend_cases()
@@ -43,11 +29,6 @@ def test_backend_node_case(cases, name, isa):
     model, data_sets = cases[name]
     for inputs, expected in data_sets:
         m, feed = with_weights_as_initializers(model, inputs)
-        missing = missing_variant(NEEDS.get(name, []))
-        if missing:
-            with pytest.raises(ValueError, match=missing):
-                rnnfast.onnx.load(m)
-            continue
         with using_isa(isa):
             got = rnnfast.onnx.load(m)(**feed)
         assert len(got) == len(expected)
@@ -99,12 +80,10 @@ def test_random_graph_against_onnxruntime(op, D, layout, layers, lengths, states
     assert run.module.bidirectional == (D == 2)
 
 
-VARIANTS = [("LSTM", dict(direction="reverse"), [REVERSE["LSTM"]]), ("RNN", dict(direction="reverse"), [REVERSE["RNN"]]),
-            ("GRU", dict(direction="reverse", linear_before_reset=0), [REVERSE["GRU"], CHO_GRU]),
-            ("GRU", dict(linear_before_reset=0), [CHO_GRU]),
-            ("GRU", dict(direction="bidirectional", linear_before_reset=0), [CHO_GRU]),
-            ("LSTM", dict(peepholes=True), [("input P", "LSTM", "peepholes")]),
-            ("LSTM", dict(peepholes=True, direction="bidirectional"), [("input P", "LSTM", "peepholes")])]
+VARIANTS = [("LSTM", dict(direction="reverse")), ("RNN", dict(direction="reverse")),
+            ("GRU", dict(direction="reverse", linear_before_reset=0)), ("GRU", dict(linear_before_reset=0)),
+            ("GRU", dict(direction="bidirectional", linear_before_reset=0)), ("LSTM", dict(peepholes=True)),
+            ("LSTM", dict(peepholes=True, direction="bidirectional"))]
 
 
 def _with_peepholes(model, seed):
@@ -122,19 +101,14 @@ def _with_peepholes(model, seed):
 
 
 @pytest.mark.parametrize("layers", [1, 2])
-@pytest.mark.parametrize("op,attrs,needs", VARIANTS)
-def test_cell_variants_against_onnxruntime(op, attrs, needs, layers):
-    """Reverse-only layers, Cho et al.'s GRU, peephole LSTMs: ORT's outputs, or the error naming the variant."""
+@pytest.mark.parametrize("op,attrs", VARIANTS)
+def test_cell_variants_against_onnxruntime(op, attrs, layers):
+    """Reverse-only layers, Cho et al.'s GRU, peephole LSTMs: ORT's outputs."""
     attrs = dict(attrs)
     D = 2 if attrs.get("direction") == "bidirectional" else 1
     peep = attrs.pop("peepholes", False)
     model = stack(op, layers, D, H=5, I=4, lengths=True, states=True, seed=11, attrs=attrs)
     model = _with_peepholes(model, 12) if peep else model
-    missing = missing_variant(needs)
-    if missing:
-        with pytest.raises(ValueError, match=missing):
-            rnnfast.onnx.load(model)
-        return
     feed = _feed(np.random.default_rng(13), model)
     run = rnnfast.onnx.load(model)
     for g, w in zip(run(**feed), ort_session(model).run(None, feed)):
@@ -208,17 +182,11 @@ EXPORTED = [
 
 
 def _variant_modules():
-    """The cell variants this rnnfast's nn layers have, exported with their ONNX attributes."""
-    from rnnfast.onnx_import import _has_option
-    out = []
-    if _has_option("LSTM", "direction"):
-        out += [lambda: nn.LSTM(5, 6, num_layers=2, direction="reverse", seed=7),
-                lambda: nn.RNN(5, 4, direction="reverse", seed=8)]
-    if _has_option("GRU", "linear_before_reset"):
-        out += [lambda: nn.GRU(5, 6, num_layers=2, bidirectional=True, linear_before_reset=False, seed=9)]
-    if _has_option("LSTM", "peepholes"):
-        out += [lambda: nn.LSTM(5, 4, num_layers=2, bidirectional=True, peepholes=True, seed=10)]
-    return out
+    """The cell variants, exported with their ONNX attributes."""
+    return [lambda: nn.LSTM(5, 6, num_layers=2, direction="reverse", seed=7),
+            lambda: nn.RNN(5, 4, direction="reverse", seed=8),
+            lambda: nn.GRU(5, 6, num_layers=2, bidirectional=True, linear_before_reset=False, seed=9),
+            lambda: nn.LSTM(5, 4, num_layers=2, bidirectional=True, peepholes=True, seed=10)]
 
 
 @pytest.mark.parametrize("make", EXPORTED + _variant_modules())

@@ -51,13 +51,6 @@ class _Missing:
         self.name = name
 
 
-def _has_option(op: str, name: str) -> bool:
-    """Whether this rnnfast's nn layer for an ONNX operator takes a keyword (the cell variants)."""
-    import inspect
-    from . import nn
-    return name in inspect.signature(getattr(nn, op).__init__).parameters
-
-
 def _torch_gate_order(w: np.ndarray, cell: str, hidden_size: int) -> np.ndarray:
     """ONNX-ordered gate blocks (rows) of a weight or bias, in PyTorch's (rnnfast's) order."""
     onnx_block = np.argsort(_ORDER[cell])  # PyTorch block j is ONNX block onnx_block[j]
@@ -110,14 +103,7 @@ class _Layer:
             raise ValueError(f"{where}: attribute input_forget={attrs['input_forget']} (coupled input and forget "
                              "gates) is not supported")
         self.direction = direction
-        if direction == "reverse" and not _has_option(self.op, "direction"):
-            raise ValueError(f"{where}: attribute direction='reverse' (a layer that only runs backwards in time) "
-                             "is not supported by this rnnfast version")
         self.linear_before_reset = self.op != "GRU" or attrs.get("linear_before_reset", 0) == 1
-        if not self.linear_before_reset and not _has_option(self.op, "linear_before_reset"):
-            raise ValueError(f"{where}: attribute linear_before_reset={attrs.get('linear_before_reset', 0)} "
-                             "(ONNX's default, Cho et al.'s GRU with the reset gate before the recurrent product) "
-                             "is not supported by this rnnfast version: only linear_before_reset=1 (PyTorch's GRU)")
         B = consts.get(self.inputs["B"]) if self.inputs["B"] else None
         if B is not None:
             B = np.asarray(B, np.float32)
@@ -130,8 +116,6 @@ class _Layer:
                 raise ValueError(f"{where}: expected P of shape ({self.D}, {3 * self.H}), got {P.shape}")
             if not np.any(P != 0):  # all-zero peepholes are the plain LSTM
                 P = None
-            elif not _has_option(self.op, "peepholes"):
-                raise ValueError(f"{where}: input P (peephole weights) is not supported by this rnnfast version")
         self.W, self.R, self.B, self.P = W, R, B, P
         outs = list(node.output) + [""] * 3
         self.Y, self.Y_h, self.Y_c = outs[0], outs[1], (outs[2] if self.op == "LSTM" else "")
