@@ -11,6 +11,7 @@
 #include "core/cpu.h"
 #include "core/layer.h"
 #include "core/peak.h"
+#include "core/precision.h"
 #include "core/reference.h"
 #include "core/stream.h"
 
@@ -220,6 +221,16 @@ PYBIND11_MODULE(_core, m) {
     py::dict cache;
     cache["l1d"] = caches.l1d, cache["l2"] = caches.l2, cache["l3"] = caches.l3, cache["source"] = caches.source;
     info["cache_bytes"] = cache;
+    // Which products eval forwards with reduced-precision weights run on the active ISA now.
+    const DotFeatures& dots = dot_features();
+    py::dict dot;
+    dot["avx512_vnni"] = dots.avx512_vnni, dot["avx_vnni"] = dots.avx_vnni, dot["avx512_bf16"] = dots.avx512_bf16;
+    dot["enabled"] = dot_products_enabled();
+    info["dot_products"] = dot;
+    py::dict kernels;
+    for (WeightFormat f : {WeightFormat::float32, WeightFormat::bfloat16, WeightFormat::int8})
+      kernels[weight_format_name(f)] = weight_kernel_name(active_isa(), f, dot_products_for(active_isa(), f));
+    info["weight_kernels"] = kernels;
     return info;
   });
   m.def("set_isa", [](py::handle name_o) {
@@ -234,6 +245,10 @@ PYBIND11_MODULE(_core, m) {
     }
   });
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_dot_products", [](py::handle on) { set_dot_products(bool_arg(on, "enabled")); },
+        "Whether weights packed from now on use the CPU's dot-product instructions (VNNI, AVX512_BF16) "
+        "where it has them; False runs the exact integer / widening fallbacks (tests).");
+  m.def("get_dot_products", [] { return dot_products_enabled(); });
   m.def("set_num_threads", [](py::handle n) {
     set_num_threads(static_cast<int>(int_arg(n, "num_threads", 1, kMaxKernelThreads)));
   }, "Threads the kernels use, 1 to cpu_info()['max_threads'].");
@@ -270,14 +285,15 @@ PYBIND11_MODULE(_core, m) {
              const float* wp = optional_ptr<float>(peephole_o, "peephole", {3, H}, keep);
              variant.peephole = wp != nullptr;
              const std::string weights = str_arg(weights_o, "weights");
-             if (weights != "float32" && weights != "bfloat16")
-               throw py::value_error("weights: expected 'float32' or 'bfloat16', got '" + weights + "'");
+             WeightFormat format;
+             if (!weight_format_from_name(weights, &format))
+               throw py::value_error("weights: expected 'float32', 'bfloat16' or 'int8', got '" + weights + "'");
              const int Ii = int_size(I, "w_ih.shape[1]"), Hi = int_size(H, "w_hh.shape[1]");
              std::shared_ptr<PackedWeights> p;
              const Isa isa = active_isa();
              run_released([&] {
                p = std::make_shared<PackedWeights>(cell, Ii, Hi, wi.data(), wh.data(), bi, bh, with_backward, isa,
-                                                   weights == "bfloat16", step, variant, wp);
+                                                   format, step, variant, wp);
              });
              return p;
            }),
@@ -286,9 +302,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("peephole") = py::none(), py::arg("linear_before_reset") = true)
       .def_property_readonly("peephole", [](const PackedWeights& p) { return p.variant().peephole; })
       .def_property_readonly("linear_before_reset", [](const PackedWeights& p) { return !p.variant().reset_before; })
-      .def_property_readonly("weights", [](const PackedWeights& p) {
-        return std::string(p.bf16_weights() ? "bfloat16" : "float32");
-      })
+      .def_property_readonly("weights", [](const PackedWeights& p) { return std::string(weight_format_name(p.format())); })
+      .def_property_readonly("kernel", [](const PackedWeights& p) { return weight_kernel_name(p.isa(), p.format(), p.dot_products()); },
+                             "Which products the forward runs: e.g. 'avx512 int8 vnni', 'avx2 int8 exact'.")
       .def_property_readonly("step", &PackedWeights::step_weights)
       .def_property_readonly("isa", [](const PackedWeights& p) { return std::string(isa_name(p.isa())); })
       .def_property_readonly("cell", [](const PackedWeights& p) { return std::string(cell_name(p.cell())); })
@@ -556,6 +572,23 @@ PYBIND11_MODULE(_core, m) {
     });
   }, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("accumulate") = false, py::arg("b_transposed") = false,
   "c (+)= a @ b (or a @ b.T with b_transposed) with the kernels' packed GEMM; deterministic for any thread count.");
+
+  m.def("_int8_products", [](py::handle a_o, py::handle q_o) {
+    const std::vector<long> as = dims_arg(a_o, "a", 2, "(M, K)"), qs = dims_arg(q_o, "q", 2, "(N, K)");
+    const long M = int_size(as[0], "a.shape[0]"), K = int_size(as[1], "a.shape[1]"), N = int_size(qs[0], "q.shape[0]");
+    if (K > kInt8MaxK) throw py::value_error("a: expected at most " + std::to_string(kInt8MaxK) + " columns, got " + std::to_string(K));
+    auto A = checked<float>(a_o, "a", {M, K});
+    auto Q = checked<int8_t>(q_o, "q", {N, K});
+    py::array_t<int32_t> C({M, N});
+    py::array_t<float> scale(M);
+    const Isa isa = active_isa();
+    const IsaKernels* k = dot_products_for(isa, WeightFormat::int8) ? dot_kernels_for(isa) : &kernels_for(isa);
+    run_released([&] { k->int8_products(static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), A.data(), Q.data(),
+                                        C.mutable_data(), scale.mutable_data()); });
+    return py::make_tuple(C, scale);
+  }, py::arg("a"), py::arg("q"),
+  "Test hook: the int8 forward's exact products on the active ISA (its dot-product twin when enabled): "
+  "(Σ_k q(a)(m, k) q(n, k) as int32 (M, N), a's row scales), a quantized per row as the forward does.");
 
   m.def("reference_forward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
                                 py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,

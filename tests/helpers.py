@@ -8,6 +8,26 @@ import numpy as np
 import rnnfast
 
 ISAS = rnnfast.cpu_info()["isas_available"]
+_DOTS = rnnfast.cpu_info()["dot_products"]
+# Reduced-precision paths: every ISA with its fallback (dot products off), plus the dot-product
+# twin where this CPU has the instructions (int8: VNNI; bfloat16: AVX512_BF16).
+INT8_PATHS = [(i, False) for i in ISAS] + [(i, True) for i in ISAS if (i == "avx2" and _DOTS["avx_vnni"]) or
+                                             (i == "avx512" and _DOTS["avx512_vnni"])]
+BF16_PATHS = [(i, False) for i in ISAS] + [("avx512", True) for i in ISAS if i == "avx512" and _DOTS["avx512_bf16"]
+                                           and _DOTS["avx512_vnni"]]
+
+
+@contextlib.contextmanager
+def using_path(isa, dot):
+    """Pack with one ISA's kernels, with or without its dot-product twin; restore both after."""
+    before = rnnfast._core.get_isa(), rnnfast._core.get_dot_products()
+    rnnfast.set_isa(isa)
+    rnnfast._core.set_dot_products(dot)
+    try:
+        yield
+    finally:
+        rnnfast.set_isa(before[0])
+        rnnfast._core.set_dot_products(before[1])
 
 
 @contextlib.contextmanager

@@ -526,3 +526,27 @@ def test_the_drop_in_is_an_engine_but_never_the_faster_peer():
         "rnnfast.torch": dict(status="ok", speedup=1.01)})
     (s,) = report.speedups([row])
     assert s["vs"]["rnnfast.torch"] == 1.01 and s["best"] == 1.4
+
+
+def test_reduced_precision_engines_are_checked_and_compared(tmp_path, keep_threads, capsys):
+    """int8 / bf16 rows: checked against float32 rnnfast within their format's bound, training refused,
+    and a table of speed-ups over the faster float32 engine."""
+    require_torch()
+    require_onnxruntime()
+    rc, data = _run(tmp_path, "--engines", "rnnfast,onnxruntime,rnnfast-int8,rnnfast-bf16,torch-int8,onnxruntime-int8",
+                    "--markdown", str(tmp_path / "bench.md"))
+    assert rc == 0
+    by_kind = {r["kind"]: r["engines"] for r in data["results"]}
+    for name in ("rnnfast-int8", "rnnfast-bf16", "onnxruntime-int8"):
+        for kind in ("inference", "stream"):
+            e = by_kind[kind][name]
+            assert e["status"] == "ok" and e["median_s"] > 0, (name, kind, e)
+            assert 0 < e["check"]["scaled_diff"] <= e["check"]["tol"]
+        assert by_kind["train"][name]["status"] == "-"
+    assert by_kind["inference"]["torch-int8"]["status"] == "ok"
+    assert by_kind["inference"]["rnnfast-int8"]["check"]["tol"] == 3e-2
+    assert by_kind["inference"]["rnnfast-bf16"]["check"]["tol"] == 1e-2
+    out = capsys.readouterr().out
+    assert "reduced precision: speed-up over the faster float32 engine" in out
+    assert "## Reduced precision vs the faster float32 engine" in (tmp_path / "bench.md").read_text()
+    assert "vs rnnfast-int8" not in out  # not a float32 peer of the main summary

@@ -5,7 +5,7 @@ import pytest
 
 from rnnfast.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from conftest import require_torch
-from helpers import ISAS, in_threads, randn, using_isa
+from helpers import ISAS, in_threads, randn, using_isa, using_path
 
 CELLS = [(RNNCell, dict(nonlinearity="tanh")), (RNNCell, dict(nonlinearity="relu")), (LSTMCell, {}), (GRUCell, {})]
 
@@ -176,15 +176,16 @@ def _round_to_bf16(a):
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kind", [LSTM, GRU, RNN])
 def test_bfloat16_stream_equals_float32_on_rounded_weights(isa, kind):
-    """The bf16 path widens each weight exactly, so it must match float32 kernels run on weights
-    rounded to bf16 bit for bit, and differ (slightly) from the unrounded model."""
+    """The widening bf16 path (dot products off) widens each weight exactly, so it must match
+    float32 kernels run on weights rounded to bf16 bit for bit, and differ (slightly) from the
+    unrounded model. (The vdpbf16ps path rounds activations too: tests/test_bf16_dot.py.)"""
     rng = np.random.default_rng(4)
     m = kind(7, 33, num_layers=2, seed=3).eval()
     rounded = kind(7, 33, num_layers=2, seed=3).eval()
     rounded.load_state_dict({k: _round_to_bf16(v) if k.startswith("weight") else v
                              for k, v in m.state_dict().items()})
     x = randn(rng, 12, 2, 7)
-    with using_isa(isa):
+    with using_path(isa, False):
         s16, s32, s_exact = m.stream(2, weights="bfloat16"), rounded.stream(2), m.stream(2)
         y16 = np.stack([s16.step(x[t]) for t in range(12)])
         y_rounded = np.stack([s32.step(x[t]) for t in range(12)])
@@ -192,7 +193,7 @@ def test_bfloat16_stream_equals_float32_on_rounded_weights(isa, kind):
     np.testing.assert_array_equal(y16, y_rounded)
     assert 0 < np.abs(y16 - y_exact).max() < 2e-2
     assert m.stream(weights="float32").weights == "float32"
-    with pytest.raises(ValueError, match="weights: expected 'float32' or 'bfloat16'"):
+    with pytest.raises(ValueError, match="weights: expected one of 'float32', 'bfloat16', 'int8'"):
         m.stream(weights="float16")
 
 
@@ -205,7 +206,7 @@ def test_bfloat16_inference_weights_for_whole_sequences(isa):
                              for k, v in m.state_dict().items()})
     x = randn(rng, 9, 3, 6)
     lengths = np.array([9, 4, 1])
-    with using_isa(isa):
+    with using_path(isa, False):
         y_train, _ = m(x, lengths=lengths)  # training ignores the setting: float32, as before
         m.set_inference_weights("bfloat16").eval()
         y16, h16 = m(x, lengths=lengths)
@@ -217,4 +218,4 @@ def test_bfloat16_inference_weights_for_whole_sequences(isa):
     np.testing.assert_array_equal(y32, y_train)
     assert 0 < np.abs(y16 - y32).max() < 2e-2
     with pytest.raises(ValueError, match="weights"):
-        m.set_inference_weights("int8")
+        m.set_inference_weights("float16")

@@ -328,3 +328,16 @@ def test_ctrl_c_saves_and_the_run_resumes_exactly(corpus, tmp_path, capsys):
     assert a.step == b.step == step + 3
     for k in a.model_state:
         np.testing.assert_array_equal(a.model_state[k], b.model_state[k])
+
+
+def test_eval_with_reduced_inference_weights(corpus, trained, capsys):
+    """--weights scores with int8 / bfloat16 recurrent weights: close to float32, said in the output."""
+    losses = {}
+    for weights in ("float32", "bfloat16", "int8"):
+        rc, out, err = _run(capsys, ["eval", str(trained / "best.ckpt"), str(corpus), "--weights", weights])
+        assert rc == 0, err
+        assert out.rstrip().endswith(f"; {weights} inference weights") == (weights != "float32")
+        losses[weights] = float(out.split(" bits")[0].rsplit(" ", 1)[1])
+    assert abs(losses["int8"] - losses["float32"]) < 0.05 and abs(losses["bfloat16"] - losses["float32"]) < 0.05
+    rc, _, err = _run(capsys, ["eval", str(trained / "best.ckpt"), str(corpus), "--weights", "int4"])
+    assert rc == 2 and "--weights" in err

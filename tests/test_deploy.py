@@ -143,3 +143,19 @@ def test_vocab_is_stored_as_json_tokens(tmp_path):
         rnnfast.export(LanguageModel(3, 4, 4, seed=0), tmp_path / "x", vocab=["a", "b"])
     with pytest.raises(ValueError, match="only for models that take token ids"):
         rnnfast.export(nn.GRU(3, 4, seed=0), tmp_path / "x", vocab=["a"])
+
+
+@pytest.mark.parametrize("weights", ["float32", "bfloat16", "int8"])
+def test_export_records_the_inference_weights(tmp_path, weights):
+    """The file keeps float32 arrays and says which format the model computes in; load() restores it."""
+    from rnnfast.deploy import read
+
+    m = nn.GRU(5, 12, num_layers=2, seed=3).eval().set_inference_weights(weights)
+    rnnfast.export(m, tmp_path / "m.rnnfast")
+    meta, arrays = read(tmp_path / "m.rnnfast")
+    assert meta["inference_weights"] == weights and meta["precision"] == "float32"
+    assert all(a.dtype == np.float32 for a in arrays.values())
+    back = rnnfast.load_export(tmp_path / "m.rnnfast")
+    assert back.inference_weights == weights
+    x = np.random.default_rng(0).standard_normal((6, 2, 5)).astype(np.float32)
+    np.testing.assert_array_equal(back(x)[0], m(x)[0])

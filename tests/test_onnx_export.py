@@ -102,13 +102,12 @@ def test_refuses_unsupported_module(tmp_path):
         rnnfast.onnx.export(nn.Embedding(3, 4), tmp_path / "x.onnx")
 
 
-def test_bfloat16_inference_weights_are_refused_not_widened(tmp_path):
+@pytest.mark.parametrize("weights", ["bfloat16", "int8"])
+def test_reduced_inference_weights_are_refused_not_widened(tmp_path, weights):
     import rnnfast
     from rnnfast import nn
 
-    m = nn.LSTM(4, 8).eval().set_inference_weights("bfloat16")
-    for export in (rnnfast.export, rnnfast.onnx.export):
-        with pytest.raises(ValueError, match="bfloat16 inference weights"):
-            export(m, tmp_path / "m.out")
-    m.set_inference_weights("float32")
-    rnnfast.export(m, tmp_path / "m.rnnfast")
+    m = nn.LSTM(4, 8).eval().set_inference_weights(weights)
+    with pytest.raises(ValueError, match=f"{weights} inference weights"):
+        rnnfast.onnx.export(m, tmp_path / "m.onnx")
+    rnnfast.export(m, tmp_path / "m.rnnfast")  # the rnnfast file records them (tests/test_deploy.py)

@@ -8,6 +8,7 @@
 
 #include "core/cpu.h"
 #include "errors.h"
+#include "core/precision.h"
 #include "model.h"
 #include "model_file.h"
 #include "model_stream.h"
@@ -120,6 +121,22 @@ const char* rnnfast_model_metadata(const rnnfast_model* m, const char* key) {
   if (!m || !key) return nullptr;
   auto it = m->m->meta.find(key);
   return it == m->m->meta.end() ? nullptr : it->second.c_str();
+}
+
+const char* rnnfast_model_inference_weights(const rnnfast_model* m) {
+  return m ? rnnfast::weight_format_name(m->m->inference_weights) : nullptr;
+}
+
+int rnnfast_model_set_inference_weights(rnnfast_model* model, const char* weights) {
+  return guarded("rnnfast_model_set_inference_weights", [&] {
+    need(model, "model");
+    need(weights, "weights");
+    rnnfast::WeightFormat f;
+    if (!rnnfast::weight_format_from_name(weights, &f))
+      throw std::invalid_argument(std::string("weights: expected \"float32\", \"bfloat16\" or \"int8\", got \"") +
+                                  weights + "\"");
+    set_inference_weights(*model->m, f);
+  });
 }
 
 const char* rnnfast_model_vocab_token(const rnnfast_model* m, int id) {

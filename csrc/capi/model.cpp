@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "core/precision.h"
+
 #include <stdexcept>
 
 #include "core/cpu.h"
@@ -97,23 +99,23 @@ void read_into(Model& m, const ModelFile& f) {
     throw FormatError("an rnn model has no embedding and outputs directions * hidden_size features");
 
   const long G = gate_count(m.cell), H = m.hidden_size;
-  const Isa isa = active_isa();
   for (int k = 0; k < m.num_layers; ++k) {
     const long in = k == 0 ? m.input_size : m.features();
-    std::array<std::shared_ptr<const PackedWeights>, 2> dirs;
+    std::array<Model::LayerWeights, 2> dirs;
     for (int d = 0; d < m.directions; ++d) {
       const std::string sfx = "_l" + std::to_string(k) + (d || m.reverse_only ? "_reverse" : "");
-      const auto& w_ih = f.tensor("rnn.weight_ih" + sfx, {G * H, in});
-      const auto& w_hh = f.tensor("rnn.weight_hh" + sfx, {G * H, H});
-      const auto& b_ih = f.tensor("rnn.bias_ih" + sfx, {G * H});
-      const auto& b_hh = f.tensor("rnn.bias_hh" + sfx, {G * H});
-      const float* w_p = m.variant.peephole ? f.tensor("rnn.weight_p" + sfx, {3, H}).data() : nullptr;
-      dirs[d] = std::make_shared<const PackedWeights>(m.cell, static_cast<int>(in), m.hidden_size, w_ih.data(),
-                                                      w_hh.data(), b_ih.data(), b_hh.data(), false, isa, false,
-                                                      m.directions == 1 && !m.reverse_only, m.variant, w_p);
+      dirs[d] = {f.tensor("rnn.weight_ih" + sfx, {G * H, in}), f.tensor("rnn.weight_hh" + sfx, {G * H, H}),
+                 f.tensor("rnn.bias_ih" + sfx, {G * H}), f.tensor("rnn.bias_hh" + sfx, {G * H}),
+                 m.variant.peephole ? f.tensor("rnn.weight_p" + sfx, {3, H}) : std::vector<float>()};
     }
-    m.layers.push_back(dirs);
+    m.weights.push_back(std::move(dirs));
   }
+  auto given = f.meta.find("inference_weights");  // absent in files of rnnfast before int8: float32
+  const std::string weights = given == f.meta.end() ? "float32" : given->second;
+  if (!weight_format_from_name(weights, &m.inference_weights))
+    throw FormatError("metadata field 'inference_weights': expected 'float32', 'bfloat16' or 'int8', got '" +
+                      weights + "'");
+  set_inference_weights(m, m.inference_weights);
   if (m.vocab_size) m.embedding = f.tensor("embedding.weight", {m.vocab_size, m.input_size});
   m.meta = f.meta;
   auto vocab = f.meta.find("vocab");
@@ -179,6 +181,25 @@ void model_forward(const Model& m, const float* x, int T, int B, const int* leng
   run_stack(m, x, T, B, lengths, top.data(), hn.data());
   pool(m.pooling, top.data(), hn.data(), T, B, m.directions, m.hidden_size, lengths, pooled.data());
   linear(pooled.data(), B, m.features(), m.head_w.data(), m.head_b.data(), m.output_size, y, work.data());
+}
+
+void set_inference_weights(Model& m, WeightFormat format) {
+  const Isa isa = active_isa();
+  std::vector<std::array<std::shared_ptr<const PackedWeights>, 2>> layers;
+  for (int k = 0; k < m.num_layers; ++k) {
+    const int in = k == 0 ? m.input_size : m.features();
+    std::array<std::shared_ptr<const PackedWeights>, 2> dirs;
+    for (int d = 0; d < m.directions; ++d) {
+      const Model::LayerWeights& w = m.weights[k][d];
+      dirs[d] = std::make_shared<const PackedWeights>(m.cell, in, m.hidden_size, w.w_ih.data(), w.w_hh.data(),
+                                                      w.b_ih.data(), w.b_hh.data(), false, isa, format,
+                                                      m.directions == 1 && !m.reverse_only, m.variant,
+                                                      w.w_p.empty() ? nullptr : w.w_p.data());
+    }
+    layers.push_back(dirs);
+  }
+  m.layers = std::move(layers);  // only once every layer packed: a failure leaves the model as it was
+  m.inference_weights = format;
 }
 
 }  // namespace rnnfast::capi

@@ -1,5 +1,6 @@
 // A loaded deployment model: packed recurrent layers plus the embedding and head of the models,
-// and its whole-sequence forward. Immutable after load_model, so threads may share one.
+// and its whole-sequence forward. Immutable after load_model (and set_inference_weights), so
+// threads may share one.
 #pragma once
 
 #include <array>
@@ -27,6 +28,12 @@ struct Model {
   Pooling pooling = Pooling::none;
   // [layer][direction]; unidirectional layers are packed for single steps too (streams).
   std::vector<std::array<std::shared_ptr<const PackedWeights>, 2>> layers;
+  // The float32 weights they were packed from (PyTorch layout), to repack in another format.
+  struct LayerWeights {
+    std::vector<float> w_ih, w_hh, b_ih, b_hh, w_p;  // w_p: peepholes (3, H), or empty
+  };
+  std::vector<std::array<LayerWeights, 2>> weights;
+  WeightFormat inference_weights = WeightFormat::float32;  // the file's, or set_inference_weights
   std::vector<float> embedding;       // (vocab_size, input_size)
   std::vector<float> head_w, head_b;  // (output_size, directions * hidden_size), (output_size)
   std::map<std::string, std::string> meta;  // the file's metadata strings
@@ -37,6 +44,9 @@ struct Model {
 
 // IoError / FormatError (errors.h) for unreadable or invalid files.
 std::unique_ptr<Model> load_model(const std::string& path);
+
+// Repack every layer in format f (streams made before keep the weights they were made with).
+void set_inference_weights(Model& m, WeightFormat f);
 
 // x: (T, B, input_size), already embedded for token models; y as rnnfast_model_forward.
 void model_forward(const Model& m, const float* x, int T, int B, const int* lengths, float* y);

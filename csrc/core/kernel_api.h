@@ -11,6 +11,21 @@ namespace rnnfast {
 
 enum class CellKind { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
 
+// How inference weights are stored: float32, bfloat16 (widened, or on vdpbf16ps) or int8 (u8 x s8
+// dot products). Training always uses float32.
+enum class WeightFormat { float32 = 0, bfloat16 = 1, int8 = 2 };
+
+// Bytes of one quantized row of K values: padded to the 4 values one dot-product lane sums.
+inline long int8_row_bytes(int K) { return (static_cast<long>(K) + 3) / 4 * 4; }
+// Bytes of one bfloat16 row for vdpbf16ps: padded to the 2 values one lane sums.
+inline long bf16_pair_row_bytes(int K) { return (static_cast<long>(K) + 1) / 2 * 4; }
+
+// PyTorch row (gate g, unit j) of internal gate column c, or -1 for a padding column.
+inline int torch_row(int c, int G, int NB, int H) {
+  const int jb = c / (G * NB), rem = c % (G * NB), g = rem / NB, j = jb * NB + rem % NB;
+  return j < H ? g * H + j : -1;
+}
+
 inline int gate_count(CellKind c) { return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1; }
 
 // The literature's (and ONNX's) variants of a cell kind; both off is PyTorch's cell.
@@ -46,6 +61,14 @@ struct PackedView {  // pointers into a PackedWeights (layer.h)
   const uint16_t* wx16_step;
   const float* wh_n_bwd;  // reset_before with backward, else null
   const float* peep;      // peephole weights [hidden block][i, f, o][unit], or null
+  // int8 weights (opt-in inference weights, kernels/gemm_int8.h), else null: W_ihᵀ and W_hhᵀ both
+  // packed per hidden block, per-column scales and the zero-point compensation 128 * Σ_k q(k, c).
+  const int8_t *wx8, *wh8;
+  const float *wx8_scale, *wh8_scale;
+  const int32_t *wx8_comp, *wh8_comp;
+  // bfloat16 weights for vdpbf16ps (kernels/gemm_bf16.h; then wx16, wh16 are null), else null.
+  const uint16_t *wx16p, *wh16p;
+  bool dot;  // reduced precision on the CPU's dot-product instructions (VNNI / AVX512_BF16 twin)
 };
 
 // Which batch rows each time step computes. A layer sorts its rows by length, longest first (a
@@ -87,6 +110,11 @@ struct ForwardArgs {
   float* cs;              // LSTM cell states, same shape as hs
   float* aux;             // GRU training: recurrent part of n (reset_before: r⊙h), valid rows of Hp;
                           // reset_before inference: r⊙h, B rows of Hp
+  // int8 and vdpbf16ps weights: the encoded rows of a chunk's x (chunk*B rows of the larger of
+  // int8_row_bytes(I), bf16_pair_row_bytes(I)) and their scales (h is encoded per thread inside
+  // the kernel, kernels/sequence_int8.h).
+  uint8_t* xq;
+  float* xq_scale;
   TeamPlan team;
 };
 
@@ -138,6 +166,9 @@ struct IsaKernels {
   void (*gemm)(int M, int N, int K, const float* A, long lda, const float* B, long b_rs, long b_cs, float* C,
                long ldc, bool accumulate, float* work, int nthreads);
   long (*gemm_work_size)(int K, int N);
+  // The int8 forward's products for tests (kernels/gemm_int8.h): C (M x N, int32) = Σ_k q(A) q,
+  // with A (M x K floats) quantized per row as the forward does (scales to a_scale), q (N x K).
+  void (*int8_products)(int M, int N, int K, const float* A, const int8_t* q, int32_t* C, float* a_scale);
 };
 
 namespace generic { const IsaKernels& kernels(); }
@@ -153,6 +184,27 @@ inline const IsaKernels& kernels_for(Isa isa) {
     case Isa::avx2: return avx2::kernels();
 #endif
     default: return generic::kernels();
+  }
+}
+
+// The dot-product twin of an ISA's kernels (forward, forward_pair and int8_products only; the
+// same sources compiled with AVX-VNNI, or AVX512-VNNI and AVX512_BF16), or null where this build
+// has none (a non-x86 build, or a compiler without the flags: RNNFAST_NO_AVX{2,512}_DOT). Whether the CPU can run it is precision.h's dot_products_for.
+#if RNNFAST_X86 && !defined(RNNFAST_NO_AVX2_DOT)
+namespace avx2dot { const IsaKernels& kernels(); }
+#endif
+#if RNNFAST_X86 && !defined(RNNFAST_NO_AVX512_DOT)
+namespace avx512dot { const IsaKernels& kernels(); }
+#endif
+inline const IsaKernels* dot_kernels_for(Isa isa) {
+  switch (isa) {
+#if RNNFAST_X86 && !defined(RNNFAST_NO_AVX512_DOT)
+    case Isa::avx512: return &avx512dot::kernels();
+#endif
+#if RNNFAST_X86 && !defined(RNNFAST_NO_AVX2_DOT)
+    case Isa::avx2: return &avx2dot::kernels();
+#endif
+    default: return nullptr;
   }
 }
 

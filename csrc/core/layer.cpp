@@ -10,6 +10,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "precision.h"
+#include "quantize.h"
+
 namespace rnnfast {
 
 AlignedBuffer::AlignedBuffer(size_t n, bool zero) : n_(n) {
@@ -33,28 +36,26 @@ namespace {
 // Round-to-nearest-even float -> bfloat16 (NaN stays NaN).
 std::vector<uint16_t> to_bf16(const float* src, size_t n) {
   std::vector<uint16_t> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, src + i, sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) {
-      out[i] = static_cast<uint16_t>((bits >> 16) | 0x40);  // quiet NaN
-      continue;
-    }
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    out[i] = static_cast<uint16_t>(bits >> 16);
-  }
+  for (size_t i = 0; i < n; ++i) out[i] = to_bf16_bits(src[i]);
   return out;
 }
 
 }  // namespace
 
 PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
-                             const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights,
+                             const float* b_ih, const float* b_hh, bool with_backward, Isa isa, WeightFormat format,
                              bool step_weights, CellVariant variant, const float* w_p)
     : cell_(cell), isa_(isa), I_(input_size), H_(hidden_size), with_backward_(with_backward),
-      step_weights_(step_weights) {
-  if (bf16_weights && with_backward)
-    throw std::invalid_argument("bfloat16 weights are for inference only (training keeps float32)");
+      step_weights_(step_weights), format_(format) {
+  if (format != WeightFormat::float32 && with_backward)
+    throw std::invalid_argument("bfloat16 and int8 weights are for inference only (training keeps float32)");
+  if (format == WeightFormat::int8 && (input_size > kInt8MaxK || hidden_size > kInt8MaxK))
+    throw std::invalid_argument("int8 weights: input_size and hidden_size must be <= " + std::to_string(kInt8MaxK) +
+                                " (exact int32 sums), got " + std::to_string(input_size) + " and " +
+                                std::to_string(hidden_size));
+  if (format == WeightFormat::int8 && (variant.peephole || variant.reset_before))
+    throw std::invalid_argument("int8 weights: not available for peephole LSTMs or GRU(linear_before_reset=False) "
+                                "(the int8 loop runs the default cells); use float32 or bfloat16");
   if (input_size < 1 || hidden_size < 1)
     throw std::invalid_argument("input_size and hidden_size must be >= 1, got " + std::to_string(input_size) +
                                 " and " + std::to_string(hidden_size));
@@ -77,7 +78,21 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
   bh_ = AlignedBuffer(L_.GHp);
   k.pack(cell, L_, I_, H_, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx_.data(), wh_.data(), wx_bwd_.data(),
          wh_bwd_.data(), wx_step_.data(), wh_n_bwd_.data(), bx_.data(), bh_.data(), peep_.data());
-  if (bf16_weights) {  // the same panels, narrowed; the float copies are not needed any more
+  // The dot-product loop (kernels/sequence_int8.h) runs the default cells; the variants keep the
+  // float loop (bfloat16 widened; int8 is refused above).
+  dot_ = dot_products_for(isa, format) && !variant.peephole && !variant.reset_before;
+  if (format == WeightFormat::int8) {
+    pack_int8(w_ih, w_hh);
+    wx_ = AlignedBuffer();
+    wh_ = AlignedBuffer();
+    wx_step_ = AlignedBuffer();
+  }
+  if (format == WeightFormat::bfloat16 && dot_) {
+    pack_bf16_pairs(w_ih, w_hh);
+    wx_ = AlignedBuffer();
+    wh_ = AlignedBuffer();
+    wx_step_ = AlignedBuffer();
+  } else if (format == WeightFormat::bfloat16) {  // the same panels, narrowed; the float copies are not needed any more
     wx16_ = to_bf16(wx_.data(), L_.wx);
     wh16_ = to_bf16(wh_.data(), L_.wh);
     if (wx_step_.data()) wx16_step_ = to_bf16(wx_step_.data(), L_.wx_step);
@@ -87,10 +102,57 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
   }
 }
 
+void PackedWeights::pack_bf16_pairs(const float* w_ih, const float* w_hh) {
+  std::vector<int> rows(L_.GHp);
+  for (int c = 0; c < L_.GHp; ++c) rows[c] = torch_row(c, L_.G, L_.NB, H_);
+  wx16p_.assign(static_cast<size_t>(bf16_pair_row_bytes(I_) / 2) * L_.GHp, 0);
+  wh16p_.assign(static_cast<size_t>(bf16_pair_row_bytes(H_) / 2) * L_.GHp, 0);
+  pack_bf16_pair_panels(I_, L_.GHp, L_.G * L_.NB, w_ih, rows.data(), wx16p_.data());
+  pack_bf16_pair_panels(H_, L_.GHp, L_.G * L_.NB, w_hh, rows.data(), wh16p_.data());
+}
+
+void PackedWeights::pack_int8(const float* w_ih, const float* w_hh) {
+  const int G = L_.G, GH = G * H_, panel_cols = G * L_.NB;
+  std::vector<int> rows(L_.GHp);
+  for (int c = 0; c < L_.GHp; ++c) rows[c] = torch_row(c, G, L_.NB, H_);
+  auto one = [&](const float* w, int K, std::vector<int8_t>& panels, std::vector<float>& scale,
+                 std::vector<int32_t>& comp) {
+    std::vector<int8_t> q(static_cast<size_t>(GH) * K);
+    std::vector<float> row_scale(GH);
+    quantize_weight_rows(GH, K, w, q.data(), row_scale.data());
+    panels.assign(static_cast<size_t>(int8_row_bytes(K)) * L_.GHp, 0);
+    comp.assign(L_.GHp, 0);
+    pack_int8_panels(K, L_.GHp, panel_cols, q.data(), rows.data(), panels.data(), comp.data());
+    scale.assign(L_.GHp, 0.0f);
+    for (int c = 0; c < L_.GHp; ++c) scale[c] = rows[c] >= 0 ? row_scale[rows[c]] : 0.0f;
+  };
+  one(w_ih, I_, wx8_, wx8_scale_, wx8_comp_);
+  one(w_hh, H_, wh8_, wh8_scale_, wh8_comp_);
+}
+
+void Int8Scratch::attach(ForwardArgs& a, long x_rows) {
+  if (!a.w.wh8 && !a.w.wh16p) return;
+  const long nbytes = x_rows * std::max(int8_row_bytes(a.I), bf16_pair_row_bytes(a.I));
+  ensure_size(bytes, static_cast<size_t>((nbytes + 3) / 4));
+  ensure_size(scales, static_cast<size_t>(x_rows));
+  a.xq = reinterpret_cast<uint8_t*>(bytes.data());
+  a.xq_scale = scales.data();
+}
+
 PackedView PackedWeights::view() const {
   PackedView v{wx_.data(), wh_.data(), wx_bwd_.data(), wh_bwd_.data(), bx_.data(), bh_.data(),
                wx16_.empty() ? nullptr : wx16_.data(), wh16_.empty() ? nullptr : wh16_.data(), nullptr, nullptr,
-               wh_n_bwd_.data(), peep_.data()};
+               wh_n_bwd_.data(), peep_.data(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+               wx16p_.empty() ? nullptr : wx16p_.data(), wh16p_.empty() ? nullptr : wh16p_.data(), dot_};
+  if (format_ == WeightFormat::int8) {
+    v.wx8 = wx8_.data();
+    v.wh8 = wh8_.data();
+    v.wx8_scale = wx8_scale_.data();
+    v.wh8_scale = wh8_scale_.data();
+    v.wx8_comp = wx8_comp_.data();
+    v.wh8_comp = wh8_comp_.data();
+    return v;
+  }
   if (step_weights_ && !wx16_.empty())
     v.wx16_step = L_.wx_step ? wx16_step_.data() : v.wx16;
   else if (step_weights_)
@@ -227,6 +289,7 @@ struct ForwardCall {
   std::vector<int> lens, order;  // lens: the caller's rows
   std::vector<long> row_start;
   AlignedBuffer gates, hs, cs, aux, xg;
+  Int8Scratch int8;
 };
 
 void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const float* x, const int* lengths,
@@ -272,6 +335,7 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   a.cs = lstm ? cs.data() : nullptr;
   a.aux = (training && w.cell() == CellKind::gru) || reset_before ? aux.data() : nullptr;
   a.xg = R.dense() ? nullptr : xg.data();
+  c.int8.attach(a, gate_rows);
 
   // Where each row's initial state goes: training, at the state its first step starts from (the
   // reverse direction starts at each row's last valid step); inference, in slot 0, and in a
@@ -317,7 +381,8 @@ void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
 
 // The team for two directions at once: what one would use, for each (within the user's limit).
 TeamPlan pair_team(const PackedWeights& w0, const PackedWeights& w1, int B, int T) {
-  if (w0.isa() != w1.isa()) throw std::invalid_argument("both directions must be packed for the same ISA");
+  if (w0.isa() != w1.isa() || w0.format() != w1.format() || w0.dot_products() != w1.dot_products())
+    throw std::invalid_argument("both directions must be packed for the same ISA and weight format");
   if (w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size())
     throw std::invalid_argument("both directions must have the same input and hidden sizes");
   TeamPlan plan = team_for(w0, B, T);

@@ -11,6 +11,8 @@
 
 namespace rnnfast {
 
+constexpr int kInt8MaxK = 65536;  // int8 sums of K <= 65536 products of 255 * 127 fit in int32
+
 // 64-byte aligned float storage (SIMD loads, no false sharing of cache lines at the start).
 class AlignedBuffer {
  public:
@@ -32,14 +34,16 @@ class PackedWeights {
  public:
   // Arrays in PyTorch layout: w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H) or null.
   // with_backward also packs the transposed copies that backward needs.
-  // bf16_weights keeps the input and recurrent weights as bfloat16 (half the bytes each step, for
-  // latency-bound inference; results then differ from float32 weights by ~1e-3 relative).
+  // format (inference only) narrows the input and recurrent weights: bfloat16 (half the bytes each
+  // step; ~1e-3 relative difference) or int8 (a quarter; per-output-channel scales, activations
+  // quantized per row and step, kernels/gemm_int8.h; ~1e-2).
   // step_weights also packs W_ih per hidden block for one-step forwards (streams, cells), where
   // the ISA's GEMM panels are not already laid out that way: one phase per step instead of two.
   // variant: peephole (LSTM; w_p then holds p_i, p_f, p_o as (3, H)) or reset_before (GRU).
   PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
-                const float* b_ih, const float* b_hh, bool with_backward, Isa isa, bool bf16_weights = false,
-                bool step_weights = false, CellVariant variant = {}, const float* w_p = nullptr);
+                const float* b_ih, const float* b_hh, bool with_backward, Isa isa,
+                WeightFormat format = WeightFormat::float32, bool step_weights = false, CellVariant variant = {},
+                const float* w_p = nullptr);
 
   CellKind cell() const { return cell_; }
   CellVariant variant() const { return L_.variant; }
@@ -47,19 +51,37 @@ class PackedWeights {
   int input_size() const { return I_; }
   int hidden_size() const { return H_; }
   bool has_backward() const { return with_backward_; }
-  bool bf16_weights() const { return !wx16_.empty(); }
+  WeightFormat format() const { return format_; }
+  // Whether the forward runs on the CPU's dot-product instructions (decided when packed).
+  bool dot_products() const { return dot_; }
   bool step_weights() const { return step_weights_; }
   const Layout& layout() const { return L_; }
   PackedView view() const;
 
  private:
+  void pack_int8(const float* w_ih, const float* w_hh);
+  void pack_bf16_pairs(const float* w_ih, const float* w_hh);
+
   CellKind cell_;
   Isa isa_;
   int I_, H_;
   bool with_backward_, step_weights_;
+  WeightFormat format_;
+  bool dot_ = false;
   Layout L_;
   AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, wx_step_, wh_n_bwd_, bx_, bh_, peep_;
   std::vector<uint16_t> wx16_, wh16_, wx16_step_;
+  std::vector<uint16_t> wx16p_, wh16p_;  // bfloat16 pairs for vdpbf16ps, kernels/gemm_bf16.h
+  std::vector<int8_t> wx8_, wh8_;  // int8 panels, kernels/gemm_int8.h
+  std::vector<float> wx8_scale_, wh8_scale_;
+  std::vector<int32_t> wx8_comp_, wh8_comp_;
+};
+
+// The scratch of a forward with int8 weights (quantized rows of x and their scales);
+// attach() points a's fields at it, sized for x_rows input rows at a time. No-op for other weights.
+struct Int8Scratch {
+  AlignedBuffer bytes, scales;
+  void attach(ForwardArgs& a, long x_rows);
 };
 
 // Grows a buffer to at least n floats; keeps it (and its already-mapped pages) otherwise.

@@ -17,6 +17,8 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
       throw std::invalid_argument("layer " + std::to_string(k) + " input size does not match the layer below");
     if (w.cell() != layers_[0]->cell()) throw std::invalid_argument("all layers of a stream must use the same cell");
     if (w.isa() != layers_[0]->isa()) throw std::invalid_argument("all layers of a stream must use the same ISA");
+    if (w.format() != layers_[0]->format() || w.dot_products() != layers_[0]->dot_products())
+      throw std::invalid_argument("all layers of a stream must use the same weight format");
     const Layout& L = w.layout();
     const size_t slot = static_cast<size_t>(B_) * L.Hp;
     LayerBuffers b;
@@ -32,6 +34,7 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     a.hs = b.hs.data();
     a.cs = b.cs.data();
     a.aux = b.aux.data();
+    b.int8.attach(a, B_);
     buf_.push_back(std::move(b));
     args_.push_back(a);
   }

@@ -32,6 +32,7 @@ class Stream {
  private:
   struct LayerBuffers {
     AlignedBuffer gates, hs, cs, y, aux;  // hs/cs: two padded slots; the state lives in slot `slot_`
+    Int8Scratch int8;
   };
   float* state_h(size_t k) const { return buf_[k].hs.data() + slot_ * static_cast<size_t>(B_) * layers_[k]->layout().Hp; }
   float* state_c(size_t k) const {

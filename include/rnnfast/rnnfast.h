@@ -73,6 +73,14 @@ RNNFAST_API int rnnfast_model_is_bidirectional(const rnnfast_model* model);
 RNNFAST_API const char* rnnfast_model_metadata(const rnnfast_model* model, const char* key);
 /* The UTF-8 text of token `id` when the file holds a vocabulary (export(..., vocab=)), else NULL. */
 RNNFAST_API const char* rnnfast_model_vocab_token(const rnnfast_model* model, int id);
+/* The format the recurrent weights compute in: "float32", "bfloat16" or "int8" (per-output-channel
+ * int8 weights, activations quantized per row and step; ~1e-2 relative difference), as exported
+ * (rnnfast.export of a model after set_inference_weights), or NULL for a null model. */
+RNNFAST_API const char* rnnfast_model_inference_weights(const rnnfast_model* model);
+/* Repack the recurrent weights in `weights` (one of the names above; the file keeps float32, so
+ * any format can be chosen). Streams created before keep the weights they were created with.
+ * Not while other threads use the model. On failure the model is unchanged. */
+RNNFAST_API int rnnfast_model_set_inference_weights(rnnfast_model* model, const char* weights);
 
 /* Whole sequences. x: (T, B, input_size) floats; ids: (T, B) token ids in [0, vocab_size).
  * lengths: B values in [1, T] or NULL (all T); steps past a length give zeros (RNN), the head's

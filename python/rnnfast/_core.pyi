@@ -24,6 +24,8 @@ class CpuInfo(TypedDict):
     team: dict[str, Union[float, bool]]  # sync_ns, wake_us, spin_us, measured
     default_threads: dict[str, Union[int, float]]  # threads, affinity, online, cgroup_quota, mpi_local_ranks
     cache_bytes: dict[str, Union[int, str]]  # l1d, l2, l3, source
+    dot_products: dict[str, bool]  # avx512_vnni, avx_vnni, avx512_bf16 (this CPU), enabled
+    weight_kernels: dict[str, str]  # per inference weight format: what its forward runs now
 
 def cpu_info() -> CpuInfo:
     """The instruction set in use, the ones this CPU runs, the thread count (and its maximum), the thread team's measured
@@ -31,6 +33,10 @@ def cpu_info() -> CpuInfo:
 def set_isa(name: Isa, /) -> None:
     """Use this instruction set's kernels (ValueError if unknown or not supported by this CPU)."""
 def get_isa() -> str: ...
+def set_dot_products(enabled: bool, /) -> None:
+    """Whether weights packed from now on use the CPU's dot-product instructions (VNNI, AVX512_BF16) where it
+    has them; False runs the exact integer / widening fallbacks (tests)."""
+def get_dot_products() -> bool: ...
 def set_num_threads(n: int, /) -> None:
     """Kernel threads, 1 to cpu_info()['max_threads'] (else ValueError; TypeError for a non-integer)."""
 def get_num_threads() -> int: ...
@@ -44,8 +50,8 @@ class PackedWeights:
     def __init__(self, cell: Cell, w_ih: F32, w_hh: F32, b_ih: Optional[F32], b_hh: Optional[F32],
                  with_backward: bool = False, weights: str = "float32",
                  step: bool = False, peephole: Optional[F32] = None, linear_before_reset: bool = True) -> None:
-        """w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H,) or None; weights 'float32' or
-        'bfloat16' (inference only). ``with_backward`` also packs
+        """w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H,) or None; weights 'float32', 'bfloat16' or
+        'int8' (the last two inference only). ``with_backward`` also packs
         what backward needs; ``step`` packs for one-step forwards (streams, cells). ``peephole``:
         a peephole LSTM's (3, H) p_i, p_f, p_o; ``linear_before_reset=False``: Cho et al.'s GRU."""
     @property
@@ -54,6 +60,9 @@ class PackedWeights:
     def linear_before_reset(self) -> bool: ...
     @property
     def weights(self) -> str: ...
+    @property
+    def kernel(self) -> str:
+        """Which products the forward runs: e.g. 'avx512 int8 vnni', 'avx2 int8 exact'."""
     @property
     def step(self) -> bool: ...
     @property

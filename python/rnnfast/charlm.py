@@ -139,6 +139,8 @@ def _parser():
                    help="drop characters the model's vocabulary lacks (counted in the output) instead of "
                         "stopping with an error")
     e.add_argument("--threads", type=int, help="kernel threads")
+    e.add_argument("--weights", choices=("float32", "bfloat16", "int8"), default="float32",
+                   help="inference weights of the recurrent layers (set_inference_weights; default float32)")
     e.set_defaults(func=_cmd_eval)
     return p
 
@@ -664,12 +666,14 @@ def _cmd_eval(a) -> int:
     ids = _encode_known(vocab, text, label, hint="--skip-unknown drops them (and says how many)")
     _threads(a.threads)
     model.eval()
+    model.rnn.set_inference_weights(a.weights)
     stream = _scoring_stream(ids, hp, label)
     loss = _evaluate(model, stream)["val_loss"]
     scored = len(stream) * stream.batch_size * stream.seq_len
     print(f"{label}: {_loss_text(loss)} over {scored:,} of its {len(ids):,} characters "
           f"({stream.batch_size} streams x {stream.stream_len:,}; checkpoint step {ckpt.step})"
-          + (f"; {dropped:,} unknown characters dropped before scoring" if dropped else ""), file=sys.stdout)
+          + (f"; {dropped:,} unknown characters dropped before scoring" if dropped else "")
+          + (f"; {a.weights} inference weights" if a.weights != "float32" else ""), file=sys.stdout)
     return 0
 
 

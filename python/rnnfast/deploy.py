@@ -16,6 +16,9 @@ language needs only the safetensors header:
 - ``config``: the Python model's constructor arguments as JSON (for :func:`load`)
 - ``vocab`` (optional): the token strings by id as a JSON array, for applications that read or
   write text (``rnnfast_model_vocab_token`` in the C API)
+- ``inference_weights``: ``float32``, ``bfloat16`` or ``int8``, the format the recurrent weights
+  compute in (the module's ``set_inference_weights``); the arrays stay float32, so a reader may
+  choose another (``rnnfast_model_set_inference_weights``). Absent (older files): ``float32``.
 
 Arrays (float32): ``rnn.weight_ih_l{k}[_reverse]``, ``rnn.weight_hh_l{k}[_reverse]``,
 ``rnn.bias_ih_l{k}[_reverse]``, ``rnn.bias_hh_l{k}[_reverse]`` in PyTorch layout and gate order
@@ -96,9 +99,9 @@ def _describe(module):
     else:
         raise TypeError("export: module: expected an nn.RNN, nn.LSTM, nn.GRU, models.LanguageModel or "
                         f"models.SequenceClassifier, got {type(module).__name__}")
-    check_float32_weights(rnn, "export")
     arrays.update(_recurrent_arrays(rnn))
     meta = dict(format=FORMAT, format_version="1", precision="float32", model=kind,
+                inference_weights=getattr(rnn, "inference_weights", "float32"),
                 cell=rnn.cell, input_size=str(rnn.input_size), hidden_size=str(rnn.hidden_size),
                 num_layers=str(rnn.num_layers), bidirectional=str(int(rnn.bidirectional)),
                 vocab_size=str(vocab), output_size=str(out), pooling=pooling, config=json.dumps(config))
@@ -123,12 +126,12 @@ def _variant_config(rnn) -> dict:
 
 
 def check_float32_weights(rnn, where: str) -> None:
-    """Deployment formats hold float32 weights only: a model set to bfloat16 inference weights would
-    compute differently once exported, so it is refused rather than silently widened."""
+    """ONNX holds float32 weights only: a model set to bfloat16 or int8 inference weights would compute
+    differently once exported, so it is refused rather than silently widened."""
     if getattr(rnn, "inference_weights", "float32") != "float32":
-        raise ValueError(f"{where}: module: uses {rnn.inference_weights} inference weights, which the deployment "
-                         "formats (rnnfast file, C API, ONNX) do not have; call set_inference_weights('float32') "
-                         "before exporting")
+        raise ValueError(f"{where}: module: uses {rnn.inference_weights} inference weights, which the ONNX "
+                         "export does not have; call set_inference_weights('float32') before exporting (the "
+                         "rnnfast deployment file, rnnfast.export, records them)")
 
 
 def _vocab_field(vocab, vocab_size: int) -> str:
@@ -207,4 +210,6 @@ def load(path):
         if target in own:  # bias=False layers have no bias parameter (the file holds zeros)
             state[target] = a
     module.load_state_dict(state)
+    rnn = module if kind == "rnn" else module.rnn
+    rnn.set_inference_weights(meta.get("inference_weights", "float32"))
     return module.eval()

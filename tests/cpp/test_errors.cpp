@@ -25,7 +25,9 @@ int main() {
   CHECK_THROWS(std::invalid_argument, PackedWeights(CellKind::lstm, I, -1, wi.data(), wh.data(), nullptr, nullptr,
                                                     false, isa), "hidden_size -1");
   CHECK_THROWS(std::invalid_argument, PackedWeights(CellKind::lstm, I, H, wi.data(), wh.data(), nullptr, nullptr,
-                                                    true, isa, true), "bfloat16 weights with backward");
+                                                    true, isa, WeightFormat::bfloat16), "bfloat16 weights with backward");
+  CHECK_THROWS(std::invalid_argument, PackedWeights(CellKind::lstm, I, H, wi.data(), wh.data(), nullptr, nullptr,
+                                                    true, isa, WeightFormat::int8), "int8 weights with backward");
   // Far more memory than any machine has: an exception, not an abort (the weights are never read).
   CHECK_THROWS(std::bad_alloc, PackedWeights(CellKind::lstm, INT_MAX / 2, 1 << 20, wi.data(), wh.data(), nullptr,
                                              nullptr, true, isa), "a 2^60-float layer");

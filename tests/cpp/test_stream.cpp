@@ -26,7 +26,7 @@ void test_stream(CellKind cell, Isa isa, int T, int B, int I, int H, int L, bool
                       check::randn(rng, size_t(G) * H), check::randn(rng, size_t(G) * H)});
     const Layer& l = layers.back();
     packed.push_back(std::make_shared<PackedWeights>(cell, in, H, l.w_ih.data(), l.w_hh.data(), l.b_ih.data(),
-                                                     l.b_hh.data(), false, isa, false, step_weights));
+                                                     l.b_hh.data(), false, isa, WeightFormat::float32, step_weights));
   }
   const std::vector<float> x = check::randn(rng, size_t(T) * B * I, 1.0f);
 

@@ -2,12 +2,6 @@
 // over the valid (t, row) pairs in a fixed order, split across threads by output element only.
 #pragma once
 
-// PyTorch row (gate g, unit j) of internal gate column c, or -1 for a padding column.
-static inline int torch_row(int c, int G, int NB, int H) {
-  const int jb = c / (G * NB), rem = c % (G * NB), g = rem / NB, j = jb * NB + rem % NB;
-  return j < H ? g * H + j : -1;
-}
-
 // Pack panels [p_lo, p_hi) of a K x N block of dG (contiguous rows, N a multiple of W) and, when
 // colsum is given, add each column's values to it in row order (the bias gradient, for free).
 template <int NV>

@@ -9,6 +9,7 @@
 #include "core/cells/lstm.h"
 #include "core/cells/gru.h"
 #include "core/kernels/peak.h"
+#include "core/kernels/forward_entry.h"
 
 template <class Cell>
 static Layout layout_for(CellVariant variant, int I, int H) {
@@ -125,17 +126,6 @@ static void pack(CellKind cell, const Layout& L, int I, int H, const float* w_ih
   }
 }
 
-static void forward_on(const ForwardArgs& a, PhaseRunner& phases) {
-  switch (a.cell) {
-    case CellKind::lstm:
-      return a.L.variant.peephole ? forward_sequence<LstmT<true>>(a, phases) : forward_sequence<Lstm>(a, phases);
-    case CellKind::gru:
-      return a.L.variant.reset_before ? forward_sequence<GruResetBefore>(a, phases) : forward_sequence<Gru>(a, phases);
-    case CellKind::rnn_relu: return forward_sequence<Rnn<true>>(a, phases);
-    default: return forward_sequence<Rnn<false>>(a, phases);
-  }
-}
-
 static void backward_on(const BackwardArgs& a, PhaseRunner& phases) {
   switch (a.cell) {
     case CellKind::lstm:
@@ -148,18 +138,8 @@ static void backward_on(const BackwardArgs& a, PhaseRunner& phases) {
   }
 }
 
-static void forward(const ForwardArgs* layers, int n, TeamPlan team) {
-  in_team(team, [&](PhaseRunner& phases) {
-    for (int k = 0; k < n; ++k) forward_on(layers[k], phases);
-  });
-}
-
 static void backward(const BackwardArgs& a) {
   in_team(a.team, [&](PhaseRunner& phases) { backward_on(a, phases); });
-}
-
-static void forward_pair(const ForwardArgs& a0, const ForwardArgs& a1, TeamPlan team) {
-  in_two_teams(team, [&](PhaseRunner& p) { forward_on(a0, p); }, [&](PhaseRunner& p) { forward_on(a1, p); });
 }
 
 static void backward_pair(const BackwardArgs& a0, const BackwardArgs& a1, TeamPlan team) {
@@ -179,6 +159,7 @@ static void gemm(int M, int N, int K, const float* A, long lda, const float* B, 
 }
 
 const IsaKernels& kernels() {
-  static const IsaKernels table{layout, pack, forward, backward, forward_pair, backward_pair, gemm, gemm_work_size};
+  static const IsaKernels table{layout, pack, forward, backward, forward_pair, backward_pair, gemm, gemm_work_size,
+                                int8_products};
   return table;
 }

@@ -2,6 +2,7 @@
  * by several threads (each with its own stream) gives the single-thread results.
  * Usage: check_errors FIXTURE_DIR (from make_fixtures.py). */
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,33 @@ static void bad_arguments(void) {
   rnnfast_model_free(NULL), rnnfast_stream_free(NULL), rnnfast_stream_reset(NULL);
 }
 
+/* inference weights: the file's format, changed by a call; a bad name leaves the model as it was */
+static void inference_weights(void) {
+  rnnfast_model* m = NULL;
+  float x[6 * 3 * 5], y32[6 * 3 * 7], y8[6 * 3 * 7], y[6 * 3 * 7];
+  for (int i = 0; i < 6 * 3 * 5; ++i) x[i] = (float)((i * 37) % 11) / 5.0f - 1.0f;
+  expect(rnnfast_model_load(fixture("lstm2.rnnfast"), &m), RNNFAST_OK, "", "load lstm2");
+  if (strcmp(rnnfast_model_inference_weights(m), "float32") != 0 || rnnfast_model_inference_weights(NULL) != NULL)
+    printf("FAIL inference weights of a float32 file\n"), ++failures;
+  expect(rnnfast_model_forward(m, x, 6, 3, NULL, y32), RNNFAST_OK, "", "float32 forward");
+  expect(rnnfast_model_set_inference_weights(m, "int4"), RNNFAST_ERROR_ARGUMENT,
+         "weights: expected \"float32\", \"bfloat16\" or \"int8\", got \"int4\"", "unknown weights");
+  expect(rnnfast_model_set_inference_weights(NULL, "int8"), RNNFAST_ERROR_ARGUMENT, "model: expected a pointer",
+         "null model");
+  expect(rnnfast_model_set_inference_weights(m, NULL), RNNFAST_ERROR_ARGUMENT, "weights: expected a pointer",
+         "null weights");
+  expect(rnnfast_model_set_inference_weights(m, "int8"), RNNFAST_OK, "", "to int8");
+  if (strcmp(rnnfast_model_inference_weights(m), "int8") != 0) printf("FAIL not int8\n"), ++failures;
+  expect(rnnfast_model_forward(m, x, 6, 3, NULL, y8), RNNFAST_OK, "", "int8 forward");
+  double diff = 0.0;
+  for (int i = 0; i < 6 * 3 * 7; ++i) diff = fmax(diff, fabs((double)y8[i] - y32[i]));
+  if (!(diff > 0.0 && diff < 5e-2)) printf("FAIL int8 differs from float32 by %g\n", diff), ++failures;
+  expect(rnnfast_model_set_inference_weights(m, "float32"), RNNFAST_OK, "", "back to float32");
+  expect(rnnfast_model_forward(m, x, 6, 3, NULL, y), RNNFAST_OK, "", "float32 again");
+  if (memcmp(y, y32, sizeof y) != 0) printf("FAIL float32 after int8 differs\n"), ++failures;
+  rnnfast_model_free(m);
+}
+
 /* threads: one model, each thread its own stream and forward calls, compared with the main thread's */
 enum { kThreads = 4, kSteps = 50, kB = 2 };
 static rnnfast_model* shared;
@@ -173,6 +201,7 @@ int main(int argc, char** argv) {
   bad_files();
   damaged_files();
   bad_arguments();
+  inference_weights();
   threads();
   printf("%d failures\n", failures);
   return failures ? 1 : 0;

@@ -1,6 +1,6 @@
 /* The C API against Python's outputs on exported models (fixtures from make_fixtures.py):
  * forward with ragged lengths, stream steps (features and tokens), stream state, reset.
- * Usage: check_outputs FIXTURE_DIR. Exit status 0 when every case matches to 1e-5. */
+ * Usage: check_outputs FIXTURE_DIR. Exit status 0 when every case matches to 1e-5 (q_*: 2e-3). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,10 @@ static void* read_all(const char* dir, const char* name, const char* ext, size_t
   return p;
 }
 
+/* Reduced-precision cases (q_*): Python's float rounding on another ISA may move one value of h
+ * across an int8 quantization (or bfloat16 rounding) boundary: a difference of one quantum. */
+static double tolerance(const char* name) { return strncmp(name, "q_", 2) == 0 ? 2e-3 : 1e-5; }
+
 static void compare(const char* name, const char* what, const float* got, const float* want, size_t n) {
   double worst = 0.0;
   size_t at = 0;
@@ -34,7 +38,7 @@ static void compare(const char* name, const char* what, const float* got, const 
     const double err = fabs((double)got[i] - want[i]) / (1.0 + fabs(want[i]));
     if (!(err <= worst)) worst = err, at = i;  /* NaN counts as the worst */
   }
-  if (!(worst <= 1e-5)) {
+  if (!(worst <= tolerance(name))) {
     printf("FAIL %s %s: element %zu is %.8g, Python gave %.8g\n", name, what, at, got[at], want[at]);
     ++failures;
   } else {
@@ -55,6 +59,12 @@ static void run_case(const char* dir, const char* name, int T, int B, int S, int
   rnnfast_model* m = NULL;
   check(rnnfast_model_load(path, &m), path);
   const int tokens = rnnfast_model_vocab_size(m) > 0;
+  const char* weights = rnnfast_model_inference_weights(m);
+  if (!weights || strcmp(weights, rnnfast_model_metadata(m, "inference_weights")) != 0) {
+    printf("FAIL %s: inference weights %s, the file says %s\n", name, weights ? weights : "NULL",
+           rnnfast_model_metadata(m, "inference_weights"));
+    ++failures;
+  }
   const int in = rnnfast_model_input_size(m), out = rnnfast_model_output_size(m);
   const int per_seq = rnnfast_model_kind_of(m) == RNNFAST_MODEL_SEQUENCE_CLASSIFIER;
   const size_t x_n = (size_t)T * B * (tokens ? 1 : in), y_n = per_seq ? (size_t)B * out : (size_t)T * B * out;

@@ -23,8 +23,9 @@ def flat_state(state):
     return np.concatenate([s.ravel() for s in state]) if isinstance(state, tuple) else state.ravel()
 
 
-def write(out, name, module, kind, T, B, S, SB, rng, features=None, vocab=None):
+def write(out, name, module, kind, T, B, S, SB, rng, features=None, vocab=None, weights="float32"):
     module.eval()
+    (module if kind == "rnn" else module.rnn).set_inference_weights(weights)
     rnnfast.export(module, os.path.join(out, name + ".rnnfast"))
     lengths = rng.integers(1, T + 1, B).astype(np.int32)
     lengths[0] = T
@@ -107,6 +108,11 @@ def main(out):
               features=5),
         write(out, "gru_bi_residual", nn.GRU(4, 5, num_layers=2, bidirectional=True, residual=True, seed=12), "rnn",
               5, 3, 0, 1, rng, features=4),
+        # reduced precision (names q_*: the C test allows one quantum of difference across ISAs)
+        write(out, "q_lstm_int8", nn.LSTM(6, 20, num_layers=2, seed=11), "rnn", 5, 3, 4, 2, rng, features=6,
+              weights="int8"),
+        write(out, "q_lm_gru_bf16", LanguageModel(9, 5, 11, num_layers=1, cell="gru", seed=12), "lm", 4, 2, 3, 1, rng,
+              vocab=9, weights="bfloat16"),
     ]
     with open(os.path.join(out, "cases.txt"), "w") as f:
         f.writelines(lines)

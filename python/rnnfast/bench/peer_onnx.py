@@ -82,6 +82,19 @@ def build_model(cell: str, state_dict, input_size: int, hidden_size: int, nonlin
     return model
 
 
+def quantized(model):
+    """The model with its LSTM as ORT's DynamicQuantizeLSTM (int8 weights, dynamic activations)."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as d:
+        onnx.save(model, f"{d}/float.onnx")
+        quantize_dynamic(f"{d}/float.onnx", f"{d}/int8.onnx", weight_type=QuantType.QInt8)
+        return onnx.load(f"{d}/int8.onnx")
+
+
 def make_session(model, threads: int, stop_spinning: bool = True):
     """``stop_spinning=False`` keeps ORT's default (its pool spins after run()), as most users have it."""
     ort = _import()
@@ -100,18 +113,21 @@ def make_session(model, threads: int, stop_spinning: bool = True):
 class _Case:
     engine = "onnxruntime"
 
-    def __init__(self, cell: str, spec: Spec, weights, data: dict, threads: int, stop_spinning: bool = True):
+    def __init__(self, cell: str, spec: Spec, weights, data: dict, threads: int, stop_spinning: bool = True,
+                 quantize: bool = False):
         if spec.layers > 1 or spec.bidirectional:
             raise Unsupported("the ONNX peer builds one unidirectional layer")
-        self.session = make_session(build_model(cell, weights, spec.input_size, spec.H), threads, stop_spinning)
+        self.cell = cell
+        model = build_model(cell, weights, spec.input_size, spec.H)
+        self.session = make_session(quantized(model) if quantize else model, threads, stop_spinning)
         self.cell = cell = VARIANT_CELLS.get(cell, (cell,))[0]
         names = ["initial_h", "initial_c"] if cell == "lstm" else ["initial_h"]
         self.zeros = {n: np.zeros((1, spec.B, spec.H), np.float32) for n in names}
 
 
 class InferenceCase(_Case):
-    def __init__(self, cell, spec, weights, data, threads, stop_spinning: bool = True):
-        super().__init__(cell, spec, weights, data, threads, stop_spinning)
+    def __init__(self, cell, spec, weights, data, threads, stop_spinning: bool = True, quantize: bool = False):
+        super().__init__(cell, spec, weights, data, threads, stop_spinning, quantize)
         self.feed = dict(self.zeros, X=data["x"])
 
     def run(self):
@@ -128,8 +144,8 @@ class InferenceCase(_Case):
 class StreamCase(_Case):
     """seq_len 1 per call, the final states fed back as the next initial states."""
 
-    def __init__(self, cell, spec, weights, data, threads):
-        super().__init__(cell, spec, weights, data, threads)
+    def __init__(self, cell, spec, weights, data, threads, quantize: bool = False):
+        super().__init__(cell, spec, weights, data, threads, quantize=quantize)
         self.xs = [np.ascontiguousarray(data["x"][t:t + 1]) for t in range(spec.T)]
         self.state_out = ["Y_h", "Y_c"] if self.cell == "lstm" else ["Y_h"]
 

@@ -10,10 +10,10 @@ import tempfile
 
 import numpy as np
 
-from . import compare, peer_onnx, peer_torch
+from . import compare, peer_onnx, peer_torch, reduced
 from .configs import OTHER_GROUPS
 
-COLUMNS = (("config", 36), ("cell", 5), ("engine", 13), ("median", 10), ("iqr", 9), ("min", 10), ("GFLOP/s", 8),
+COLUMNS = (("config", 36), ("cell", 5), ("engine", 17), ("median", 10), ("iqr", 9), ("min", 10), ("GFLOP/s", 8),
            ("%peak", 6), ("speed-up", 9), ("check", 0))
 
 
@@ -159,6 +159,7 @@ def print_all(result: dict, out) -> None:
         for entry in result["results"]:
             print_rows(entry, out)
         print_summary(result["results"], out)
+        reduced.print_ratios(result["results"], out)
     if result.get("memory"):
         print_memory(result["memory"], result["settings"]["engines"], out)
     if result.get("scaling"):
@@ -175,14 +176,15 @@ def print_rows(entry: dict, out) -> None:
         print(_fixed(row_cells(entry, name, e)), file=out)
 
 
-OUR_ENGINES = ("rnnfast.torch",)  # rnnfast's own kernels behind another API: never "the faster peer"
+# rnnfast's own kernels behind another API, and the reduced-precision engines: never "the faster peer"
+OUR_ENGINES = ("rnnfast.torch",) + reduced.ENGINES
 
 
 def speedups(results: list[dict]) -> list[dict]:
     """Per (config, cell): rnnfast's speed-up over each peer and over the faster peer (correct peers only)."""
     rows = []
     for r in results:
-        peers = {n: e for n, e in r["engines"].items() if n != "rnnfast"}
+        peers = {n: e for n, e in r["engines"].items() if n != "rnnfast" and n not in reduced.ENGINES}
         vs = {n: e.get("speedup") for n, e in peers.items()}
         ok = [e["speedup"] for n, e in peers.items()
               if n not in OUR_ENGINES and e.get("speedup") and e.get("status") == "ok"]
@@ -280,6 +282,7 @@ def markdown(result: dict) -> str:
         lines += _md_table(["config", "cell"] + [f"vs {p}" for p in peers] + ["vs faster peer"],
                            [[r["label"], r["cell"]] + [_ratio(r["vs"].get(p)) for p in peers] + [_ratio(r["best"])]
                             for r in sp]) + [""]
+        lines += reduced.markdown_lines(result["results"])
     mem = result.get("memory")
     if mem:
         engines = result["settings"]["engines"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import compare, configs, engine_dropin, engine_rnnfast, peer_onnx, peer_torch, report, timing
+from . import compare, configs, engine_dropin, engine_rnnfast, peer_onnx, peer_torch, reduced, report, timing
 from .configs import Spec, Unsupported
 
-ENGINES = ("rnnfast", "torch", "onnxruntime", "rnnfast.torch")  # the last: our kernels behind torch.autograd
+DEFAULT_ENGINES = ("rnnfast", "torch", "onnxruntime", "rnnfast.torch")  # the last: our kernels behind torch.autograd
+ENGINES = DEFAULT_ENGINES + reduced.ENGINES  # int8 / bfloat16 engines: opt-in
 FACTORIES = {"rnnfast": engine_rnnfast.make_case, "torch": peer_torch.make_case,
-             "onnxruntime": peer_onnx.make_case, "rnnfast.torch": engine_dropin.make_case}
+             "onnxruntime": peer_onnx.make_case, "rnnfast.torch": engine_dropin.make_case, **reduced.FACTORIES}
 
 
 def _csv(value: str) -> list[str]:
@@ -33,7 +34,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "its own weights, inference and train at --model-shape; repeatable")
     p.add_argument("--model-shape", default="64:100", metavar="B:T",
                    help="batch size and sequence length for --model (default 64:100)")
-    p.add_argument("--engines", type=_csv, default=list(ENGINES), help="comma-separated subset of " + ",".join(ENGINES))
+    p.add_argument("--engines", type=_csv, default=list(DEFAULT_ENGINES),
+                   help=f"comma-separated subset of {','.join(ENGINES)} (default {','.join(DEFAULT_ENGINES)}; the "
+                        "int8/bf16 engines run inference and stream configurations)")
     p.add_argument("--repeat", type=int, default=None, help="timed samples per engine (default 15, --quick 3)")
     p.add_argument("--min-sample-time", type=float, default=None,
                    help="seconds: tiny calls are repeated within one sample up to this (default 0.02, --quick 0)")
@@ -135,7 +138,7 @@ def run_one(spec: Spec, cell: str, args) -> dict:
     entry["reference"] = ref
     for name in outputs:
         check = dict(reference=True) if name == ref else \
-            compare.compare(outputs[ref], outputs[name], compare.TOLERANCE)
+            compare.compare(outputs[ref], outputs[name], getattr(cases[name], "tolerance", compare.TOLERANCE))
         entry["engines"][name] = dict(status="ok" if check.get("ok", True) else "MISMATCH", check=check)
     del outputs
     if cases:

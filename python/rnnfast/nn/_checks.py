@@ -53,3 +53,13 @@ def as_lengths(value, batch: int, max_len: int) -> np.ndarray:
         bad = int(arr.min()) if arr.min() < 1 else int(arr.max())
         raise ValueError(f"lengths: expected values in [1, {max_len}] (the sequence length), got {bad}")
     return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+WEIGHT_FORMATS = ("float32", "bfloat16", "int8")
+
+
+def check_weights(value, name: str = "weights") -> str:
+    """An inference weight format name (see RNNBase.set_inference_weights)."""
+    if not isinstance(value, str) or value not in WEIGHT_FORMATS:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, WEIGHT_FORMATS))}, got {value!r}")
+    return value

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from .. import _core
-from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, as_lengths, check_int, private_copy
+from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, as_lengths, check_int, check_weights, private_copy
 from .module import DropoutRng, Module, Parameter, accumulating
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -29,7 +29,7 @@ class _PackCache:
             linear_before_reset=True):
         """step: also pack for one-step forwards (streams, cells; see _core.PackedWeights).
         peephole: an LSTM's (3, H) peephole Parameter, or None; linear_before_reset=False: Cho's GRU."""
-        key = (_core.get_isa(), with_backward, weights, step, linear_before_reset) + \
+        key = (_core.get_isa(), _core.get_dot_products(), with_backward, weights, step, linear_before_reset) + \
             tuple((id(p.data), p.version) for p in (*params, peephole) if p is not None)
         with self._lock:
             if self._key != key:
@@ -136,14 +136,13 @@ class RNNBase(DropoutRng, Module):
             self._free_caches.append(caches)
 
     def set_inference_weights(self, weights: str) -> "RNNBase":
-        """Weight format of eval-mode forwards: 'float32' (default, PyTorch parity) or 'bfloat16'
-        (opt-in: half the bytes read per step, ~1e-3 relative difference). It pays off only at
-        small batch once the weights outgrow L2; measured here, B=1 T=100: LSTM H=512 6.1 -> 4.0 ms,
-        GRU H=512 unchanged, LSTM H=256 15% slower; B=64 LSTM H=512 26% slower. Training always
-        uses float32."""
-        if weights not in ("float32", "bfloat16"):
-            raise ValueError(f"weights: expected 'float32' or 'bfloat16', got {weights!r}")
-        self.inference_weights = weights
+        """Weight format of eval-mode forwards (and the default of :meth:`stream`): 'float32'
+        (default, PyTorch parity), 'bfloat16' (half the bytes read per step, ~1e-3 relative
+        difference) or 'int8' (a quarter: symmetric per-output-channel weights, x and h quantized
+        per row and step, u8 x s8 products summed exactly in int32; ~1e-2 relative difference).
+        Where the CPU has them the products run on VNNI (int8) and AVX512_BF16 (bfloat16) dot
+        products; ``rnnfast.cpu_info()['weight_kernels']`` says which. Training always uses float32."""
+        self.inference_weights = check_weights(weights)
         return self
 
     def extra_repr(self) -> str:
@@ -170,11 +169,11 @@ class RNNBase(DropoutRng, Module):
             s += ", residual=True"
         return s
 
-    def stream(self, batch_size: int = 1, weights: str = "float32"):
-        """A :class:`Stream` for step-by-step inference with this model's current weights
-        (``weights="bfloat16"``: half the bytes per step, ~1e-3 relative difference; opt-in)."""
+    def stream(self, batch_size: int = 1, weights: str | None = None):
+        """A :class:`Stream` for step-by-step inference with this model's current weights, in the
+        format of ``weights`` (None: the module's, :meth:`set_inference_weights`)."""
         from .stream import Stream
-        return Stream(self, batch_size, weights)
+        return Stream(self, batch_size, self.inference_weights if weights is None else weights)
 
 
     # helpers -------------------------------------------------------------------------

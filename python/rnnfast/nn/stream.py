@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ._checks import as_float_array, check_int
+from ._checks import as_float_array, check_int, check_weights
 from .recurrent import pack_weights
 
 
@@ -17,10 +17,15 @@ class Stream:
     one model may be used from different threads at once; one stream is not thread-safe.
 
     ``weights="bfloat16"`` keeps the input and recurrent weight matrices as bfloat16 (biases and
-    all arithmetic stay float32; results differ from float32 weights by ~1e-3 relative). A step
-    then reads half the bytes but widens every weight it loads, so it pays off when the weights
-    do not fit in the cores' L2 caches. Measured here (2 threads, B=1): LSTM H=512 150 -> 79 us
-    per step; LSTM H=256 unchanged (17 us); GRU/RNN H=256 and LSTM H=128 ~15% slower. Opt-in.
+    the cell's arithmetic stay float32; ~3e-3 relative difference). Where the CPU has AVX512_BF16
+    the products run on ``vdpbf16ps`` (activations rounded to bfloat16 too); elsewhere each weight
+    is widened to float32, which pays off only when the weights do not fit in the cores' L2 caches
+    (measured before the dot-product path, 2 threads, B=1: LSTM H=512 150 -> 79 us per step; GRU/RNN
+    H=256 and LSTM H=128 ~15% slower). Speed of both paths: benchmarks/RESULTS.md.
+
+    ``weights="int8"`` quantizes them to int8 (per output channel; x and h quantized per row and
+    step; ~1e-2 relative difference), a quarter of the bytes, on VNNI dot products where the CPU
+    has them. The default is the model's ``inference_weights``.
 
     A step runs every layer in one parallel region and copies no state; each layer's tile
     projects its own block of the input (weights packed for single steps), so a layer costs
@@ -33,13 +38,11 @@ class Stream:
             raise ValueError(f"stream: a {model.direction} model needs the whole sequence (its future); "
                              "use forward() instead")
         self.batch_size = check_int(batch_size, "batch_size")
-        if weights not in ("float32", "bfloat16"):
-            raise ValueError(f"weights: expected 'float32' or 'bfloat16', got {weights!r}")
-        self.weights = weights
+        self.weights = weights = check_weights(weights)
         if weights == "float32":
             packed = [model._packed(k, 0, False, step=True) for k in range(model.num_layers)]
         else:  # a private narrowed copy: the model's own cache stays float32
-            packed = [pack_weights(model.cell, model._layer_params[k][0], False, "bfloat16", True,
+            packed = [pack_weights(model.cell, model._layer_params[k][0], False, weights, True,
                                    model._peep_params[k][0], model.linear_before_reset)
                       for k in range(model.num_layers)]
         self._core = _core.Stream(packed, self.batch_size, model.residual)
