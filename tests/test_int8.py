@@ -224,3 +224,16 @@ def test_streams_and_forwards_in_parallel_threads(weights):
 
     for i, got in enumerate(in_threads(run, 6)):
         np.testing.assert_array_equal(got, expected_bi[i] if i % 3 == 2 else expected[i])
+
+
+def test_cell_variants_refuse_int8_and_widen_bfloat16():
+    """The int8 loop runs PyTorch's cells: a peephole LSTM or Cho's GRU says so instead of running
+    something else; their bfloat16 weights take the widening path."""
+    x = randn(np.random.default_rng(0), 4, 2, 6)
+    for m in (LSTM(6, 20, peepholes=True, seed=1).eval(), GRU(6, 20, linear_before_reset=False, seed=1).eval()):
+        with pytest.raises(ValueError, match="int8 weights: not available for peephole LSTMs or GRU"):
+            m.set_inference_weights("int8")(x)
+        y32, _ = m.set_inference_weights("float32")(x)
+        y16, _ = m.set_inference_weights("bfloat16")(x)
+        assert m._pack_caches[0][0]._packed.kernel.endswith("bfloat16 widening")
+        assert 0 < np.abs(y16 - y32).max() < 1e-2
