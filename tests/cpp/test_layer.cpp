@@ -134,9 +134,9 @@ void test_pair(const Problem& p, Isa isa) {
   Result g0(p), g1(p);
   std::vector<float> dx(p.x.size()), dh0(2 * s), dc0(2 * s);
   DirectionBackward b0{&w0, &c0, dy2.data(), nullptr, nullptr, dh0.data(), lstm ? dc0.data() : nullptr,
-                       g0.gwi.data(), g0.gwh.data(), g0.gbi.data(), g0.gbh.data()};
+                       g0.gwi.data(), g0.gwh.data(), g0.gbi.data(), g0.gbh.data(), nullptr};
   DirectionBackward b1{&w1, &c1, dy2.data() + p.H, nullptr, nullptr, dh0.data() + s, lstm ? dc0.data() + s : nullptr,
-                       g1.gwi.data(), g1.gwh.data(), g1.gbi.data(), g1.gbh.data()};
+                       g1.gwi.data(), g1.gwh.data(), g1.gbi.data(), g1.gbh.data(), nullptr};
   layer_backward_pair(b0, b1, p.x.data(), 2 * p.H, dx.data());
   std::vector<float> dx_sum(p.x.size(), 0.0f);
   for (int d = 0; d < 2; ++d) {
