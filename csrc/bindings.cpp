@@ -77,15 +77,20 @@ TrainCache* cache_arg(py::handle obj, const char* name) {
   return obj.is_none() ? nullptr : &object_arg<TrainCache>(obj, name, "TrainCache or None");
 }
 
-// (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh) of one direction, as a tuple or list.
-py::sequence grads_arg(py::handle obj, const char* name) {
+// (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh[, grad_w_hr or grad_layer_norm]) of one direction,
+// as a tuple or list; the fifth exactly when the layer has a projection or layer norm.
+py::sequence grads_arg(py::handle obj, const char* name, bool proj, bool ln) {
+  const std::string want = proj ? "(grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr)"
+                           : ln ? "(grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_layer_norm)"
+                                : "(grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)";
   if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
-    throw py::type_error(std::string(name) + ": expected a tuple (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), got " +
-                         describe(obj));
+    throw py::type_error(std::string(name) + ": expected a tuple " + want + ", got " + describe(obj));
   py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
   if (seq.size() != 4 && seq.size() != 5)
     throw py::value_error(std::string(name) + ": expected 4 arrays (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh) "
                           "and a peephole LSTM's grad_w_p, got " + std::to_string(seq.size()));
+  if ((proj || ln) && seq.size() != 5)
+    throw py::value_error(std::string(name) + ": expected 5 arrays " + want + ", got " + std::to_string(seq.size()));
   return seq;
 }
 
@@ -105,7 +110,8 @@ struct ReferenceProblem {
   CellKind cell;
   long T, B, I, H, G;
   std::vector<py::object> keep;  // owners of the pointers below
-  const R *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0;
+  long P;  // columns of h: the projection's rows (w_hr), else H
+  const R *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0, *w_hr, *ln;
   const int* lengths;
 
   const R* w_p = nullptr;
@@ -113,17 +119,26 @@ struct ReferenceProblem {
 
   ReferenceProblem(py::handle cell_o, py::handle x_o, py::handle lengths_o, py::handle w_ih_o, py::handle w_hh_o,
                    py::handle b_ih_o, py::handle b_hh_o, py::handle h0_o, py::handle c0_o, py::handle peephole_o,
-                   py::handle linear_before_reset_o)
+                   py::handle linear_before_reset_o, py::handle w_hr_o, py::handle ln_o)
       : cell(cell_from_name(cell_o)) {
     const std::vector<long> xs = dims_arg(x_o, "x", 3, "(T, B, I)"), whs = dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)");
     T = int_size(xs[0], "x.shape[0]"), B = int_size(xs[1], "x.shape[1]"), I = int_size(xs[2], "x.shape[2]");
-    H = int_size(whs[1], "w_hh.shape[1]"), G = gate_count(cell);
+    H = int_size(whs[1], "w_hh.shape[1]"), G = gate_count(cell), P = H;
+    if (!w_hr_o.is_none()) {  // LSTM projection: w_hr (P, H), w_hh (G*H, P)
+      const std::vector<long> wrs = dims_arg(w_hr_o, "w_hr", 2, "(proj_size, H)");
+      if (cell != CellKind::lstm) throw py::value_error("w_hr: a projection needs cell 'lstm'");
+      P = int_size(wrs[0], "w_hr.shape[0]"), H = int_size(wrs[1], "w_hr.shape[1]");
+    }
     x = required(x_o, "x", {T, B, I});
     w_ih = required(w_ih_o, "w_ih", {G * H, I});
-    w_hh = required(w_hh_o, "w_hh", {G * H, H});
+    w_hh = required(w_hh_o, "w_hh", {G * H, P});
+    w_hr = optional_ptr<R>(w_hr_o, "w_hr", {P, H}, keep);
+    if (!ln_o.is_none() && (cell != CellKind::lstm || w_hr))
+      throw py::value_error("ln: layer norm needs cell 'lstm' without a projection");
+    ln = optional_ptr<R>(ln_o, "ln", {18 * H}, keep);
     b_ih = optional_ptr<R>(b_ih_o, "b_ih", {G * H}, keep);
     b_hh = optional_ptr<R>(b_hh_o, "b_hh", {G * H}, keep);
-    h0 = optional_ptr<R>(h0_o, "h0", {B, H}, keep);
+    h0 = optional_ptr<R>(h0_o, "h0", {B, P}, keep);
     c0 = optional_ptr<R>(c0_o, "c0", {B, H}, keep);
     if (!peephole_o.is_none() && cell != CellKind::lstm) throw py::value_error("peephole: only an LSTM has peepholes");
     w_p = optional_ptr<R>(peephole_o, "peephole", {3, H}, keep);
@@ -148,11 +163,14 @@ struct ReferenceProblem {
 template <class R>
 py::tuple reference_forward_py(py::handle cell_o, py::handle x_o, py::handle lengths_o, bool reverse,
                                py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
-                               py::handle h0_o, py::handle c0_o, py::handle peephole_o, py::handle lbr_o) {
-  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o, peephole_o, lbr_o);
-  py::array_t<R> y({p.T, p.B, p.H}), hn({p.B, p.H}), cn({p.B, p.H});
+                               py::handle h0_o, py::handle c0_o, py::handle peephole_o, py::handle lbr_o,
+                               py::handle w_hr_o, py::handle ln_o) {
+  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o, peephole_o, lbr_o, w_hr_o,
+                        ln_o);
+  py::array_t<R> y({p.T, p.B, p.P}), hn({p.B, p.P}), cn({p.B, p.H});
   reference_forward<R>(p.cell, p.T, p.B, p.I, p.H, p.x, p.lengths, reverse, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0,
-                       p.c0, y.mutable_data(), hn.mutable_data(), cn.mutable_data(), p.w_p, p.reset_before);
+                       p.c0, y.mutable_data(), hn.mutable_data(), cn.mutable_data(), p.w_p, p.reset_before,
+                       static_cast<int>(p.P), p.w_hr, p.ln);
   return py::make_tuple(y, hn, cn);
 }
 
@@ -160,23 +178,27 @@ template <class R>
 py::dict reference_backward_py(py::handle cell_o, py::handle x_o, py::handle lengths_o, bool reverse,
                                py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o, py::handle b_hh_o,
                                py::handle h0_o, py::handle c0_o, py::handle dy_o, py::handle dhn_o, py::handle dcn_o,
-                               py::handle peephole_o, py::handle lbr_o) {
-  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o, peephole_o, lbr_o);
-  const long T = p.T, B = p.B, I = p.I, H = p.H, G = p.G;
-  const R* dy = p.required(dy_o, "dy", {T, B, H});
-  const R* dhn = optional_ptr<R>(dhn_o, "dhn", {B, H}, p.keep);
+                               py::handle peephole_o, py::handle lbr_o, py::handle w_hr_o, py::handle ln_o) {
+  ReferenceProblem<R> p(cell_o, x_o, lengths_o, w_ih_o, w_hh_o, b_ih_o, b_hh_o, h0_o, c0_o, peephole_o, lbr_o, w_hr_o,
+                        ln_o);
+  const long T = p.T, B = p.B, I = p.I, H = p.H, G = p.G, P = p.P;
+  const R* dy = p.required(dy_o, "dy", {T, B, P});
+  const R* dhn = optional_ptr<R>(dhn_o, "dhn", {B, P}, p.keep);
   const R* dcn = optional_ptr<R>(dcn_o, "dcn", {B, H}, p.keep);
-  py::array_t<R> dx({T, B, I}), dh0({B, H}), dc0({B, H}), gwi({G * H, I}), gwh({G * H, H}), gbi({G * H}), gbh({G * H});
-  py::array_t<R> gwp({3L, H});
-  for (auto* a : {&gwi, &gwh, &gbi, &gbh, &gwp}) std::fill(a->mutable_data(), a->mutable_data() + a->size(), R(0));
+  py::array_t<R> dx({T, B, I}), dh0({B, P}), dc0({B, H}), gwi({G * H, I}), gwh({G * H, P}), gbi({G * H}), gbh({G * H});
+  py::array_t<R> gwp({3L, H}), gwr({P, H}), gln({18 * H});
+  for (auto* a : {&gwi, &gwh, &gbi, &gbh, &gwp, &gwr, &gln})
+    std::fill(a->mutable_data(), a->mutable_data() + a->size(), R(0));
   reference_backward<R>(p.cell, T, B, I, H, p.x, p.lengths, reverse, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0, p.c0, dy,
                         dhn, dcn, dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), gwi.mutable_data(),
                         gwh.mutable_data(), gbi.mutable_data(), gbh.mutable_data(), p.w_p, p.reset_before,
-                        gwp.mutable_data());
+                        gwp.mutable_data(), static_cast<int>(P), p.w_hr, gwr.mutable_data(), p.ln, gln.mutable_data());
   py::dict out;
   out["dx"] = dx, out["dh0"] = dh0, out["dc0"] = dc0, out["w_ih"] = gwi, out["w_hh"] = gwh, out["b_ih"] = gbi,
   out["b_hh"] = gbh;
   if (p.w_p) out["w_p"] = gwp;
+  if (p.w_hr) out["w_hr"] = gwr;
+  if (p.ln) out["ln"] = gln;
   return out;
 }
 
@@ -264,13 +286,31 @@ PYBIND11_MODULE(_core, m) {
   checked_tp_new(packed_weights);
   packed_weights.def(py::init([](py::handle cell_o, py::handle w_ih_o, py::handle w_hh_o, py::handle b_ih_o,
                        py::handle b_hh_o, py::handle with_backward_o, py::handle weights_o, py::handle step_o,
-                       py::handle peephole_o, py::handle linear_before_reset_o) {
+                       py::handle peephole_o, py::handle linear_before_reset_o, py::handle w_hr_o,
+                       py::handle ln_o) {
              const CellKind cell = cell_from_name(cell_o);
-             const long H = dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)")[1], I = dims_arg(w_ih_o, "w_ih", 2, "(G*H, I)")[1];
+             // With a projection w_hr (P, H) (LSTM proj_size), w_hh is (G*H, P).
+             const bool proj = !w_hr_o.is_none();
+             const long H = proj ? dims_arg(w_hr_o, "w_hr", 2, "(proj_size, H)")[1]
+                                 : dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)")[1];
+             const long P = proj ? dims_arg(w_hr_o, "w_hr", 2, "(proj_size, H)")[0] : H;
+             const long I = dims_arg(w_ih_o, "w_ih", 2, "(G*H, I)")[1];
              const long G = gate_count(cell);
+             if (proj && cell != CellKind::lstm) throw py::value_error("w_hr: a projection needs cell 'lstm'");
+             const std::vector<long> whs = dims_arg(w_hh_o, "w_hh", 2, "(G*H, H)");
+             if (!proj && cell == CellKind::lstm && whs[0] % G == 0 && whs[0] / G > whs[1])
+               throw py::value_error("w_hh: expected shape " + shape_str({G * whs[1], whs[1]}) + ", got " +
+                                     shape_str(whs) + " (a projected LSTM's W_hh (G*H, proj_size) needs w_hr)");
+             if (proj && (P < 1 || P >= H))
+               throw py::value_error("w_hr: expected proj_size (rows) in [1, hidden_size=" + std::to_string(H) +
+                                     "), got " + std::to_string(P));
              std::vector<py::object> keep;
              auto wi = checked<float>(w_ih_o, "w_ih", {G * H, I});
-             auto wh = checked<float>(w_hh_o, "w_hh", {G * H, H});
+             auto wh = checked<float>(w_hh_o, "w_hh", {G * H, P});
+             const float* whr = optional_ptr<float>(w_hr_o, "w_hr", {P, H}, keep);
+             if (!ln_o.is_none() && (cell != CellKind::lstm || proj))
+               throw py::value_error("layer_norm: needs cell 'lstm' without a projection (w_hr)");
+             const float* ln = optional_ptr<float>(ln_o, "layer_norm", {18 * H}, keep);
              const float* bi = optional_ptr<float>(b_ih_o, "b_ih", {G * H}, keep);
              const float* bh = optional_ptr<float>(b_hh_o, "b_hh", {G * H}, keep);
              const bool with_backward = bool_arg(with_backward_o, "with_backward"), step = bool_arg(step_o, "step");
@@ -288,18 +328,21 @@ PYBIND11_MODULE(_core, m) {
              WeightFormat format;
              if (!weight_format_from_name(weights, &format))
                throw py::value_error("weights: expected 'float32', 'bfloat16' or 'int8', got '" + weights + "'");
+             if (ln && format != WeightFormat::float32)
+               throw py::value_error("weights: layer_norm needs 'float32'");
              const int Ii = int_size(I, "w_ih.shape[1]"), Hi = int_size(H, "w_hh.shape[1]");
              std::shared_ptr<PackedWeights> p;
              const Isa isa = active_isa();
              run_released([&] {
                p = std::make_shared<PackedWeights>(cell, Ii, Hi, wi.data(), wh.data(), bi, bh, with_backward, isa,
-                                                   format, step, variant, wp);
+                                                   format, step, variant, wp, proj ? static_cast<int>(P) : 0, whr, ln);
              });
              return p;
            }),
            py::arg("cell"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
            py::arg("with_backward") = false, py::arg("weights") = "float32", py::arg("step") = false,
-           py::arg("peephole") = py::none(), py::arg("linear_before_reset") = true)
+           py::arg("peephole") = py::none(), py::arg("linear_before_reset") = true, py::arg("w_hr") = py::none(),
+           py::arg("layer_norm") = py::none())
       .def_property_readonly("peephole", [](const PackedWeights& p) { return p.variant().peephole; })
       .def_property_readonly("linear_before_reset", [](const PackedWeights& p) { return !p.variant().reset_before; })
       .def_property_readonly("weights", [](const PackedWeights& p) { return std::string(weight_format_name(p.format())); })
@@ -310,6 +353,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("cell", [](const PackedWeights& p) { return std::string(cell_name(p.cell())); })
       .def_property_readonly("input_size", &PackedWeights::input_size)
       .def_property_readonly("hidden_size", &PackedWeights::hidden_size)
+      .def_property_readonly("proj_size", &PackedWeights::proj_size)
+      .def_property_readonly("layer_norm", &PackedWeights::layer_norm)
       .def_property_readonly("has_backward", &PackedWeights::has_backward);
 
   // A unique_ptr holder: pybind11 then allocates nothing after the object, so running out of memory
@@ -325,18 +370,19 @@ PYBIND11_MODULE(_core, m) {
           const PackedWeights& w = packed_arg(w_o, "packed");
           const std::vector<long> xs = dims_arg(x_o, "x", 3, "(T, B, I)");
           const long T = int_size(xs[0], "x.shape[0]"), B = int_size(xs[1], "x.shape[1]"), H = w.hidden_size();
+          const long P = w.state_size();  // columns of h and y (proj_size, or H)
           const bool reverse = bool_arg(reverse_o, "reverse");
           TrainCache* cache = cache_arg(cache_o, "cache");
           auto xa = checked<float>(x_o, "x", {T, B, w.input_size()});
           const long ldy = dims_arg(y_o, "y", 3, "(T, B, ldy)")[2];
-          const long y_offset = int_arg(y_offset_o, "y_offset", 0, ldy - H);
+          const long y_offset = int_arg(y_offset_o, "y_offset", 0, ldy - P);
           auto ya = checked<float>(y_o, "y", {T, B, ldy}, true);
           no_overlap(y_o, "y", x_o, "x");
           std::vector<py::object> keep;
           const int* lens = optional_ptr<int>(lengths_o, "lengths", {B}, keep);
-          const float* h0 = optional_ptr<float>(h0_o, "h0", {B, H}, keep);
+          const float* h0 = optional_ptr<float>(h0_o, "h0", {B, P}, keep);
           const float* c0 = optional_ptr<float>(c0_o, "c0", {B, H}, keep);
-          auto hn = checked<float>(hn_o, "hn", {B, H}, true);
+          auto hn = checked<float>(hn_o, "hn", {B, P}, true);
           float* cn = optional_out<float>(cn_o, "cn", {B, H}, keep);
           if (w.cell() == CellKind::lstm && !cn) throw py::value_error("cn: required for an LSTM");
           std::unique_ptr<InUse> busy(cache ? new InUse(cache, "cache (a TrainCache)") : nullptr);
@@ -352,7 +398,7 @@ PYBIND11_MODULE(_core, m) {
         [](py::handle w_o, py::handle cache_o, py::handle x_o, py::handle dy_o, py::handle dy_offset_o,
            py::handle dhn_o, py::handle dcn_o, py::handle dx_o, py::handle dx_accumulate_o, py::handle dh0_o,
            py::handle dc0_o, py::handle gwi_o, py::handle gwh_o, py::handle gbi_o, py::handle gbh_o,
-           py::handle gwp_o) {
+           py::handle gwp_o, py::handle gwr_o, py::handle gln_o) {
           const PackedWeights& w = packed_arg(w_o, "packed");
           TrainCache& cache = object_arg<TrainCache>(cache_o, "cache", "TrainCache");
           InUse busy(&cache, "cache (a TrainCache)");
@@ -360,34 +406,39 @@ PYBIND11_MODULE(_core, m) {
             throw py::value_error("backward: no training forward to differentiate (run forward in train mode; "
                                   "backward runs once per forward)");
           const long T = cache.T, B = cache.B, H = w.hidden_size(), I = w.input_size(), G = gate_count(w.cell());
+          const long P = w.state_size();
           const bool dx_accumulate = bool_arg(dx_accumulate_o, "dx_accumulate");
           auto x = checked<float>(x_o, "x", {T, B, I});
           const long ldy = dims_arg(dy_o, "dy", 3, "(T, B, ldy)")[2];
-          const long dy_offset = int_arg(dy_offset_o, "dy_offset", 0, ldy - H);
+          const long dy_offset = int_arg(dy_offset_o, "dy_offset", 0, ldy - P);
           auto dya = checked<float>(dy_o, "dy", {T, B, ldy});
           std::vector<py::object> keep;
-          const float* dhn = optional_ptr<float>(dhn_o, "dhn", {B, H}, keep);
+          const float* dhn = optional_ptr<float>(dhn_o, "dhn", {B, P}, keep);
           const float* dcn = optional_ptr<float>(dcn_o, "dcn", {B, H}, keep);
           auto dx = checked<float>(dx_o, "dx", {T, B, I}, true);
           no_overlap(dx_o, "dx", dy_o, "dy");
           no_overlap(dx_o, "dx", x_o, "x");
-          auto dh0 = checked<float>(dh0_o, "dh0", {B, H}, true);
+          auto dh0 = checked<float>(dh0_o, "dh0", {B, P}, true);
           float* dc0 = optional_out<float>(dc0_o, "dc0", {B, H}, keep);
           auto gwi = checked<float>(gwi_o, "grad_w_ih", {G * H, I}, true);
-          auto gwh = checked<float>(gwh_o, "grad_w_hh", {G * H, H}, true);
+          auto gwh = checked<float>(gwh_o, "grad_w_hh", {G * H, P}, true);
           float* gbi = optional_out<float>(gbi_o, "grad_b_ih", {G * H}, keep);
           float* gbh = optional_out<float>(gbh_o, "grad_b_hh", {G * H}, keep);
           float* gwp = peephole_grad_arg(w, gwp_o, keep);
+          float* gwr = w.proj_size() ? optional_out<float>(gwr_o, "grad_w_hr", {P, H}, keep) : nullptr;
+          if (w.proj_size() && !gwr) throw py::value_error("grad_w_hr: required with a projection (proj_size > 0)");
+          float* gln = w.layer_norm() ? optional_out<float>(gln_o, "grad_layer_norm", {18 * H}, keep) : nullptr;
+          if (w.layer_norm() && !gln) throw py::value_error("grad_layer_norm: required with layer norm");
           run_released([&] {
             layer_backward(w, cache, x.data(), dya.data() + dy_offset, ldy, dhn, dcn, dx.mutable_data(),
                            dx_accumulate, dh0.mutable_data(), dc0, gwi.mutable_data(), gwh.mutable_data(), gbi, gbh,
-                           gwp);
+                           gwp, gwr, gln);
           });
         },
         py::arg("packed"), py::arg("cache"), py::arg("x"), py::arg("dy"), py::arg("dy_offset"), py::arg("dhn"),
         py::arg("dcn"), py::arg("dx"), py::arg("dx_accumulate"), py::arg("dh0"), py::arg("dc0"),
         py::arg("grad_w_ih"), py::arg("grad_w_hh"), py::arg("grad_b_ih"), py::arg("grad_b_hh"),
-        py::arg("grad_w_p") = py::none());
+        py::arg("grad_w_p") = py::none(), py::arg("grad_w_hr") = py::none(), py::arg("grad_layer_norm") = py::none());
 
   m.def("layer_forward_pair",
         [](py::handle w0_o, py::handle w1_o, py::handle x_o, py::handle lengths_o, py::handle h0_o,
@@ -396,34 +447,37 @@ PYBIND11_MODULE(_core, m) {
           const PackedWeights &w0 = packed_arg(w0_o, "packed0"), &w1 = packed_arg(w1_o, "packed1");
           const std::vector<long> xs = dims_arg(x_o, "x", 3, "(T, B, I)");
           const long T = int_size(xs[0], "x.shape[0]"), B = int_size(xs[1], "x.shape[1]"), H = w0.hidden_size();
+          const long P = w0.state_size();
           TrainCache *cache0 = cache_arg(cache0_o, "cache0"), *cache1 = cache_arg(cache1_o, "cache1");
           if ((cache0 == nullptr) != (cache1 == nullptr)) throw py::value_error("cache0, cache1: give both or neither");
           if (cache0 && cache0 == cache1) throw py::value_error("cache1: must be another TrainCache than cache0");
           if (w0.cell() != w1.cell()) throw py::value_error("packed1: both directions must use the same cell");
-          if (w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size())
-            throw py::value_error("packed1: both directions must have the same input and hidden sizes");
+          if (w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size() ||
+              w0.state_size() != w1.state_size())
+            throw py::value_error("packed1: both directions must have the same input, hidden and projection sizes");
           auto xa = checked<float>(x_o, "x", {T, B, w0.input_size()});
-          auto y = checked<float>(y_o, "y", {T, B, 2 * H}, true);
+          auto y = checked<float>(y_o, "y", {T, B, 2 * P}, true);
           no_overlap(y_o, "y", x_o, "x");
           std::vector<py::object> keep;
           const int* lens = optional_ptr<int>(lengths_o, "lengths", {B}, keep);
-          const float* h0 = optional_ptr<float>(h0_o, "h0", {2, B, H}, keep);
+          const float* h0 = optional_ptr<float>(h0_o, "h0", {2, B, P}, keep);
           const float* c0 = optional_ptr<float>(c0_o, "c0", {2, B, H}, keep);
-          auto hn = checked<float>(hn_o, "hn", {2, B, H}, true);
+          auto hn = checked<float>(hn_o, "hn", {2, B, P}, true);
           float* cn = optional_out<float>(cn_o, "cn", {2, B, H}, keep);
           if (w0.cell() == CellKind::lstm && !cn) throw py::value_error("cn: required for an LSTM");
-          const long s = B * H;
+          const long s = B * H, sp = B * P;
           DirectionForward d[2];
           for (int k = 0; k < 2; ++k)
-            d[k] = {k ? &w1 : &w0, direction_rows(h0, s, k), direction_rows(c0, s, k), y.mutable_data() + k * H,
-                    direction_rows(hn.mutable_data(), s, k), direction_rows(cn, s, k), k ? cache1 : cache0};
+            d[k] = {k ? &w1 : &w0, direction_rows(h0, sp, k), direction_rows(c0, s, k), y.mutable_data() + k * P,
+                    direction_rows(hn.mutable_data(), sp, k), direction_rows(cn, s, k), k ? cache1 : cache0};
           std::unique_ptr<InUse> busy0(cache0 ? new InUse(cache0, "cache0 (a TrainCache)") : nullptr);
           std::unique_ptr<InUse> busy1(cache1 ? new InUse(cache1, "cache1 (a TrainCache)") : nullptr);
-          run_released([&] { layer_forward_pair(d[0], d[1], T, B, xa.data(), lens, 2 * H); });
+          run_released([&] { layer_forward_pair(d[0], d[1], T, B, xa.data(), lens, 2 * P); });
         },
         py::arg("packed0"), py::arg("packed1"), py::arg("x"), py::arg("lengths"), py::arg("h0"), py::arg("c0"),
         py::arg("y"), py::arg("hn"), py::arg("cn"), py::arg("cache0"), py::arg("cache1"),
-        "Both directions of a bidirectional layer at once: h0, c0, hn, cn are (2, B, H), y is (T, B, 2H).");
+        "Both directions of a bidirectional layer at once: h0, hn are (2, B, P), c0, cn (2, B, H), y is (T, B, 2P)\n"
+        "(P: the proj_size, or H).");
 
   m.def("layer_backward_pair",
         [](py::handle w0_o, py::handle w1_o, py::handle cache0_o, py::handle cache1_o, py::handle x_o,
@@ -437,38 +491,46 @@ PYBIND11_MODULE(_core, m) {
           if (cache0.consumed || cache1.consumed)
             throw py::value_error("backward: no training forward to differentiate (run forward in train mode; "
                                   "backward runs once per forward)");
-          if (w0.cell() != w1.cell() || w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size())
-            throw py::value_error("packed1: both directions must have the same cell, input and hidden sizes");
+          if (w0.cell() != w1.cell() || w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size() ||
+              w0.state_size() != w1.state_size())
+            throw py::value_error("packed1: both directions must have the same cell, input, hidden and projection sizes");
           const long T = cache0.T, B = cache0.B, H = w0.hidden_size(), I = w0.input_size(), G = gate_count(w0.cell());
+          const long P = w0.state_size();
+          const bool proj = w0.proj_size() != 0, ln = w0.layer_norm();
+          if (ln != w1.layer_norm()) throw py::value_error("packed1: both directions must have layer norm or neither");
           auto x = checked<float>(x_o, "x", {T, B, I});
-          auto dy = checked<float>(dy_o, "dy", {T, B, 2 * H});
+          auto dy = checked<float>(dy_o, "dy", {T, B, 2 * P});
           std::vector<py::object> keep;
-          const float* dhn = optional_ptr<float>(dhn_o, "dhn", {2, B, H}, keep);
+          const float* dhn = optional_ptr<float>(dhn_o, "dhn", {2, B, P}, keep);
           const float* dcn = optional_ptr<float>(dcn_o, "dcn", {2, B, H}, keep);
           auto dx = checked<float>(dx_o, "dx", {T, B, I}, true);
           no_overlap(dx_o, "dx", dy_o, "dy");
           no_overlap(dx_o, "dx", x_o, "x");
-          auto dh0 = checked<float>(dh0_o, "dh0", {2, B, H}, true);
+          auto dh0 = checked<float>(dh0_o, "dh0", {2, B, P}, true);
           float* dc0 = optional_out<float>(dc0_o, "dc0", {2, B, H}, keep);
-          float* g[2][5];
+          float* g[2][6];
           for (int d = 0; d < 2; ++d) {
-            py::sequence gd = grads_arg(d ? grads1_o : grads0_o, d ? "grads1" : "grads0");
-            const py::object gp = gd.size() == 5 ? py::object(gd[4]) : py::object(py::none());
-            g[d][4] = peephole_grad_arg(d ? w1 : w0, gp, keep);
+            py::sequence gd = grads_arg(d ? grads1_o : grads0_o, d ? "grads1" : "grads0", proj, ln);
+            const py::object gp = gd.size() == 5 && !proj && !ln ? py::object(gd[4]) : py::object(py::none());
+            g[d][5] = peephole_grad_arg(d ? w1 : w0, gp, keep);
             keep.push_back(gd);
             g[d][0] = optional_out<float>(gd[0], "grad_w_ih", {G * H, I}, keep);
-            g[d][1] = optional_out<float>(gd[1], "grad_w_hh", {G * H, H}, keep);
+            g[d][1] = optional_out<float>(gd[1], "grad_w_hh", {G * H, P}, keep);
             if (!g[d][0] || !g[d][1]) throw py::value_error("grad_w_ih, grad_w_hh: required (got None)");
             g[d][2] = optional_out<float>(gd[2], "grad_b_ih", {G * H}, keep);
             g[d][3] = optional_out<float>(gd[3], "grad_b_hh", {G * H}, keep);
+            g[d][4] = proj ? optional_out<float>(gd[4], "grad_w_hr", {P, H}, keep)
+                           : ln ? optional_out<float>(gd[4], "grad_layer_norm", {18 * H}, keep) : nullptr;
+            if ((proj || ln) && !g[d][4])
+              throw py::value_error(std::string(proj ? "grad_w_hr" : "grad_layer_norm") + ": required (got None)");
           }
-          const long s = B * H;
+          const long s = B * H, sp = B * P;
           DirectionBackward d[2];
           for (int k = 0; k < 2; ++k)
-            d[k] = {k ? &w1 : &w0, k ? &cache1 : &cache0, dy.data() + k * H, direction_rows(dhn, s, k),
-                    direction_rows(dcn, s, k), direction_rows(dh0.mutable_data(), s, k), direction_rows(dc0, s, k),
-                    g[k][0], g[k][1], g[k][2], g[k][3], g[k][4]};
-          run_released([&] { layer_backward_pair(d[0], d[1], x.data(), 2 * H, dx.mutable_data()); });
+            d[k] = {k ? &w1 : &w0, k ? &cache1 : &cache0, dy.data() + k * P, direction_rows(dhn, sp, k),
+                    direction_rows(dcn, s, k), direction_rows(dh0.mutable_data(), sp, k), direction_rows(dc0, s, k),
+                    g[k][0], g[k][1], g[k][2], g[k][3], g[k][5], proj ? g[k][4] : nullptr, ln ? g[k][4] : nullptr};
+          run_released([&] { layer_backward_pair(d[0], d[1], x.data(), 2 * P, dx.mutable_data()); });
         },
         py::arg("packed0"), py::arg("packed1"), py::arg("cache0"), py::arg("cache1"), py::arg("x"), py::arg("dy"),
         py::arg("dhn"), py::arg("dcn"), py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("grads0"),
@@ -495,7 +557,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("layers"), py::arg("batch_size"), py::arg("residual") = false)
       .def("step",
            [](Stream& s, py::handle x_o, py::handle out_o) -> py::object {
-             const long B = s.batch(), I = s.input_size(), H = s.hidden_size();
+             const long B = s.batch(), I = s.input_size(), H = s.output_size();
              // Array-likes (lists, tuples) are converted; the converted array lives as long as x does.
              py::array x = py::array::ensure(x_o);
              if (!x)
@@ -533,7 +595,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("hidden_size", &Stream::hidden_size)
       .def("get_state", [](const Stream& s) -> py::object {
         InUse busy(&s, "this Stream");
-        py::array_t<float> h({(long)s.num_layers(), (long)s.batch(), (long)s.hidden_size()});
+        py::array_t<float> h({(long)s.num_layers(), (long)s.batch(), (long)s.output_size()});
         if (!s.has_cell_state()) {
           s.get_state(h.mutable_data(), nullptr);
           return std::move(h);
@@ -545,7 +607,7 @@ PYBIND11_MODULE(_core, m) {
       .def("set_state", [](Stream& s, py::handle h_o, py::handle c_o) {
         InUse busy(&s, "this Stream");
         const std::vector<long> shape{s.num_layers(), s.batch(), s.hidden_size()};
-        auto h = checked<float>(h_o, "h", shape);
+        auto h = checked<float>(h_o, "h", {s.num_layers(), s.batch(), s.output_size()});
         std::vector<py::object> keep;
         const float* c = optional_ptr<float>(c_o, "c", shape, keep);
         if (s.has_cell_state() && !c) throw py::value_error("c: an LSTM stream needs the cell state too");
@@ -592,28 +654,33 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("reference_forward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
                                 py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
-                                py::handle c0, py::handle peephole, py::handle lbr) {
+                                py::handle c0, py::handle peephole, py::handle lbr, py::handle w_hr, py::handle ln) {
     const bool reverse = bool_arg(reverse_o, "reverse");
     if (is_float64(x))
-      return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lbr);
-    return reference_forward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lbr);
+      return reference_forward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lbr,
+                                          w_hr, ln);
+    return reference_forward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lbr, w_hr,
+                                       ln);
   }, py::arg("cell"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("w_ih"), py::arg("w_hh"),
   py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::arg("peephole") = py::none(),
-  py::arg("linear_before_reset") = true,
+  py::arg("linear_before_reset") = true, py::arg("w_hr") = py::none(), py::arg("ln") = py::none(),
   "Scalar reference forward (float32 or float64): returns (y, h_n, c_n). peephole: an LSTM's (3, H) p_i, p_f, "
-  "p_o; linear_before_reset=False: Cho et al.'s GRU.");
+  "p_o; linear_before_reset=False: Cho et al.'s GRU; w_hr: the LSTM projection; ln (18H): the layer-normalised "
+  "LSTM's gains and biases.");
   m.def("reference_backward", [](py::handle cell, py::handle x, py::handle lengths, py::handle reverse_o,
                                  py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
                                  py::handle c0, py::handle dy, py::handle dhn, py::handle dcn, py::handle peephole,
-                                 py::handle lbr) {
+                                 py::handle lbr, py::handle w_hr, py::handle ln) {
     const bool reverse = bool_arg(reverse_o, "reverse");
     if (is_float64(x))
       return reference_backward_py<double>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn,
-                                           peephole, lbr);
+                                           peephole, lbr, w_hr, ln);
     return reference_backward_py<float>(cell, x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, dy, dhn, dcn,
-                                        peephole, lbr);
+                                        peephole, lbr, w_hr, ln);
   }, py::arg("cell"), py::arg("x"), py::arg("lengths"), py::arg("reverse"), py::arg("w_ih"), py::arg("w_hh"),
   py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::arg("dy"), py::arg("dhn"), py::arg("dcn"),
-  py::arg("peephole") = py::none(), py::arg("linear_before_reset") = true,
-  "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients (w_p for peepholes).");
+  py::arg("peephole") = py::none(), py::arg("linear_before_reset") = true, py::arg("w_hr") = py::none(),
+  py::arg("ln") = py::none(),
+  "Scalar reference backward: dict of dx, dh0, dc0 and parameter gradients (w_p for peepholes, w_hr and ln for "
+  "those options).");
 }

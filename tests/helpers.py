@@ -53,6 +53,20 @@ def torch_twin(torch, module):
     return twin
 
 
+def assert_gradients_match_differences(loss, p, grads, wrt, eps=1e-6):
+    """grads[wrt[name]] against central differences of loss(p) in every element of p[name] (float64)."""
+    for name, gname in wrt.items():
+        num = np.zeros_like(p[name])
+        for idx in np.ndindex(p[name].shape):
+            q = dict(p)
+            q[name] = p[name].copy()
+            q[name][idx] += eps
+            up = loss(q)
+            q[name][idx] -= 2 * eps
+            num[idx] = (up - loss(q)) / (2 * eps)
+        np.testing.assert_allclose(grads[gname], num, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
 def randn(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 

@@ -5,7 +5,7 @@ import pytest
 
 import rnnfast
 from rnnfast import _core
-from helpers import ISAS, randn, using_isa
+from helpers import ISAS, assert_gradients_match_differences, randn, using_isa
 
 CELLS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 # (T, B, I, H): batch 1, sequence length 1, hidden sizes off every SIMD width, a long-ish run.
@@ -185,17 +185,7 @@ def test_reference_gradients_match_finite_differences(cell, reverse):
     wrt = {"x": "dx", "h0": "dh0", "w_ih": "w_ih", "w_hh": "w_hh", "b_ih": "b_ih", "b_hh": "b_hh"}
     if cell == "lstm":
         wrt["c0"] = "dc0"
-    eps = 1e-6
-    for name, gname in wrt.items():
-        num = np.zeros_like(p[name])
-        for idx in np.ndindex(p[name].shape):
-            q = dict(p)
-            q[name] = p[name].copy()
-            q[name][idx] += eps
-            up = loss(q)
-            q[name][idx] -= 2 * eps
-            num[idx] = (up - loss(q)) / (2 * eps)
-        np.testing.assert_allclose(g[gname], num, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert_gradients_match_differences(loss, p, g, wrt)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -19,14 +19,15 @@ namespace avx512dot {
 #include "core/kernels/gemm.h"
 #include "core/kernels/phases.h"
 #include "core/kernels/grads.h"
-#include "core/kernels/sequence.h"
 #include "core/cells/rnn.h"
 #include "core/cells/lstm.h"
 #include "core/cells/gru.h"
+#include "core/kernels/sequence.h"
 #include "core/kernels/forward_entry.h"
 
 const IsaKernels& kernels() {
-  static const IsaKernels table{nullptr, nullptr, forward, nullptr, forward_pair, nullptr, nullptr, nullptr, int8_products};
+  static const IsaKernels table{nullptr, nullptr, nullptr,       forward, nullptr, forward_pair, nullptr,
+                                nullptr, nullptr, int8_products};
   return table;
 }
 }  // namespace avx512dot

@@ -33,6 +33,11 @@ struct CellVariant {
   bool peephole = false;      // LSTM, Gers & Schmidhuber 2000: i, f also see c_{t-1}, o sees c_t (diagonal)
   bool reset_before = false;  // GRU, Cho et al. 2014 (ONNX linear_before_reset=0): n = tanh(x_n + W_hn (r⊙h) + b_hn)
 };
+// The layer-normalised LSTM (Ba, Kiros & Hinton 2016): a = LN(x W_ihᵀ) + b_ih + LN(h W_hhᵀ) + b_hh,
+// each LN over the 4H gates, and h' = o * tanh(LN(c')). Its gains and biases are one array of 18H
+// floats, PyTorch gate order: input gain, input bias (4H each), recurrent gain, recurrent bias
+// (4H each), cell gain, cell bias (H each).
+constexpr double kLayerNormEps = 1e-5;  // as torch.nn.LayerNorm
 
 // How one ISA lays out a layer's weights and gate buffers. Gate buffers have GHp columns ordered
 // [hidden block][gate][unit in block] so that one tile holds every gate of its hidden units.
@@ -43,7 +48,9 @@ struct Layout {
   int Hp = 0;      // hidden size padded to a multiple of NB
   int GHp = 0;     // G * Hp: width of a gate row
   int NR = 0;      // panel width of the general GEMM
+  int P = 0;       // columns of h: the LSTM's proj_size, else H (the recurrent GEMM's K)
   long wx = 0, wh = 0, wx_bwd = 0, wh_bwd = 0;  // packed sizes in floats
+  long whr = 0, whr_bwd = 0;  // the projection W_hr (P x H) packed for forward and backward, or 0
   // W_ih packed per hidden block like wh, for single steps (0: the wx panels already are).
   long wx_step = 0;
   CellVariant variant;
@@ -69,6 +76,22 @@ struct PackedView {  // pointers into a PackedWeights (layer.h)
   // bfloat16 weights for vdpbf16ps (kernels/gemm_bf16.h; then wx16, wh16 are null), else null.
   const uint16_t *wx16p, *wh16p;
   bool dot;  // reduced precision on the CPU's dot-product instructions (VNNI / AVX512_BF16 twin)
+  // LSTM projection (h = W_hr m, m = o * tanh(c)): W_hrᵀ in panels over P columns, and W_hr in
+  // panels over H columns for backward; null without a projection.
+  const float *whr, *whr_bwd;
+  // Layer-normalised LSTM: gains and biases in gate-column order (zeros in the padding): input
+  // gain, input bias, recurrent gain, recurrent bias (GHp each), cell gain, cell bias (Hp each).
+  // Null without layer norm.
+  const float* ln;
+};
+
+// Buffers of the layer-normalised LSTM (null without): rec, the raw recurrent part of a step's
+// rows (B rows of GHp); in training, for each valid row (RowPlan): the normalised input and
+// recurrent parts (xhat, hhat: rows of GHp), the normalised c (chat: rows of Hp) and the three
+// 1/std (rstd: 3 per row). Backward: dn, the gradient of LN(c)'s output (rows of Hp); xhat is
+// overwritten with the gradient of the raw input part.
+struct LnBuffers {
+  float *rec, *xhat, *hhat, *chat, *rstd, *dn;
 };
 
 // Which batch rows each time step computes. A layer sorts its rows by length, longest first (a
@@ -99,7 +122,7 @@ struct ForwardArgs {
   RowPlan rows;
   float* xg;              // not dense: x's valid rows gathered (training: all, inference: a chunk's)
   bool reverse;
-  float* y;               // row (t, b) at y + (t*B + b)*ldy, H columns (b: the caller's row)
+  float* y;               // row (t, b) at y + (t*B + b)*ldy, L.P columns (b: the caller's row)
   long ldy;
   bool training;          // keep activations for backward
   float* gates;           // valid rows of GHp (inference: those of a chunk of steps)
@@ -109,7 +132,9 @@ struct ForwardArgs {
   int first_slot;         // inference: the slot (0 or 1) holding the initial state
   float* cs;              // LSTM cell states, same shape as hs
   float* aux;             // GRU training: recurrent part of n (reset_before: r⊙h), valid rows of Hp;
-                          // reset_before inference: r⊙h, B rows of Hp
+                          // reset_before inference: r⊙h, B rows of Hp; LSTM with a projection:
+                          // m = o * tanh(c) before it (training: valid rows, else B rows)
+  LnBuffers ln;
   // int8 and vdpbf16ps weights: the encoded rows of a chunk's x (chunk*B rows of the larger of
   // int8_row_bytes(I), bf16_pair_row_bytes(I)) and their scales (h is encoded per thread inside
   // the kernel, kernels/sequence_int8.h).
@@ -131,8 +156,12 @@ struct BackwardArgs {
   float* dx;              // (T, B, I), the caller's rows
   float* dx_rows;         // not dense: scratch for dx's valid rows (may be x: read before)
   bool dx_accumulate;
-  float *dh0, *dc0;       // (B, H); dc0 only for LSTM
+  float *dh0, *dc0;       // (B, L.P) and (B, H); dc0 only for LSTM
   float *gw_ih, *gw_hh, *gb_ih, *gb_hh;  // PyTorch layout, accumulated; biases may be null
+  float* gw_hr;           // projection: W_hr's gradient (P x H), accumulated; else null
+  float* dh_rows;         // projection: scratch, the gradient of each valid row's h (rows of Hp)
+  LnBuffers ln;           // the forward's (layer norm)
+  float* gln;             // layer norm: its gains' and biases' gradient (18H, kernel_api.h top), accumulated
   float* gates;           // in: activations from forward; out: gradient of pre-activations (input side)
   float* dgh;             // GRU: gradient of the recurrent pre-activations (like gates); else == gates
   const float *hs, *cs, *aux;  // from forward
@@ -146,12 +175,16 @@ struct BackwardArgs {
 };
 
 struct IsaKernels {
-  Layout (*layout)(CellKind cell, CellVariant variant, int I, int H);
-  // Packs PyTorch-layout weights (biases may be null; w_p: (3, H) peepholes i, f, o, or null) into
-  // the buffers of PackedView.
+  // P: the LSTM's proj_size, 0 for none.
+  Layout (*layout)(CellKind cell, CellVariant variant, int I, int H, int P);
+  // Packs PyTorch-layout weights (biases may be null; w_p: (3, H) peepholes i, f, o, or null;
+  // w_hr (P x H) only with a projection) into the buffers of PackedView.
   void (*pack)(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh,
-               const float* b_ih, const float* b_hh, const float* w_p, bool with_backward, float* wx, float* wh,
-               float* wx_bwd, float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx, float* bh, float* peep);
+               const float* b_ih, const float* b_hh, const float* w_p, const float* w_hr, bool with_backward,
+               float* wx, float* wh, float* wx_bwd, float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx,
+               float* bh, float* peep, float* whr, float* whr_bwd);
+  // ln (18H, PyTorch gate order) -> PackedView::ln's layout (4 GHp + 2 Hp floats).
+  void (*pack_ln)(const Layout& L, int H, const float* ln, float* out);
   // Layers one after another in one team call (their own team fields are ignored): a stack of
   // layers costs one call to the team, not one per layer.
   void (*forward)(const ForwardArgs* layers, int n, TeamPlan team);

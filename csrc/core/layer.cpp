@@ -44,7 +44,8 @@ std::vector<uint16_t> to_bf16(const float* src, size_t n) {
 
 PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
                              const float* b_ih, const float* b_hh, bool with_backward, Isa isa, WeightFormat format,
-                             bool step_weights, CellVariant variant, const float* w_p)
+                             bool step_weights, CellVariant variant, const float* w_p, int proj_size,
+                             const float* w_hr, const float* layer_norm)
     : cell_(cell), isa_(isa), I_(input_size), H_(hidden_size), with_backward_(with_backward),
       step_weights_(step_weights), format_(format) {
   if (format != WeightFormat::float32 && with_backward)
@@ -63,8 +64,17 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
     throw std::invalid_argument("peepholes are an LSTM variant and need their weights (3, H)");
   if (variant.reset_before && cell != CellKind::gru)
     throw std::invalid_argument("reset_before (linear_before_reset=False) is a GRU variant");
+  if (proj_size != 0 && (cell != CellKind::lstm || proj_size < 0 || proj_size >= hidden_size || !w_hr))
+    throw std::invalid_argument("proj_size: needs an LSTM, 0 < proj_size < hidden_size (" +
+                                std::to_string(hidden_size) + ") and w_hr; got " + std::to_string(proj_size));
+  if (proj_size != 0 && format != WeightFormat::float32)
+    throw std::invalid_argument("proj_size: only float32 weights are supported with a projection");
+  if (layer_norm && (cell != CellKind::lstm || proj_size != 0 || format != WeightFormat::float32))
+    throw std::invalid_argument("layer_norm: needs an LSTM without proj_size and with float32 weights");
+  if ((proj_size != 0 || layer_norm) && variant.peephole)
+    throw std::invalid_argument("proj_size, layer_norm: not with peepholes (not built yet)");
   const IsaKernels& k = kernels_for(isa);
-  L_ = k.layout(cell, variant, I_, H_);
+  L_ = k.layout(cell, variant, I_, H_, proj_size);
   wx_ = AlignedBuffer(L_.wx);
   wh_ = AlignedBuffer(L_.wh);
   if (with_backward) {
@@ -76,11 +86,18 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
   if (variant.peephole) peep_ = AlignedBuffer(3L * L_.Hp);
   bx_ = AlignedBuffer(L_.GHp);
   bh_ = AlignedBuffer(L_.GHp);
-  k.pack(cell, L_, I_, H_, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx_.data(), wh_.data(), wx_bwd_.data(),
-         wh_bwd_.data(), wx_step_.data(), wh_n_bwd_.data(), bx_.data(), bh_.data(), peep_.data());
+  if (L_.whr) whr_ = AlignedBuffer(L_.whr);
+  if (L_.whr && with_backward) whr_bwd_ = AlignedBuffer(L_.whr_bwd);
+  if (layer_norm) {
+    ln_ = AlignedBuffer(4 * static_cast<size_t>(L_.GHp) + 2 * static_cast<size_t>(L_.Hp));
+    k.pack_ln(L_, H_, layer_norm, ln_.data());
+  }
+  k.pack(cell, L_, I_, H_, w_ih, w_hh, b_ih, b_hh, w_p, w_hr, with_backward, wx_.data(), wh_.data(), wx_bwd_.data(),
+         wh_bwd_.data(), wx_step_.data(), wh_n_bwd_.data(), bx_.data(), bh_.data(), peep_.data(), whr_.data(),
+         whr_bwd_.data());
   // The dot-product loop (kernels/sequence_int8.h) runs the default cells; the variants keep the
   // float loop (bfloat16 widened; int8 is refused above).
-  dot_ = dot_products_for(isa, format) && !variant.peephole && !variant.reset_before;
+  dot_ = dot_products_for(isa, format) && !variant.peephole && !variant.reset_before && !L_.whr && !layer_norm;
   if (format == WeightFormat::int8) {
     pack_int8(w_ih, w_hh);
     wx_ = AlignedBuffer();
@@ -143,7 +160,8 @@ PackedView PackedWeights::view() const {
   PackedView v{wx_.data(), wh_.data(), wx_bwd_.data(), wh_bwd_.data(), bx_.data(), bh_.data(),
                wx16_.empty() ? nullptr : wx16_.data(), wh16_.empty() ? nullptr : wh16_.data(), nullptr, nullptr,
                wh_n_bwd_.data(), peep_.data(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-               wx16p_.empty() ? nullptr : wx16p_.data(), wh16p_.empty() ? nullptr : wh16p_.data(), dot_};
+               wx16p_.empty() ? nullptr : wx16p_.data(), wh16p_.empty() ? nullptr : wh16p_.data(), dot_,
+               whr_.data(), whr_bwd_.data(), ln_.data()};
   if (format_ == WeightFormat::int8) {
     v.wx8 = wx8_.data();
     v.wh8 = wh8_.data();
@@ -186,7 +204,9 @@ double macs_per_ns(Isa isa) {
 }
 
 double step_macs(const PackedWeights& w, int B) {
-  return static_cast<double>(B) * w.layout().GHp * (w.input_size() + w.hidden_size());
+  const Layout& L = w.layout();
+  const double proj = w.proj_size() ? static_cast<double>(L.P) * w.hidden_size() : 0.0;
+  return static_cast<double>(B) * (static_cast<double>(L.GHp) * (w.input_size() + L.P) + proj);
 }
 
 long step_tiles(const PackedWeights& w, int B) { return static_cast<long>(w.layout().Hp / w.layout().NB) * B; }
@@ -288,7 +308,7 @@ struct ForwardCall {
   Isa isa = Isa::generic;
   std::vector<int> lens, order;  // lens: the caller's rows
   std::vector<long> row_start;
-  AlignedBuffer gates, hs, cs, aux, xg;
+  AlignedBuffer gates, hs, cs, aux, xg, ln_rec;
   Int8Scratch int8;
 };
 
@@ -296,8 +316,9 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
                    bool reverse, const float* h0, const float* c0, float* y, long ldy, TrainCache* cache) {
   if (T < 1 || B < 1) throw std::invalid_argument("sequence length and batch size must be >= 1");
   const Layout& L = w.layout();
-  const int H = w.hidden_size(), Hp = L.Hp;
+  const int H = w.hidden_size(), P = L.P, Hp = L.Hp;
   const bool lstm = w.cell() == CellKind::lstm, training = cache != nullptr;
+  const bool proj = w.proj_size() != 0, keep_aux = w.cell() == CellKind::gru ? training : proj;
   c.lens = checked_lengths(lengths, T, B);
   c.isa = w.isa();
   sort_rows(c.lens, T, c.order, c.row_start);
@@ -327,15 +348,28 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
   ensure_size(hs, state_rows * Hp);
   if (lstm) ensure_size(cs, state_rows * Hp);
   const bool reset_before = w.variant().reset_before;  // needs r⊙h per step, also in inference
-  if (training && w.cell() == CellKind::gru) ensure_size(aux, static_cast<size_t>(act_rows) * Hp);
+  if (keep_aux) ensure_size(aux, static_cast<size_t>(training ? act_rows : B) * Hp);
   if (!training && reset_before) ensure_size(aux, static_cast<size_t>(B) * Hp);
   if (!R.dense()) ensure_size(xg, static_cast<size_t>(gate_rows) * w.input_size());
   a.gates = gates.data();
   a.hs = hs.data();
   a.cs = lstm ? cs.data() : nullptr;
-  a.aux = (training && w.cell() == CellKind::gru) || reset_before ? aux.data() : nullptr;
+  a.aux = keep_aux || reset_before ? aux.data() : nullptr;
   a.xg = R.dense() ? nullptr : xg.data();
   c.int8.attach(a, gate_rows);
+  if (w.layer_norm()) {  // LnBuffers: the step's raw recurrent part; training keeps LN's values
+    AlignedBuffer& rec = training ? cache->ln_rec : c.ln_rec;
+    ensure_size(rec, static_cast<size_t>(B) * L.GHp);
+    a.ln.rec = rec.data();
+    if (training) {
+      ensure_size(cache->ln_xhat, static_cast<size_t>(act_rows) * L.GHp);
+      ensure_size(cache->ln_hhat, static_cast<size_t>(act_rows) * L.GHp);
+      ensure_size(cache->ln_chat, static_cast<size_t>(act_rows) * Hp);
+      ensure_size(cache->ln_rstd, static_cast<size_t>(act_rows) * 3);
+      a.ln.xhat = cache->ln_xhat.data(), a.ln.hhat = cache->ln_hhat.data(), a.ln.chat = cache->ln_chat.data();
+      a.ln.rstd = cache->ln_rstd.data();
+    }
+  }
 
   // Where each row's initial state goes: training, at the state its first step starts from (the
   // reverse direction starts at each row's last valid step); inference, in slot 0, and in a
@@ -344,10 +378,10 @@ void begin_forward(ForwardCall& c, const PackedWeights& w, int T, int B, const f
     return training ? R.first(reverse ? c.lens[R.user(p)] - 1 : 0) + p : static_cast<long>(p);
   };
   auto other_slot = [&](int p) { return B + static_cast<long>(p); };
-  load_state(h0, R, H, Hp, a.hs, initial);
+  load_state(h0, R, P, Hp, a.hs, initial);
   if (lstm) load_state(c0, R, H, Hp, a.cs, initial);
   if (!training && reverse && !R.dense()) {
-    load_state(h0, R, H, Hp, a.hs, other_slot);
+    load_state(h0, R, P, Hp, a.hs, other_slot);
     if (lstm) load_state(c0, R, H, Hp, a.cs, other_slot);
   }
 }
@@ -362,7 +396,7 @@ void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
     const int steps = a.reverse ? a.T : c.lens[R.user(p)];
     return static_cast<long>(steps & 1) * a.B + p;
   };
-  save_state(a.hs, R, a.H, a.L.Hp, hn, last);
+  save_state(a.hs, R, a.L.P, a.L.Hp, hn, last);
   if (a.cs && cn) save_state(a.cs, R, a.H, a.L.Hp, cn, last);
   if (cache) {
     cache->T = a.T;
@@ -373,6 +407,8 @@ void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
     cache->isa = c.isa;
     cache->I = a.I;
     cache->H = a.H;
+    cache->P = a.L.P;
+    cache->ln = a.w.ln != nullptr;
     cache->consumed = false;
     cache->order = std::move(c.order);
     cache->row_start = std::move(c.row_start);
@@ -383,8 +419,9 @@ void end_forward(ForwardCall& c, float* hn, float* cn, TrainCache* cache) {
 TeamPlan pair_team(const PackedWeights& w0, const PackedWeights& w1, int B, int T) {
   if (w0.isa() != w1.isa() || w0.format() != w1.format() || w0.dot_products() != w1.dot_products())
     throw std::invalid_argument("both directions must be packed for the same ISA and weight format");
-  if (w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size())
-    throw std::invalid_argument("both directions must have the same input and hidden sizes");
+  if (w0.input_size() != w1.input_size() || w0.hidden_size() != w1.hidden_size() ||
+      w0.state_size() != w1.state_size())
+    throw std::invalid_argument("both directions must have the same input, hidden and projection sizes");
   TeamPlan plan = team_for(w0, B, T);
   plan.threads = std::min(num_threads(), 2 * plan.threads);
   return plan;
@@ -416,18 +453,24 @@ namespace {
 // Arguments of one direction's backward; marks the cache consumed (its gates become gradients).
 BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
                             const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0,
-                            float* dc0, float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p) {
+                            float* dc0, float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p,
+                            float* gw_hr, float* gln) {
   if (cache.consumed)
     throw std::invalid_argument("backward needs a training forward first, and runs once per forward");
   if (!w.has_backward()) throw std::invalid_argument("weights were packed without backward support");
-  if (w.cell() != cache.cell || w.isa() != cache.isa || w.input_size() != cache.I || w.hidden_size() != cache.H)
-    throw std::invalid_argument("the weights differ from the forward's (cell, ISA, input or hidden size)");
+  if (w.cell() != cache.cell || w.isa() != cache.isa || w.input_size() != cache.I || w.hidden_size() != cache.H ||
+      w.state_size() != cache.P || w.layer_norm() != cache.ln)
+    throw std::invalid_argument(
+        "the weights differ from the forward's (cell, ISA, input, hidden or projection size, layer norm)");
   const CellVariant v = w.variant();
   if (v.peephole != cache.variant.peephole || v.reset_before != cache.variant.reset_before)
     throw std::invalid_argument("the weights differ from the forward's (cell variant)");
   if (v.peephole && !gw_p) throw std::invalid_argument("a peephole LSTM's backward needs the peephole gradient");
+  if (w.layer_norm() && !gln) throw std::invalid_argument("gln: required with layer norm");
+  const bool proj = w.proj_size() != 0;
+  if (proj && !gw_hr) throw std::invalid_argument("gw_hr: required with a projection (proj_size > 0)");
   const Layout& L = w.layout();
-  const int T = cache.T, B = cache.B, I = w.input_size(), H = w.hidden_size(), Hp = L.Hp;
+  const int T = cache.T, B = cache.B, I = w.input_size(), H = w.hidden_size(), P = L.P, Hp = L.Hp;
   const bool lstm = w.cell() == CellKind::lstm;
 
   BackwardArgs a{};
@@ -453,16 +496,28 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   a.gb_ih = gb_ih;
   a.gb_hh = gb_hh;
   a.gw_p = v.peephole ? gw_p : nullptr;
+  a.gw_hr = proj ? gw_hr : nullptr;
+  if (proj) ensure_size(cache.dh_rows, static_cast<size_t>(a.rows.total()) * Hp);
+  a.dh_rows = proj ? cache.dh_rows.data() : nullptr;
   a.gates = cache.gates.data();
-  if (w.cell() == CellKind::gru) ensure_size(cache.dgh, static_cast<size_t>(a.rows.total()) * L.GHp);
-  a.dgh = w.cell() == CellKind::gru ? cache.dgh.data() : a.gates;
+  // GRU and layer norm: the recurrent pre-activations' gradient differs from the input part's.
+  const bool own_dgh = w.cell() == CellKind::gru || w.layer_norm();
+  if (own_dgh) ensure_size(cache.dgh, static_cast<size_t>(a.rows.total()) * L.GHp);
+  a.dgh = own_dgh ? cache.dgh.data() : a.gates;
+  if (w.layer_norm()) {
+    ensure_size(cache.dh_rows, static_cast<size_t>(a.rows.total()) * Hp);  // dn: LN(c)'s output gradient
+    a.ln = {cache.ln_rec.data(), cache.ln_xhat.data(), cache.ln_hhat.data(), cache.ln_chat.data(),
+            cache.ln_rstd.data(), cache.dh_rows.data()};
+    a.gln = gln;
+  }
   a.hs = cache.hs.data();
   a.cs = lstm ? cache.cs.data() : nullptr;
-  a.aux = w.cell() == CellKind::gru ? cache.aux.data() : nullptr;
+  a.aux = w.cell() == CellKind::gru || proj ? cache.aux.data() : nullptr;
   const size_t panels_width = static_cast<size_t>((L.GHp + L.NR - 1) / L.NR) * L.NR;
   ensure_size(cache.dh_pass, static_cast<size_t>(B) * Hp);
   ensure_size(cache.dc, static_cast<size_t>(B) * Hp);
   ensure_size(cache.wgrad, static_cast<size_t>(std::max(I, H)) * L.GHp);
+  // The projection's gradient packs blocks of m (H columns) in bpack, like dG's (GHp >= H).
   ensure_size(cache.bpack, kBackwardPackRows * panels_width);
   ensure_size(cache.colsum, panels_width);
   a.dh_pass = cache.dh_pass.data();
@@ -470,7 +525,7 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   if (v.reset_before) ensure_size(cache.dn, static_cast<size_t>(B) * Hp);
   a.dn = v.reset_before ? cache.dn.data() : nullptr;
   auto same = [](int p) { return static_cast<long>(p); };
-  load_state(dhn, a.rows, H, Hp, a.dh_pass, same);
+  load_state(dhn, a.rows, P, Hp, a.dh_pass, same);
   load_state(lstm ? dcn : nullptr, a.rows, H, Hp, a.dc, same);
   a.wgrad = cache.wgrad.data();
   a.bpack = cache.bpack.data();
@@ -485,9 +540,10 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
 
 void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
                     const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
-                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p) {
+                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p, float* gw_hr,
+                    float* gln) {
   const BackwardArgs a = begin_backward(w, cache, x, dy, ldy, dhn, dcn, dx, dx_accumulate, dh0, dc0, gw_ih, gw_hh,
-                                        gb_ih, gb_hh, gw_p);
+                                        gb_ih, gb_hh, gw_p, gw_hr, gln);
   kernels_for(w.isa()).backward(a);
 }
 
@@ -503,9 +559,10 @@ void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d
   const size_t n = static_cast<size_t>(c0.T) * c0.B * d0.w->input_size();
   ensure_size(c1.dx_other, n);
   const BackwardArgs a0 = begin_backward(*d0.w, c0, x, d0.dy, ldy, d0.dhn, d0.dcn, dx, false, d0.dh0, d0.dc0,
-                                         d0.gw_ih, d0.gw_hh, d0.gb_ih, d0.gb_hh, d0.gw_p);
+                                         d0.gw_ih, d0.gw_hh, d0.gb_ih, d0.gb_hh, d0.gw_p, d0.gw_hr, d0.gln);
   const BackwardArgs a1 = begin_backward(*d1.w, c1, x, d1.dy, ldy, d1.dhn, d1.dcn, c1.dx_other.data(), false,
-                                         d1.dh0, d1.dc0, d1.gw_ih, d1.gw_hh, d1.gb_ih, d1.gb_hh, d1.gw_p);
+                                         d1.dh0, d1.dc0, d1.gw_ih, d1.gw_hh, d1.gb_ih, d1.gb_hh, d1.gw_p, d1.gw_hr,
+                                         d1.gln);
   kernels_for(d0.w->isa()).backward_pair(a0, a1, team);
   const float* other = c1.dx_other.data();
   for (size_t i = 0; i < n; ++i) dx[i] += other[i];

@@ -43,13 +43,21 @@ class PackedWeights {
   PackedWeights(CellKind cell, int input_size, int hidden_size, const float* w_ih, const float* w_hh,
                 const float* b_ih, const float* b_hh, bool with_backward, Isa isa,
                 WeightFormat format = WeightFormat::float32, bool step_weights = false, CellVariant variant = {},
-                const float* w_p = nullptr);
+                const float* w_p = nullptr, int proj_size = 0, const float* w_hr = nullptr,
+                const float* layer_norm = nullptr);
+  // proj_size > 0 (LSTM only, < hidden_size, as torch.nn.LSTM): h = W_hr (o * tanh(c)) with
+  // w_hr (proj_size, H), and w_hh is (G*H, proj_size).
+  // layer_norm (LSTM only, no projection): the layer-normalised LSTM's gains and biases (18H,
+  // kernel_api.h).
 
   CellKind cell() const { return cell_; }
   CellVariant variant() const { return L_.variant; }
   Isa isa() const { return isa_; }
   int input_size() const { return I_; }
   int hidden_size() const { return H_; }
+  int proj_size() const { return L_.P == H_ ? 0 : L_.P; }  // 0: no projection
+  int state_size() const { return L_.P; }                  // columns of h and of the output
+  bool layer_norm() const { return ln_.data() != nullptr; }
   bool has_backward() const { return with_backward_; }
   WeightFormat format() const { return format_; }
   // Whether the forward runs on the CPU's dot-product instructions (decided when packed).
@@ -69,7 +77,7 @@ class PackedWeights {
   WeightFormat format_;
   bool dot_ = false;
   Layout L_;
-  AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, wx_step_, wh_n_bwd_, bx_, bh_, peep_;
+  AlignedBuffer wx_, wh_, wx_bwd_, wh_bwd_, wx_step_, wh_n_bwd_, bx_, bh_, peep_, whr_, whr_bwd_, ln_;
   std::vector<uint16_t> wx16_, wh16_, wx16_step_;
   std::vector<uint16_t> wx16p_, wh16p_;  // bfloat16 pairs for vdpbf16ps, kernels/gemm_bf16.h
   std::vector<int8_t> wx8_, wh8_;  // int8 panels, kernels/gemm_int8.h
@@ -97,12 +105,14 @@ struct TrainCache {
   CellKind cell = CellKind::rnn_tanh;
   CellVariant variant;
   Isa isa = Isa::generic;
-  int I = 0, H = 0;
+  int I = 0, H = 0, P = 0;
+  bool ln = false;
   bool consumed = true;  // no forward to differentiate yet
   std::vector<int> order;       // the rows sorted by length (RowPlan); empty when all run T steps
   std::vector<long> row_start;  // RowPlan::start, or empty
   AlignedBuffer gates, hs, cs, aux, xg;                    // forward activations; xg: x's valid rows
-  AlignedBuffer dgh, dh_pass, dc, wgrad, bpack, colsum, dn;  // backward scratch
+  AlignedBuffer dgh, dh_pass, dc, wgrad, bpack, colsum, dn, dh_rows;  // backward scratch
+  AlignedBuffer ln_rec, ln_xhat, ln_hhat, ln_chat, ln_rstd;       // layer norm (LnBuffers)
   AlignedBuffer dx_other;  // the reverse direction's dx in layer_backward_pair
 
   RowPlan rows() const {
@@ -113,18 +123,21 @@ struct TrainCache {
 // x: (T, B, I). lengths: B values in [1, T] or null (all T). h0, c0: (B, H) or null (zeros).
 // Inside, the rows are sorted by length so that each step computes only the rows still running;
 // inputs and outputs keep the caller's row order.
-// y: row (t, b) at y + (t*B + b)*ldy, H floats written. hn, cn: (B, H); cn only for LSTM.
+// y: row (t, b) at y + (t*B + b)*ldy, P floats written (P = w.state_size(): the proj_size, else H).
+// h0, hn: (B, P); c0, cn: (B, H), only for LSTM.
 // cache: null for inference (no activations kept), else filled for backward.
 void layer_forward(const PackedWeights& w, int T, int B, const float* x, const int* lengths, bool reverse,
                    const float* h0, const float* c0, float* y, long ldy, float* hn, float* cn, TrainCache* cache);
 
-// Gradients for the forward that filled cache. dy like y; dhn, dcn: (B, H) or null. dx: (T, B, I)
-// written, or added to when dx_accumulate. dh0, dc0: (B, H). Parameter gradients are added to
-// gw_ih (G*H, I), gw_hh (G*H, H), gb_ih, gb_hh (G*H; null when the layer has no bias), and for a
-// peephole LSTM gw_p (3, H) (required then).
+// Gradients for the forward that filled cache. dy like y; dhn (B, P), dcn (B, H) or null. dx:
+// (T, B, I) written, or added to when dx_accumulate. dh0 (B, P), dc0 (B, H). Parameter gradients
+// are added to gw_ih (G*H, I), gw_hh (G*H, P), gb_ih, gb_hh (G*H; null when the layer has no
+// bias), for a peephole LSTM gw_p (3, H) (required then), gw_hr (P, H; required with a projection).
 void layer_backward(const PackedWeights& w, TrainCache& cache, const float* x, const float* dy, long ldy,
                     const float* dhn, const float* dcn, float* dx, bool dx_accumulate, float* dh0, float* dc0,
-                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p = nullptr);
+                    float* gw_ih, float* gw_hh, float* gb_ih, float* gb_hh, float* gw_p = nullptr,
+                    float* gw_hr = nullptr, float* gln = nullptr);
+// gln (18H): with layer norm, its gains' and biases' gradient, accumulated (required then).
 
 // The two directions of a bidirectional layer at once (forward: reverse = false, reverse: true),
 // each on half of the threads, never waiting for each other. Same per-direction results as two
@@ -148,7 +161,9 @@ struct DirectionBackward {
   const float *dhn, *dcn;
   float *dh0, *dc0;
   float *gw_ih, *gw_hh, *gb_ih, *gb_hh;
-  float* gw_p;  // peephole LSTM, else null
+  float* gw_p = nullptr;  // peephole LSTM, else null
+  float* gw_hr = nullptr;  // with a projection
+  float* gln = nullptr;    // with layer norm
 };
 void layer_backward_pair(const DirectionBackward& d0, const DirectionBackward& d1, const float* x, long ldy,
                          float* dx);

@@ -13,7 +13,7 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
   if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
   for (size_t k = 0; k < layers_.size(); ++k) {
     const PackedWeights& w = *layers_[k];
-    if (k > 0 && w.input_size() != layers_[k - 1]->hidden_size())
+    if (k > 0 && w.input_size() != layers_[k - 1]->state_size())
       throw std::invalid_argument("layer " + std::to_string(k) + " input size does not match the layer below");
     if (w.cell() != layers_[0]->cell()) throw std::invalid_argument("all layers of a stream must use the same cell");
     if (w.isa() != layers_[0]->isa()) throw std::invalid_argument("all layers of a stream must use the same ISA");
@@ -26,9 +26,12 @@ Stream::Stream(std::vector<std::shared_ptr<const PackedWeights>> layers, int bat
     b.hs = AlignedBuffer(2 * slot, true);
     if (w.cell() == CellKind::lstm) b.cs = AlignedBuffer(2 * slot, true);
     if (w.variant().reset_before) b.aux = AlignedBuffer(slot);  // r⊙h of a step
-    b.y = AlignedBuffer(static_cast<size_t>(B_) * w.hidden_size());
+    b.y = AlignedBuffer(static_cast<size_t>(B_) * w.state_size());
     // The first layer's input and the last one's output are the caller's, set by each step.
-    ForwardArgs a = forward_args(w, 1, B_, k > 0 ? buf_[k - 1].y.data() : nullptr, b.y.data(), w.hidden_size());
+    ForwardArgs a = forward_args(w, 1, B_, k > 0 ? buf_[k - 1].y.data() : nullptr, b.y.data(), w.state_size());
+    if (w.proj_size()) b.aux = AlignedBuffer(slot);  // m = o * tanh(c) before the projection
+    if (w.layer_norm()) b.rec = AlignedBuffer(static_cast<size_t>(B_) * L.GHp);  // the raw recurrent part
+    a.ln.rec = b.rec.data();
     a.gates = b.gates.data();
     a.chunk = 1;
     a.hs = b.hs.data();
@@ -56,7 +59,7 @@ void Stream::step(const float* x, float* out) {
       if (k == 0) continue;
       float* y = args_[k].y;
       const float* in = args_[k].x;  // the layer below's output, its own skip already added
-      const size_t n = static_cast<size_t>(B_) * layers_[k]->hidden_size();
+      const size_t n = static_cast<size_t>(B_) * layers_[k]->state_size();
       for (size_t i = 0; i < n; ++i) y[i] += in[i];
     }
   }
@@ -73,22 +76,22 @@ void Stream::reset() {
 
 void Stream::get_state(float* h, float* c) const {
   for (size_t k = 0; k < layers_.size(); ++k) {
-    const int H = layers_[k]->hidden_size(), Hp = layers_[k]->layout().Hp;
+    const int H = layers_[k]->hidden_size(), P = layers_[k]->state_size(), Hp = layers_[k]->layout().Hp;
     for (int b = 0; b < B_; ++b) {
-      const size_t dst = (k * B_ + b) * static_cast<size_t>(H), src = static_cast<size_t>(b) * Hp;
-      std::memcpy(h + dst, state_h(k) + src, sizeof(float) * H);
-      if (c && state_c(k)) std::memcpy(c + dst, state_c(k) + src, sizeof(float) * H);
+      const size_t src = static_cast<size_t>(b) * Hp;
+      std::memcpy(h + (k * B_ + b) * static_cast<size_t>(P), state_h(k) + src, sizeof(float) * P);
+      if (c && state_c(k)) std::memcpy(c + (k * B_ + b) * static_cast<size_t>(H), state_c(k) + src, sizeof(float) * H);
     }
   }
 }
 
 void Stream::set_state(const float* h, const float* c) {
   for (size_t k = 0; k < layers_.size(); ++k) {
-    const int H = layers_[k]->hidden_size(), Hp = layers_[k]->layout().Hp;
+    const int H = layers_[k]->hidden_size(), P = layers_[k]->state_size(), Hp = layers_[k]->layout().Hp;
     for (int b = 0; b < B_; ++b) {
-      const size_t src = (k * B_ + b) * static_cast<size_t>(H), dst = static_cast<size_t>(b) * Hp;
-      std::memcpy(state_h(k) + dst, h + src, sizeof(float) * H);
-      if (c && state_c(k)) std::memcpy(state_c(k) + dst, c + src, sizeof(float) * H);
+      const size_t dst = static_cast<size_t>(b) * Hp;
+      std::memcpy(state_h(k) + dst, h + (k * B_ + b) * static_cast<size_t>(P), sizeof(float) * P);
+      if (c && state_c(k)) std::memcpy(state_c(k) + dst, c + (k * B_ + b) * static_cast<size_t>(H), sizeof(float) * H);
     }
   }
 }

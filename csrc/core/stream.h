@@ -20,12 +20,14 @@ class Stream {
   int num_layers() const { return static_cast<int>(layers_.size()); }
   int input_size() const { return layers_.front()->input_size(); }
   int hidden_size() const { return layers_.back()->hidden_size(); }
+  int output_size() const { return layers_.back()->state_size(); }  // columns of h: proj_size, or H
   bool has_cell_state() const { return layers_.front()->cell() == CellKind::lstm; }
 
-  // x: (B, input_size); out: (B, hidden_size) of the last layer.
+  // x: (B, input_size); out: (B, output_size) of the last layer.
   void step(const float* x, float* out);
   void reset();
-  // States as (num_layers, B, H); c only for LSTM.
+  // States as (num_layers, B, output_size) for h and (num_layers, B, H) for c (only for LSTM); the
+  // layers of a stack share their sizes.
   void get_state(float* h, float* c) const;
   void set_state(const float* h, const float* c);
 
@@ -33,6 +35,7 @@ class Stream {
   struct LayerBuffers {
     AlignedBuffer gates, hs, cs, y, aux;  // hs/cs: two padded slots; the state lives in slot `slot_`
     Int8Scratch int8;
+    AlignedBuffer rec;  // aux: reset_before's r⊙h, or proj_size's m before the projection; rec: LnBuffers::rec
   };
   float* state_h(size_t k) const { return buf_[k].hs.data() + slot_ * static_cast<size_t>(B_) * layers_[k]->layout().Hp; }
   float* state_c(size_t k) const {

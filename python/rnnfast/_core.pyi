@@ -49,11 +49,15 @@ class PackedWeights:
 
     def __init__(self, cell: Cell, w_ih: F32, w_hh: F32, b_ih: Optional[F32], b_hh: Optional[F32],
                  with_backward: bool = False, weights: str = "float32",
-                 step: bool = False, peephole: Optional[F32] = None, linear_before_reset: bool = True) -> None:
+                 step: bool = False, peephole: Optional[F32] = None, linear_before_reset: bool = True,
+                 w_hr: Optional[F32] = None, layer_norm: Optional[F32] = None) -> None:
         """w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H,) or None; weights 'float32', 'bfloat16' or
         'int8' (the last two inference only). ``with_backward`` also packs
         what backward needs; ``step`` packs for one-step forwards (streams, cells). ``peephole``:
-        a peephole LSTM's (3, H) p_i, p_f, p_o; ``linear_before_reset=False``: Cho et al.'s GRU."""
+        a peephole LSTM's (3, H) p_i, p_f, p_o; ``linear_before_reset=False``: Cho et al.'s GRU. ``w_hr``
+        (P, H): an LSTM's projection (torch's proj_size P < H); w_hh is then (G*H, P). ``layer_norm``
+        (18H): the layer-normalised LSTM's gains and biases (input LN, recurrent LN: gain and bias
+        of 4H each; cell LN: gain and bias of H each)."""
     @property
     def peephole(self) -> bool: ...
     @property
@@ -72,6 +76,10 @@ class PackedWeights:
     @property
     def input_size(self) -> int: ...
     @property
+    def proj_size(self) -> int: ...
+    @property
+    def layer_norm(self) -> bool: ...
+    @property
     def hidden_size(self) -> int: ...
     @property
     def has_backward(self) -> bool: ...
@@ -86,27 +94,30 @@ class TrainCache:
 def layer_forward(packed: PackedWeights, x: F32, lengths: Optional[Int32], reverse: bool, h0: Optional[F32],
                   c0: Optional[F32], y: F32, y_offset: int, hn: F32, cn: Optional[F32],
                   cache: Optional[TrainCache]) -> None:
-    """One direction of one layer. x (T, B, I); lengths (B,) in [1, T]; h0, c0, hn, cn (B, H) (cn
-    required for an LSTM); writes columns [y_offset, y_offset + H) of y (T, B, ldy). With a cache
-    (train mode) it keeps what layer_backward needs."""
+    """One direction of one layer. x (T, B, I); lengths (B,) in [1, T]; h0, hn (B, P), c0, cn (B, H)
+    (cn required for an LSTM; P is the proj_size, else H); writes columns [y_offset, y_offset + P)
+    of y (T, B, ldy). With a cache (train mode) it keeps what layer_backward needs."""
 def layer_backward(packed: PackedWeights, cache: TrainCache, x: F32, dy: F32, dy_offset: int, dhn: Optional[F32],
                    dcn: Optional[F32], dx: F32, dx_accumulate: bool, dh0: F32, dc0: Optional[F32], grad_w_ih: F32,
                    grad_w_hh: F32, grad_b_ih: Optional[F32], grad_b_hh: Optional[F32],
-                   grad_w_p: Optional[F32] = None) -> None:
+                   grad_w_p: Optional[F32] = None, grad_w_hr: Optional[F32] = None,
+                   grad_layer_norm: Optional[F32] = None) -> None:
     """Backward of layer_forward: dy (T, B, ldy) read from column dy_offset; writes (or with
-    dx_accumulate adds to) dx (T, B, I); writes dh0, dc0 (B, H); adds to the grad_* arrays
-    (grad_w_p (3, H): required for a peephole LSTM, else None)."""
+    dx_accumulate adds to) dx (T, B, I); writes dh0 (B, P), dc0 (B, H); adds to the grad_* arrays
+    (grad_w_p (3, H): required for a peephole LSTM; grad_w_hr (P, H) with a projection,
+    grad_layer_norm (18H) with layer norm)."""
 def layer_forward_pair(packed0: PackedWeights, packed1: PackedWeights, x: F32, lengths: Optional[Int32],
                        h0: Optional[F32], c0: Optional[F32], y: F32, hn: F32, cn: Optional[F32],
                        cache0: Optional[TrainCache], cache1: Optional[TrainCache]) -> None:
-    """Both directions of a bidirectional layer at once: h0, c0, hn, cn are (2, B, H), y is (T, B, 2H)."""
+    """Both directions of a bidirectional layer at once: h0, hn are (2, B, P), c0, cn (2, B, H), y is (T, B, 2P)
+    (P: the proj_size, or H)."""
 def layer_backward_pair(packed0: PackedWeights, packed1: PackedWeights, cache0: TrainCache, cache1: TrainCache,
                         x: F32, dy: F32, dhn: Optional[F32], dcn: Optional[F32], dx: F32, dh0: F32,
                         dc0: Optional[F32], grads0: Tuple[Optional[F32], ...],
                         grads1: Tuple[Optional[F32], ...]) -> None:
     """Backward of layer_forward_pair: dx (T, B, I) is written with both directions' sum; grads
-    (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh[, grad_w_p]) per direction are added to (grad_w_p
-    for a peephole LSTM)."""
+    (grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh[, the fifth]) per direction are added to (the fifth:
+    grad_w_p for a peephole LSTM, grad_w_hr with a projection, grad_layer_norm with layer norm)."""
 
 class Stream:
     """Step-by-step inference through a stack of unidirectional layers."""
@@ -134,9 +145,11 @@ def gemm(a: F32, b: F32, c: F32, accumulate: bool = False, b_transposed: bool = 
     thread count. a (M, K), b (K, N) or (N, K), c (M, N)."""
 def reference_forward(cell: Cell, x: Real, lengths: Int32, reverse: bool, w_ih: Real, w_hh: Real,
                       b_ih: Optional[Real], b_hh: Optional[Real], h0: Optional[Real], c0: Optional[Real],
-                      peephole: Optional[Real] = None, linear_before_reset: bool = True) -> Tuple[Real, Real, Real]:
-    """Scalar reference forward in x's precision (float32 or float64): (y (T, B, H), h_n (B, H), c_n (B, H)).
-    peephole: a peephole LSTM's (3, H) p_i, p_f, p_o; linear_before_reset=False: Cho et al.'s GRU."""
+                      peephole: Optional[Real] = None, linear_before_reset: bool = True, w_hr: Optional[Real] = None,
+                      ln: Optional[Real] = None) -> Tuple[Real, Real, Real]:
+    """Scalar reference forward in x's precision (float32 or float64): (y (T, B, P), h_n (B, P), c_n (B, H)).
+    peephole: a peephole LSTM's (3, H) p_i, p_f, p_o; linear_before_reset=False: Cho et al.'s GRU;
+    P = H, or w_hr's rows (an LSTM's projection, w_hh then (G*H, P)); ln (18H): the layer-normalised LSTM."""
 
 class _PeepholeGrad(TypedDict, total=False):
     w_p: Real  # with peephole
@@ -149,9 +162,12 @@ class ReferenceGrads(_PeepholeGrad):
     w_hh: Real
     b_ih: Real
     b_hh: Real
+    w_hr: Real  # with a projection only
+    ln: Real  # with layer norm only
 
 def reference_backward(cell: Cell, x: Real, lengths: Int32, reverse: bool, w_ih: Real, w_hh: Real,
                        b_ih: Optional[Real], b_hh: Optional[Real], h0: Optional[Real], c0: Optional[Real],
                        dy: Real, dhn: Optional[Real], dcn: Optional[Real], peephole: Optional[Real] = None,
-                       linear_before_reset: bool = True) -> ReferenceGrads:
+                       linear_before_reset: bool = True, w_hr: Optional[Real] = None,
+                       ln: Optional[Real] = None) -> ReferenceGrads:
     """Scalar reference backward: dx, dh0, dc0 and the parameter gradients (w_p with peephole)."""

@@ -99,6 +99,7 @@ def _describe(module):
     else:
         raise TypeError("export: module: expected an nn.RNN, nn.LSTM, nn.GRU, models.LanguageModel or "
                         f"models.SequenceClassifier, got {type(module).__name__}")
+    check_no_projection(rnn, "export", "the rnnfast model file and the C API have neither yet")
     arrays.update(_recurrent_arrays(rnn))
     meta = dict(format=FORMAT, format_version="1", precision="float32", model=kind,
                 inference_weights=getattr(rnn, "inference_weights", "float32"),
@@ -123,6 +124,15 @@ def _variant_config(rnn) -> dict:
     if not rnn.linear_before_reset:
         config["linear_before_reset"] = False
     return config
+
+
+def check_no_projection(rnn, where: str, why: str) -> None:
+    """A projected (proj_size) or layer-normalised LSTM has no place in a deployment format yet:
+    refused, naming why."""
+    if getattr(rnn, "proj_size", 0):
+        raise ValueError(f"{where}: module: an LSTM with proj_size={rnn.proj_size} cannot be exported: {why}")
+    if getattr(rnn, "layer_norm", False):
+        raise ValueError(f"{where}: module: an LSTM with layer_norm=True cannot be exported: {why}")
 
 
 def check_float32_weights(rnn, where: str) -> None:

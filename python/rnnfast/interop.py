@@ -53,11 +53,11 @@ def _is_torch_module(obj) -> bool:
 def from_torch(obj, *, kind: str | None = None, nonlinearity: str = "tanh", batch_first: bool = False):
     """The rnnfast equivalent of a torch module, with the same weights, configuration and mode.
 
-    Supported: ``nn.RNN/LSTM/GRU`` (stacked, bidirectional, batch_first, no bias, dropout),
+    Supported: ``nn.RNN/LSTM/GRU`` (stacked, bidirectional, batch_first, no bias, dropout, an
+    LSTM's ``proj_size``),
     ``nn.RNNCell/LSTMCell/GRUCell``, ``nn.Embedding`` (padding_idx; a frozen weight gives
     ``freeze=True``), ``nn.Linear``, ``nn.Dropout``, ``nn.LayerNorm`` and ``nn.Sequential`` of
-    these. Anything else, or an option rnnfast lacks (e.g. ``LSTM(proj_size>0)``,
-    ``Embedding(max_norm=...)``), raises.
+    these. Anything else, or an option rnnfast lacks (e.g. ``Embedding(max_norm=...)``), raises.
 
     Parameters
     ----------
@@ -96,14 +96,13 @@ def _convert_module(m, path: str):
         parts = OrderedDict((name, _convert_module(child, f"{path}.{name}")) for name, child in m.named_children())
         out = rnn.Sequential(parts)
     elif isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)):
-        if getattr(m, "proj_size", 0):
-            raise ValueError(f"{where}: proj_size: rnnfast has no projected LSTM, expected 0, got {m.proj_size}")
         kw = dict(num_layers=m.num_layers, bias=m.bias, batch_first=m.batch_first, dropout=float(m.dropout),
                   bidirectional=m.bidirectional, seed=0)
         if isinstance(m, nn.RNN):
             out = rnn.RNN(m.input_size, m.hidden_size, nonlinearity=m.mode[4:].lower(), **kw)
         else:
-            out = (rnn.LSTM if isinstance(m, nn.LSTM) else rnn.GRU)(m.input_size, m.hidden_size, **kw)
+            out = rnn.LSTM(m.input_size, m.hidden_size, proj_size=m.proj_size, **kw) if isinstance(m, nn.LSTM) \
+                else rnn.GRU(m.input_size, m.hidden_size, **kw)
     elif isinstance(m, nn.RNNCell):
         out = rnn.RNNCell(m.input_size, m.hidden_size, bias=m.bias, nonlinearity=m.nonlinearity, seed=0)
     elif isinstance(m, (nn.LSTMCell, nn.GRUCell)):
@@ -141,8 +140,6 @@ def _from_state_dict(sd, kind, nonlinearity, batch_first):
     where = "from_torch"
     if kind is not None and kind not in (*_KINDS, "Linear", "Embedding"):
         raise ValueError(f"{where}: kind: expected one of {[*_KINDS, 'Linear', 'Embedding']}, got {kind!r}")
-    if any(k.startswith("weight_hr") for k in sd):
-        raise ValueError(f"{where}: state_dict has projection weights (weight_hr_*): rnnfast has no projected LSTM")
     if any(k.startswith("weight_p_l") for k in sd):
         raise ValueError(f"{where}: state_dict has peephole weights (weight_p_*), which no torch module has: build "
                          "rnnfast.nn.LSTM(..., peepholes=True) and call its load_state_dict")
@@ -152,8 +149,15 @@ def _from_state_dict(sd, kind, nonlinearity, batch_first):
         w_ih, w_hh = sd["weight_ih" + sfx], sd.get("weight_hh" + sfx)
         if w_hh is None or w_ih.ndim != 2 or w_hh.ndim != 2:
             raise ValueError(f"{where}: state_dict: expected 2-D weight_ih{sfx} and weight_hh{sfx}")
-        hidden, inputs = w_hh.shape[1], w_ih.shape[1]
+        w_hr = sd.get("weight_hr" + sfx)  # an LSTM's projection (proj_size, H); W_hh is then (4H, proj_size)
+        if w_hr is not None and w_hr.ndim != 2:
+            raise ValueError(f"{where}: state_dict: expected a 2-D weight_hr{sfx}, got shape {w_hr.shape}")
+        hidden, inputs = (w_hh.shape[1] if w_hr is None else w_hr.shape[1]), w_ih.shape[1]
+        proj = {} if w_hr is None else {"proj_size": w_hr.shape[0]}
         gates = w_ih.shape[0] // hidden
+        if proj and (gates != 4 or kind not in (None, "LSTM")):
+            raise ValueError(f"{where}: state_dict: weight_hr{sfx} (a projection) needs an LSTM's weights, got "
+                             f"weight_ih{sfx} of shape {w_ih.shape} for hidden size {hidden} and kind {kind!r}")
         names = {1: "RNN", 3: "GRU", 4: "LSTM"}
         if kind is None:
             if gates not in names or w_ih.shape[0] % hidden:
@@ -170,7 +174,7 @@ def _from_state_dict(sd, kind, nonlinearity, batch_first):
             while f"weight_ih_l{layers}" in sd:
                 layers += 1
             model = getattr(rnn, kind)(inputs, hidden, num_layers=layers, bias=bias, batch_first=batch_first,
-                                       bidirectional="weight_ih_l0_reverse" in sd, seed=0, **rnn_kw)
+                                       bidirectional="weight_ih_l0_reverse" in sd, seed=0, **rnn_kw, **proj)
         else:
             model = getattr(rnn, kind)(inputs, hidden, bias=bias, seed=0, **rnn_kw)
     elif "weight" in sd and sd["weight"].ndim == 2:

@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from ._atomic import atomic_write
-from .deploy import check_float32_weights
+from .deploy import check_float32_weights, check_no_projection
 
 __all__ = ["export", "load", "OPSET"]
 
@@ -162,6 +162,8 @@ def _build(module):
         raise TypeError("rnnfast.onnx.export: module: expected an nn.RNN, nn.LSTM, nn.GRU, models.LanguageModel "
                         f"or models.SequenceClassifier, got {type(module).__name__}")
     check_float32_weights(rnn, "rnnfast.onnx.export")
+    check_no_projection(rnn, "rnnfast.onnx.export", "ONNX's LSTM operator has neither a projection nor layer "
+                        "norm (they would need an unrolled or Loop graph)")
     LD, H, lstm = rnn.num_layers * rnn.num_directions, rnn.hidden_size, rnn.cell == "lstm"
     inputs, outputs = [], []
     state_in = [h.make_tensor_value_info("h0", f, [LD, "B", H])] + \

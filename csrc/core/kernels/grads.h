@@ -78,3 +78,20 @@ static void n_gate_weight_grad(PhaseRunner& phases, int rows, const BackwardArgs
   n.L.GHp = Hp;
   weight_grad(phases, H, rows, n, dn_rows, a.aux, Hp, a.gw_hh + 2L * H * H, H, a.gb_hh ? a.gb_hh + 2 * H : nullptr);
 }
+
+// The projection's gradient (LSTM proj_size): gw_hr (P x H, PyTorch layout) += Σ_rows dh_rowsᵀ m,
+// m = o * tanh(c) in aux, both in rows of Hp. One block of kGemmKC rows at a time: the GEMM reads
+// dh_rowsᵀ in place and the block of m is packed into panels (bpack), in a fixed order.
+static void projection_grad(PhaseRunner& phases, int rows, const BackwardArgs& a) {
+  const int P = a.L.P, H = a.H, Hp = a.L.Hp, NR = a.L.NR, npanels = ceil_div(H, NR);
+  for (int k0 = 0; k0 < rows; k0 += kGemmKC) {
+    const int kc = rows - k0 < kGemmKC ? rows - k0 : kGemmKC;
+    const float* m_rows = a.aux + static_cast<long>(k0) * Hp;
+    phases.run(npanels, [&](long t) {
+      pack_panels<GEMM_NV>(kc, H, m_rows, Hp, 1, a.bpack, static_cast<int>(t), static_cast<int>(t) + 1);
+    });
+    const Gemm g{P, H, kc, a.dh_rows + static_cast<long>(k0) * Hp, 1, a.bpack, static_cast<long>(kc) * NR, a.gw_hr, H,
+                 true, Hp};
+    phases.run(g.tiles(), [&](long t) { g.tile(t); });
+  }
+}

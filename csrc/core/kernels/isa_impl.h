@@ -4,17 +4,18 @@
 #include "core/kernels/gemm.h"
 #include "core/kernels/phases.h"
 #include "core/kernels/grads.h"
-#include "core/kernels/sequence.h"
 #include "core/cells/rnn.h"
 #include "core/cells/lstm.h"
 #include "core/cells/gru.h"
+#include "core/kernels/sequence.h"
 #include "core/kernels/peak.h"
 #include "core/kernels/forward_entry.h"
 
 template <class Cell>
-static Layout layout_for(CellVariant variant, int I, int H) {
+static Layout layout_for(CellVariant variant, int I, int H, int P) {
   Layout L;
   L.variant = variant;
+  L.P = P ? P : H;
   L.W = W;
   L.NB = Cell::NB;
   L.G = Cell::G;
@@ -22,10 +23,14 @@ static Layout layout_for(CellVariant variant, int I, int H) {
   L.GHp = L.G * L.Hp;
   L.NR = GEMM_NV * W;
   L.wx = static_cast<long>(ceil_div(L.GHp, L.NR)) * L.NR * I;
-  L.wh = static_cast<long>(L.GHp) * H;
+  L.wh = static_cast<long>(L.GHp) * L.P;
   L.wx_bwd = static_cast<long>(ceil_div(I, L.NR)) * L.NR * L.GHp;
   const int bwd_cols = Cell::BWD_Q * Cell::NB;  // backward tiles span BWD_Q hidden blocks
-  L.wh_bwd = static_cast<long>(ceil_div(L.Hp, bwd_cols)) * bwd_cols * L.GHp;
+  L.wh_bwd = static_cast<long>(ceil_div(L.P, bwd_cols)) * bwd_cols * L.GHp;
+  if (P) {  // forward: W_hrᵀ (H x P) in panels of the cell's width; backward: W_hr (P x H) like wh_bwd
+    L.whr = static_cast<long>(ceil_div(P, Cell::G * Cell::NB)) * Cell::G * Cell::NB * H;
+    L.whr_bwd = static_cast<long>(ceil_div(L.Hp, bwd_cols)) * bwd_cols * P;
+  }
   L.wx_step = Cell::G * Cell::U == GEMM_NV ? 0 : static_cast<long>(L.GHp) * I;  // GEMM panel == block?
   if (variant.reset_before) {  // n panels of GruResetBefore::kNBlocks blocks each (GruResetBefore)
     L.wh_rz = 2L * L.Hp * H;
@@ -35,11 +40,11 @@ static Layout layout_for(CellVariant variant, int I, int H) {
   return L;
 }
 
-static Layout layout(CellKind cell, CellVariant variant, int I, int H) {
+static Layout layout(CellKind cell, CellVariant variant, int I, int H, int P) {
   switch (cell) {
-    case CellKind::lstm: return layout_for<Lstm>(variant, I, H);
-    case CellKind::gru: return layout_for<Gru>(variant, I, H);
-    default: return layout_for<Rnn<false>>(variant, I, H);
+    case CellKind::lstm: return layout_for<Lstm>(variant, I, H, P);
+    case CellKind::gru: return layout_for<Gru>(variant, I, H, 0);
+    default: return layout_for<Rnn<false>>(variant, I, H, 0);
   }
 }
 
@@ -78,25 +83,31 @@ static void to_internal_rows(const Layout& L, int H, int K, const float* src, fl
 
 template <class Cell>
 static void pack_for(const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
-                     const float* b_hh, const float* w_p, bool with_backward, float* wx, float* wh, float* wx_bwd,
-                     float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx, float* bh, float* peep) {
-  constexpr int NV = Cell::G * Cell::U;
+                     const float* b_hh, const float* w_p, const float* w_hr, bool with_backward, float* wx,
+                     float* wh, float* wx_bwd, float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx, float* bh,
+                     float* peep, float* whr_f, float* whr_b) {
+  constexpr int NV = Cell::G * Cell::U, NBWD = Cell::BWD_Q * Cell::NB;
+  const int P = L.P;  // columns of h: the recurrent GEMM's K
   // Packing is once per weight change: plain vectors are fine (and freed if the second one throws).
-  std::vector<float> wi_rows(static_cast<size_t>(L.GHp) * I), wh_rows(static_cast<size_t>(L.GHp) * H);
+  std::vector<float> wi_rows(static_cast<size_t>(L.GHp) * I), wh_rows(static_cast<size_t>(L.GHp) * P);
   float *wi = wi_rows.data(), *whr = wh_rows.data();
   to_internal_rows(L, H, I, w_ih, wi);
-  to_internal_rows(L, H, H, w_hh, whr);
-  // Forward: x-projection B = W_ihᵀ (I x GHp); recurrent tiles B = W_hhᵀ (H x GHp), one panel per hidden block.
+  to_internal_rows(L, H, P, w_hh, whr);
+  // Forward: x-projection B = W_ihᵀ (I x GHp); recurrent tiles B = W_hhᵀ (P x GHp), one panel per hidden block.
   pack_panels<GEMM_NV>(I, L.GHp, wi, 1, I, wx, 0, ceil_div(L.GHp, L.NR));
   if (L.variant.reset_before)
     pack_reset_before<Cell>(L, H, w_hh, whr, with_backward, wh, wh_n_bwd);
   else
-    pack_panels<NV>(H, L.GHp, whr, 1, H, wh, 0, L.Hp / Cell::NB);
+    pack_panels<NV>(P, L.GHp, whr, 1, P, wh, 0, L.Hp / Cell::NB);
   if (wx_step) pack_panels<NV>(I, L.GHp, wi, 1, I, wx_step, 0, L.Hp / Cell::NB);  // W_ihᵀ like W_hhᵀ
   if (with_backward) {
-    // Backward: dX = dG W_ih (B = W_ih, GHp x I); dh = dG W_hh (B = W_hh, GHp x H), panels of BWD_Q blocks.
+    // Backward: dX = dG W_ih (B = W_ih, GHp x I); dh = dG W_hh (B = W_hh, GHp x P), panels of BWD_Q blocks.
     pack_panels<GEMM_NV>(L.GHp, I, wi, I, 1, wx_bwd, 0, ceil_div(I, L.NR));
-    pack_panels<Cell::BWD_Q * Cell::U>(L.GHp, H, whr, H, 1, wh_bwd, 0, ceil_div(L.Hp, Cell::BWD_Q * Cell::NB));
+    pack_panels<Cell::BWD_Q * Cell::U>(L.GHp, P, whr, P, 1, wh_bwd, 0, ceil_div(P, NBWD));
+  }
+  if (L.whr) {  // projection: h = m W_hrᵀ (B = W_hrᵀ, H x P); backward dm = dh W_hr (B = W_hr, P x H)
+    pack_panels<NV>(H, P, w_hr, 1, H, whr_f, 0, ceil_div(P, NV * W));
+    if (with_backward) pack_panels<Cell::BWD_Q * Cell::U>(P, H, w_hr, H, 1, whr_b, 0, ceil_div(L.Hp, NBWD));
   }
   for (int c = 0; c < L.GHp; ++c) {
     const int row = torch_row(c, L.G, L.NB, H);
@@ -111,19 +122,30 @@ static void pack_for(const Layout& L, int I, int H, const float* w_ih, const flo
 }
 
 static void pack(CellKind cell, const Layout& L, int I, int H, const float* w_ih, const float* w_hh, const float* b_ih,
-                 const float* b_hh, const float* w_p, bool with_backward, float* wx, float* wh, float* wx_bwd,
-                 float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx, float* bh, float* peep) {
+                 const float* b_hh, const float* w_p, const float* w_hr, bool with_backward, float* wx, float* wh,
+                 float* wx_bwd, float* wh_bwd, float* wx_step, float* wh_n_bwd, float* bx, float* bh, float* peep,
+                 float* whr, float* whr_bwd) {
   switch (cell) {
     case CellKind::lstm:
-      return pack_for<Lstm>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step,
-                            wh_n_bwd, bx, bh, peep);
+      return pack_for<Lstm>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, w_hr, with_backward, wx, wh, wx_bwd, wh_bwd,
+                            wx_step, wh_n_bwd, bx, bh, peep, whr, whr_bwd);
     case CellKind::gru:
-      return pack_for<Gru>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx, wh, wx_bwd, wh_bwd, wx_step,
-                           wh_n_bwd, bx, bh, peep);
+      return pack_for<Gru>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, nullptr, with_backward, wx, wh, wx_bwd, wh_bwd,
+                           wx_step, wh_n_bwd, bx, bh, peep, nullptr, nullptr);
     default:
-      return pack_for<Rnn<false>>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, with_backward, wx, wh, wx_bwd, wh_bwd,
-                                  wx_step, wh_n_bwd, bx, bh, peep);
+      return pack_for<Rnn<false>>(L, I, H, w_ih, w_hh, b_ih, b_hh, w_p, nullptr, with_backward, wx, wh, wx_bwd,
+                                  wh_bwd, wx_step, wh_n_bwd, bx, bh, peep, nullptr, nullptr);
   }
+}
+
+static void pack_ln(const Layout& L, int H, const float* ln, float* out) {
+  for (int k = 0; k < 4; ++k)  // input gain, input bias, recurrent gain, recurrent bias: gate columns
+    for (int c = 0; c < L.GHp; ++c) {
+      const int row = torch_row(c, L.G, L.NB, H);
+      out[static_cast<long>(k) * L.GHp + c] = row >= 0 ? ln[static_cast<long>(k) * L.G * H + row] : 0.0f;
+    }
+  for (int k = 0; k < 2; ++k)  // cell gain, cell bias: state columns
+    for (int j = 0; j < L.Hp; ++j) out[4L * L.GHp + k * L.Hp + j] = j < H ? ln[16L * H + k * H + j] : 0.0f;
 }
 
 static void backward_on(const BackwardArgs& a, PhaseRunner& phases) {
@@ -159,7 +181,7 @@ static void gemm(int M, int N, int K, const float* A, long lda, const float* B, 
 }
 
 const IsaKernels& kernels() {
-  static const IsaKernels table{layout, pack, forward, backward, forward_pair, backward_pair, gemm, gemm_work_size,
-                                int8_products};
+  static const IsaKernels table{layout,         pack,          pack_ln,        forward, backward, forward_pair,
+                                backward_pair,  gemm,          gemm_work_size, int8_products};
   return table;
 }

@@ -49,7 +49,44 @@ static void gather_chunk(const ForwardArgs& a, int t_lo, int t_hi, float* xg, Ph
       if (p < n)
         std::memcpy(xg + (R.first(t) - base + p) * a.I, a.x + user * a.I, sizeof(float) * a.I);
       else
-        zero_out(a.y + user * a.ldy, a.H);
+        zero_out(a.y + user * a.ldy, a.L.P);
+    }
+  });
+}
+
+// acc = dG W_hh (panel: W_hh's columns of the tile) for the tile's rows [m0, m0 + mr), dG of the
+// step processed just before; rows from nn on did not run then and get zeros.
+template <int MR, int NV>
+static inline void recurrent_grad(int mr, int m0, int nn, int GHp, const float* dgh_next, const float* panel,
+                                  vf (&acc)[MR][NV]) {
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
+  if (m0 < nn)
+    microkernel_rows<MR, NV>(nn - m0 < mr ? nn - m0 : mr, GHp, dgh_next + static_cast<long>(m0) * GHp, GHp, panel, acc);
+}
+
+#include "core/kernels/layer_norm.h"  // needs StateTarget and recurrent_grad
+
+// The projection's phase of a step (LSTM proj_size): h = m W_hrᵀ for the n running rows, m in
+// rows of Hp, into the next states (P columns; a state row of Hp holds them) and the output.
+// Tiles of (NV vectors of columns, MR rows), like the cell's.
+template <int MR, int NV>
+static void project_step(const ForwardArgs& a, int t, int n, const float* m_rows, const StateTarget<float>& hnext,
+                         PhaseRunner& phases) {
+  const int P = a.L.P, H = a.H, Hp = a.L.Hp, nmb = ceil_div(n, MR), npan = ceil_div(P, NV * W);
+  phases.run(static_cast<long>(npan) * nmb, [&](long tile) {
+    const int jp = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
+    const int mr = n - m0 < MR ? n - m0 : MR, c0 = jp * NV * W, ncols = P - c0 < NV * W ? P - c0 : NV * W;
+    vf acc[MR][NV];
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < NV; ++v) acc[m][v] = splat(0.0f);
+    microkernel_rows<MR, NV>(mr, H, m_rows + static_cast<long>(m0) * Hp, Hp, a.w.whr + static_cast<long>(jp) * H * NV * W,
+                             acc);
+    for (int m = 0; m < mr; ++m) {
+      const int p = m0 + m;
+      float* hout = hnext.row(p) + c0;
+      for (int v = 0; v * W < ncols; ++v) store(hout + v * W, acc[m][v]);  // padding columns get W_hr's zeros
+      copy_out(a.y + (static_cast<long>(t) * a.B + a.rows.user(p)) * a.ldy + c0, hout, ncols);
     }
   });
 }
@@ -123,13 +160,15 @@ template <class Cell, class BT>
 static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* wh, const BT* wx_step,
                                   PhaseRunner& phases) {
   constexpr int G = Cell::G, NB = Cell::NB, NV = G * Cell::U, MR = Cell::MR;
-  const int T = a.T, B = a.B, H = a.H, Hp = a.L.Hp, GHp = a.L.GHp, I = a.I;
+  const int T = a.T, B = a.B, H = a.H, P = a.L.P, Hp = a.L.Hp, GHp = a.L.GHp, I = a.I;
   const RowPlan& R = a.rows;
   const long slot = static_cast<long>(B) * Hp;
   const int nblk = Hp / NB;
-  const long x_panel = static_cast<long>(I) * a.L.NR, h_panel = static_cast<long>(H) * NV * W;
+  const long x_panel = static_cast<long>(I) * a.L.NR, h_panel = static_cast<long>(P) * NV * W;
+  // LSTM projection: the cell writes m = o * tanh(c) to aux, a second phase h = m W_hrᵀ.
+  const bool proj = a.w.whr != nullptr;
   const long x_step_panel = static_cast<long>(I) * NV * W;
-  const bool fused = T == 1 && wx_step && R.dense();
+  const bool fused = T == 1 && wx_step && R.dense() && !a.w.ln;  // LN normalises the whole input part first
   auto time_of = [&](int s) { return a.reverse ? T - 1 - s : s; };
   // Row 0 of the state a step starts from, and where its new states go: training keeps every
   // state for backward (RowPlan), inference alternates two slots of B rows.
@@ -155,6 +194,7 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
     // Input projection of every valid row in the chunk: one GEMM (bias is added in the cell).
     const GemmT<BT> xproj{static_cast<int>(nrows), GHp, I, xrows, I, wx, x_panel, a.gates, GHp, false};
     if (!fused && nrows > 0) phases.run(xproj.tiles(), [&](long t) { xproj.tile(t); });
+    if (a.w.ln && nrows > 0) ln_input_rows(a, a.gates, nrows, row_lo, phases);
     for (int s = s0; s < s1; ++s) {
       const int t = time_of(s), n = R.rows(t), nmb = ceil_div(n, MR);
       if (n == 0) continue;  // every row has ended (forward) or not yet begun (reverse)
@@ -176,6 +216,10 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
         reset_before_step<Cell, BT>(a, wh, n, t, hprev, hnext, gates_t, fused, project_block, phases);
         continue;
       }
+      if (a.w.ln) {
+        ln_forward_step<BT>(a, wh, t, n, hprev, cprev, hnext, cnext, gates_t, phases);
+        continue;
+      }
       phases.run(static_cast<long>(nblk) * nmb, [&](long tile) {
         const int jb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
         const int mr = n - m0 < MR ? n - m0 : MR;
@@ -184,19 +228,20 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
         vf acc[MR][NV];
         for (int m = 0; m < MR; ++m)
           for (int v = 0; v < NV; ++v) acc[m][v] = load(a.w.bh + static_cast<long>(jb) * G * NB + v * W);
-        microkernel_rows<MR, NV, BT>(mr, H, hprev + static_cast<long>(m0) * Hp, Hp, wh + jb * h_panel, acc);
+        microkernel_rows<MR, NV, BT>(mr, P, hprev + static_cast<long>(m0) * Hp, Hp, wh + jb * h_panel, acc);
         const float* peep = a.w.peep ? a.w.peep + static_cast<long>(jb) * 3 * NB : nullptr;
         for (int m = 0; m < mr; ++m) {
           const int p = m0 + m;
           const long r = static_cast<long>(p) * Hp + j0;
           float* g = gates_t + static_cast<long>(p) * GHp + static_cast<long>(jb) * G * NB;
-          float* aux = a.aux ? a.aux + (R.first(t) + p) * Hp + j0 : nullptr;
-          float* hout = hnext.row(p) + j0;
+          float* aux = a.aux ? a.aux + ((a.training ? R.first(t) : 0) + p) * Hp + j0 : nullptr;
+          float* hout = proj ? aux : hnext.row(p) + j0;
           Cell::forward(g, a.w.bx + static_cast<long>(jb) * G * NB, acc[m], hprev + r, hout,
                         cprev ? cprev + r : nullptr, cprev ? cnext.row(p) + j0 : nullptr, aux, peep, a.training);
-          copy_out(a.y + (static_cast<long>(t) * B + R.user(p)) * a.ldy + j0, hout, ncols);
+          if (!proj) copy_out(a.y + (static_cast<long>(t) * B + R.user(p)) * a.ldy + j0, hout, ncols);
         }
       });
+      if (proj) project_step<MR, NV>(a, t, n, a.aux + (a.training ? R.first(t) : 0) * Hp, hnext, phases);
     }
   }
 }
@@ -265,6 +310,67 @@ static void peephole_grad(PhaseRunner& phases, const BackwardArgs& a) {
   });
 }
 
+// One backward step of an LSTM with a projection (h = W_hr m), two phases. First, over the P
+// columns of h: dh = dG_next W_hh + dy + what flows in (dh_pass); kept per row (dh_rows) for
+// W_hr's gradient, or, for a row past its first step, its final gradient (dh0). Then, over the
+// hidden blocks of the n running rows: dm = dh W_hr into registers, and the cell's backward.
+template <class Cell>
+static void backward_step_projected(const BackwardArgs& a, int t, int n, int nn, const float* dgh_next, long row0,
+                                    const StateTarget<const float>& cnext, PhaseRunner& phases) {
+  constexpr int G = Cell::G, NB = Cell::NB, U = Cell::U, Q = Cell::BWD_Q, MR = Cell::MR_BWD;
+  const int P = a.L.P, Hp = a.L.Hp, GHp = a.L.GHp, nblk = Hp / NB;
+  const int nrows = n > nn ? n : nn, nmb = ceil_div(nrows, MR), pblk = ceil_div(P, NB);
+  const long dh_panel = static_cast<long>(GHp) * Q * U * W, dm_panel = static_cast<long>(P) * Q * U * W;
+  phases.run(static_cast<long>(ceil_div(pblk, Q)) * nmb, [&](long tile) {
+    const int sb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
+    const int mr = nrows - m0 < MR ? nrows - m0 : MR;
+    vf acc[MR][Q * U];
+    recurrent_grad<MR, Q * U>(mr, m0, nn, GHp, dgh_next, a.w.wh_bwd + sb * dh_panel, acc);
+    for (int m = 0; m < mr; ++m) {
+      const int p = m0 + m;
+      const float* dyrow = p < n ? a.dy + (static_cast<long>(t) * a.B + a.rows.user(p)) * a.ldy : nullptr;
+      for (int q = 0; q < Q && sb * Q + q < pblk; ++q) {
+        const int j0 = (sb * Q + q) * NB, ncols = P - j0 < NB ? P - j0 : NB;
+        float* pass = a.dh_pass + static_cast<long>(p) * Hp + j0;
+        for (int u = 0; u < U; ++u) {
+          vf dh = acc[m][q * U + u] + load(pass + u * W);
+          const int nc = ncols - u * W;
+          if (dyrow && nc >= W) dh += load(dyrow + j0 + u * W);
+          else if (dyrow && nc > 0) dh += load_partial(dyrow + j0 + u * W, nc);
+          if (p >= n) {  // first step done (or, for t == -1, every row): the gradient of h0
+            store(pass + u * W, dh);
+            continue;
+          }
+          store(a.dh_rows + (row0 + p) * Hp + j0 + u * W, dh);
+          store(pass + u * W, splat(0.0f));  // an LSTM's h reaches the previous step only through W_hh
+        }
+      }
+    }
+  });
+  if (n == 0) return;
+  const int nmb_run = ceil_div(n, MR);
+  phases.run(static_cast<long>(ceil_div(nblk, Q)) * nmb_run, [&](long tile) {
+    const int sb = static_cast<int>(tile / nmb_run), m0 = static_cast<int>(tile % nmb_run) * MR;
+    const int mr = n - m0 < MR ? n - m0 : MR;
+    vf acc[MR][Q * U];
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < Q * U; ++v) acc[m][v] = splat(0.0f);
+    microkernel_rows<MR, Q * U>(mr, P, a.dh_rows + (row0 + m0) * Hp, Hp, a.w.whr_bwd + sb * dm_panel, acc);
+    for (int m = 0; m < mr; ++m) {
+      const int p = m0 + m;
+      const long row = row0 + p;
+      for (int q = 0; q < Q && sb * Q + q < nblk; ++q) {
+        const int jb = sb * Q + q, j0 = jb * NB;
+        vf dm[U], pass[U];
+        for (int u = 0; u < U; ++u) dm[u] = acc[m][q * U + u];
+        float* g = a.gates + row * GHp + static_cast<long>(jb) * G * NB;
+        Cell::backward(g, g, dm, pass, a.dc + static_cast<long>(p) * Hp + j0, nullptr, nullptr,
+                       a.cs + row * Hp + j0, cnext.row(p) + j0, nullptr, nullptr);  // no peepholes here
+      }
+    }
+  });
+}
+
 template <class Cell>
 static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
   // A backward tile spans Q hidden blocks, so its recurrent GEMM (dh = dG W_hh) keeps Q*U
@@ -288,15 +394,21 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
     const long row0 = R.first(t >= 0 ? t : 0);  // of time t's rows (used while p < n)
     const StateTarget<const float> hnext = training_target(a.hs, R, Hp, t, a.reverse);
     const StateTarget<const float> cnext = a.cs ? training_target(a.cs, R, Hp, t, a.reverse) : hnext;
+    if constexpr (Cell::G == 4) {  // the LSTM's options (not compiled for the other cells)
+      if (a.w.whr) {
+        backward_step_projected<Cell>(a, t, n, nn, dgh_next, row0, cnext, phases);
+        continue;
+      }
+      if (a.w.ln) {
+        ln_backward_step(a, t, n, nn, dgh_next, row0, phases);
+        continue;
+      }
+    }
     phases.run(static_cast<long>(nsb) * nmb, [&](long tile) {
       const int sb = static_cast<int>(tile / nmb), m0 = static_cast<int>(tile % nmb) * MR;
       const int mr = nrows - m0 < MR ? nrows - m0 : MR;
       vf acc[MR][Q * U];
-      for (int m = 0; m < MR; ++m)
-        for (int v = 0; v < Q * U; ++v) acc[m][v] = splat(0.0f);
-      if (m0 < nn)
-        microkernel_rows<MR, Q * U>(nn - m0 < mr ? nn - m0 : mr, GHp, dgh_next + static_cast<long>(m0) * GHp, GHp,
-                                    a.w.wh_bwd + sb * dh_panel, acc);
+      recurrent_grad<MR, Q * U>(mr, m0, nn, GHp, dgh_next, a.w.wh_bwd + sb * dh_panel, acc);
       for (int m = 0; m < mr; ++m) {
         const int p = m0 + m;
         const long row = row0 + p;
@@ -355,14 +467,19 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
   // After the loop: the large GEMMs over the valid rows at once. Row first(t) + p of the states
   // is the state time t started from, so it pairs with the same row of dG.
   // A ragged batch computes dx's valid rows into the gathered input, once its gradient read it.
+  // With layer norm the input GEMMs read the raw input part's gradient (xhat, after
+  // ln_after_backward), and the biases' gradients are already summed.
   const int rows = static_cast<int>(R.total());
-  const Gemm dxg{rows, I, GHp, a.gates, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR,
+  if (a.w.ln) ln_after_backward(phases, rows, a);
+  const float* dgx = a.w.ln ? a.ln.xhat : a.gates;
+  const Gemm dxg{rows, I, GHp, dgx, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR,
                  R.dense() ? a.dx : a.dx_rows, I, R.dense() && a.dx_accumulate};
   if (R.dense()) phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
-  weight_grad(phases, I, rows, a, a.gates, a.x, I, a.gw_ih, I, a.gb_ih);
-  weight_grad(phases, H, rows, a, a.dgh, a.hs, Hp, a.gw_hh, H, a.gb_hh);
+  weight_grad(phases, I, rows, a, dgx, a.x, I, a.gw_ih, I, a.w.ln ? nullptr : a.gb_ih);
+  weight_grad(phases, a.L.P, rows, a, a.dgh, a.hs, Hp, a.gw_hh, a.L.P, a.w.ln ? nullptr : a.gb_hh);
   if constexpr (Cell::kTwoPhase) n_gate_weight_grad(phases, rows, a, a.dgh);  // W_hn, b_hn: against r⊙h
   if (a.gw_p) peephole_grad<Cell>(phases, a);
+  if (a.w.whr) projection_grad(phases, rows, a);
   if (!R.dense()) {
     phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
     scatter_dx(a, phases);
@@ -371,10 +488,10 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
   phases.run(1, [&](long) {
     for (int p = 0; p < B; ++p) {
       const long out = static_cast<long>(R.user(p)) * H, in = static_cast<long>(p) * Hp;
-      for (int j = 0; j < H; ++j) {
-        a.dh0[out + j] = a.dh_pass[in + j];
-        if (a.dc0) a.dc0[out + j] = a.dc[in + j];
-      }
+      const long out_h = static_cast<long>(R.user(p)) * a.L.P;
+      for (int j = 0; j < a.L.P; ++j) a.dh0[out_h + j] = a.dh_pass[in + j];
+      if (a.dc0)
+        for (int j = 0; j < H; ++j) a.dc0[out + j] = a.dc[in + j];
     }
   });
 }

@@ -15,6 +15,10 @@ from ._checks import MAX_HIDDEN, MAX_SIZE, as_float_array, as_lengths, check_int
 from .module import DropoutRng, Module, Parameter, accumulating
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+# The layer-normalised LSTM's parameters per layer and direction (name stem, size in H, initial
+# value), in the order the kernels take them concatenated: LN of x W_ihᵀ, of h W_hhᵀ, of c.
+_LN_NAMES = (("ln_ih_weight", 4, 1.0), ("ln_ih_bias", 4, 0.0), ("ln_hh_weight", 4, 1.0), ("ln_hh_bias", 4, 0.0),
+             ("ln_c_weight", 1, 1.0), ("ln_c_bias", 1, 0.0))
 
 
 class _PackCache:
@@ -26,24 +30,29 @@ class _PackCache:
         self._packed = None
 
     def get(self, cell, params, with_backward, weights="float32", step=False, peephole=None,
-            linear_before_reset=True):
+            linear_before_reset=True, w_hr=None, ln=()):
         """step: also pack for one-step forwards (streams, cells; see _core.PackedWeights).
-        peephole: an LSTM's (3, H) peephole Parameter, or None; linear_before_reset=False: Cho's GRU."""
+        peephole: an LSTM's (3, H) peephole Parameter, or None; linear_before_reset=False: Cho's GRU;
+        w_hr: the LSTM projection's Parameter (proj_size), or None; ln: the layer-normalised
+        LSTM's six Parameters (gains and biases, _LN_NAMES order), or ()."""
         key = (_core.get_isa(), _core.get_dot_products(), with_backward, weights, step, linear_before_reset) + \
-            tuple((id(p.data), p.version) for p in (*params, peephole) if p is not None)
+            tuple((id(p.data), p.version) for p in (*params, peephole, w_hr, *ln) if p is not None)
         with self._lock:
             if self._key != key:
                 self._packed = pack_weights(cell, params, with_backward, weights, step, peephole,
-                                            linear_before_reset)
+                                            linear_before_reset, w_hr, ln)
                 self._key = key
             return self._packed
 
 
-def pack_weights(cell, params, with_backward, weights="float32", step=False, peephole=None, linear_before_reset=True):
-    """A _core.PackedWeights of (w_ih, w_hh, b_ih, b_hh) Parameters (biases may be None)."""
+def pack_weights(cell, params, with_backward, weights="float32", step=False, peephole=None, linear_before_reset=True,
+                 w_hr=None, ln=()):
+    """A _core.PackedWeights of (w_ih, w_hh, b_ih, b_hh) Parameters (biases may be None), with an LSTM's
+    projection w_hr and layer norm's six Parameters ln when given."""
     w_ih, w_hh, b_ih, b_hh = (None if p is None else p.data for p in params)
     return _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward, weights, step,
-                               None if peephole is None else peephole.data, linear_before_reset)
+                               None if peephole is None else peephole.data, linear_before_reset,
+                               None if w_hr is None else w_hr.data, np.concatenate([p.data for p in ln]) if ln else None)
 
 
 _DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -68,11 +77,22 @@ class RNNBase(DropoutRng, Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, seed=None,
                  direction=None, peepholes: bool = False, linear_before_reset: bool = True,
-                 residual: bool = False):
+                 residual: bool = False, proj_size: int = 0, layer_norm: bool = False):
         super().__init__()
         self.input_size = check_int(input_size, "input_size", maximum=MAX_SIZE)
         self.hidden_size = check_int(hidden_size, "hidden_size", maximum=MAX_HIDDEN)
         self.num_layers = check_int(num_layers, "num_layers")
+        self.proj_size = check_int(proj_size, "proj_size", 0)
+        if self.proj_size and cell != "lstm":
+            raise ValueError(f"proj_size: only an LSTM has a projection, got proj_size={proj_size} for {cell!r}")
+        if self.proj_size >= hidden_size:
+            raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size ({hidden_size}), got {proj_size}")
+        if not isinstance(layer_norm, (bool, np.bool_)):
+            raise TypeError(f"layer_norm: expected True or False, got {type(layer_norm).__name__}")
+        self.layer_norm = bool(layer_norm)
+        if self.layer_norm and (cell != "lstm" or self.proj_size):
+            raise ValueError(f"layer_norm: only an LSTM without proj_size has layer norm, got {cell!r} with "
+                             f"proj_size={self.proj_size}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
         self.cell = cell
@@ -83,31 +103,46 @@ class RNNBase(DropoutRng, Module):
         self.bidirectional = self.direction == "bidirectional"
         self.num_directions = 2 if self.bidirectional else 1
         self.peepholes = bool(peepholes)
+        if self.peepholes and (self.proj_size or self.layer_norm):
+            raise ValueError("peepholes: not with proj_size or layer_norm (that combination is not built)")
         self.linear_before_reset = bool(linear_before_reset)
         self.residual = check_residual(residual, self.num_layers)
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(rng.integers(2**63))
         gates = _GATES[cell] * hidden_size
         bound = 1.0 / math.sqrt(hidden_size)
+        P = self._state_size
         self._layer_params = []  # [layer][direction] -> (w_ih, w_hh, b_ih, b_hh)
         self._peep_params = []  # [layer][direction] -> weight_p (peephole LSTM) or None
+        self._proj_params = []   # [layer][direction] -> weight_hr (proj_size, H), or None
+        self._ln_params = []     # [layer][direction] -> the six layer-norm Parameters, or ()
         for k in range(self.num_layers):
-            layer_in = input_size if k == 0 else hidden_size * self.num_directions
-            per_dir, peeps = [], []
+            layer_in = input_size if k == 0 else P * self.num_directions
+            per_dir, peeps, proj, lns = [], [], [], []
             for d in range(self.num_directions):
                 sfx = f"_l{k}" + ("_reverse" if self._runs_reverse(d) else "")
-                shapes = [(f"weight_ih{sfx}", (gates, layer_in)), (f"weight_hh{sfx}", (gates, hidden_size))]
+                shapes = [(f"weight_ih{sfx}", (gates, layer_in)), (f"weight_hh{sfx}", (gates, P))]
                 if self.bias:
                     shapes += [(f"bias_ih{sfx}", (gates,)), (f"bias_hh{sfx}", (gates,))]
+                if self.proj_size:  # torch's order: after the biases
+                    shapes += [(f"weight_hr{sfx}", (self.proj_size, hidden_size))]
                 for name, shape in shapes:
                     setattr(self, name, Parameter(rng.uniform(-bound, bound, shape)))
-                params = [getattr(self, name) for name, _ in shapes] + [None] * (4 - len(shapes))
-                per_dir.append(tuple(params))
+                params = [getattr(self, name) for name, _ in shapes if not name.startswith("weight_hr")]
+                per_dir.append(tuple(params + [None] * (4 - len(params))))
                 if self.peepholes:  # p_i, p_f, p_o (ONNX's P is p_i, p_o, p_f)
                     setattr(self, f"weight_p{sfx}", Parameter(rng.uniform(-bound, bound, (3, hidden_size))))
                 peeps.append(getattr(self, f"weight_p{sfx}") if self.peepholes else None)
+                proj.append(getattr(self, f"weight_hr{sfx}") if self.proj_size else None)
+                ln = []
+                for stem, n, value in _LN_NAMES if self.layer_norm else ():
+                    setattr(self, f"{stem}{sfx}", Parameter(np.full(n * hidden_size, value, np.float32)))
+                    ln.append(getattr(self, f"{stem}{sfx}"))
+                lns.append(tuple(ln))
             self._layer_params.append(per_dir)
             self._peep_params.append(peeps)
+            self._proj_params.append(proj)
+            self._ln_params.append(lns)
         self._rebuild()
         self.grad_hx = None
         self.inference_weights = "float32"
@@ -142,7 +177,10 @@ class RNNBase(DropoutRng, Module):
         per row and step, u8 x s8 products summed exactly in int32; ~1e-2 relative difference).
         Where the CPU has them the products run on VNNI (int8) and AVX512_BF16 (bfloat16) dot
         products; ``rnnfast.cpu_info()['weight_kernels']`` says which. Training always uses float32."""
-        self.inference_weights = check_weights(weights)
+        weights = check_weights(weights)
+        if weights != "float32" and (self.proj_size or getattr(self, "layer_norm", False)):
+            raise ValueError(f"weights: {weights!r} is not supported with proj_size > 0 or layer_norm (use 'float32')")
+        self.inference_weights = weights
         return self
 
     def extra_repr(self) -> str:
@@ -167,6 +205,10 @@ class RNNBase(DropoutRng, Module):
             s += ", linear_before_reset=False"
         if self.residual:
             s += ", residual=True"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if getattr(self, "layer_norm", False):
+            s += ", layer_norm=True"
         return s
 
     def stream(self, batch_size: int = 1, weights: str | None = None):
@@ -184,26 +226,36 @@ class RNNBase(DropoutRng, Module):
     def _packed(self, k: int, d: int, with_backward: bool, weights: str = "float32", step: bool = False):
         """Layer k, direction d's weights packed (cached until a parameter changes)."""
         return self._pack_caches[k][d].get(self.cell, self._layer_params[k][d], with_backward, weights, step,
-                                           self._peep_params[k][d], self.linear_before_reset)
+                                           self._peep_params[k][d], self.linear_before_reset,
+                                           self._proj_params[k][d], self._ln_params[k][d])
 
     def _grads(self, k: int, d: int):
-        """The gradient arrays layer_backward adds into, peephole gradient last when there is one."""
-        params = self._layer_params[k][d] + ((self._peep_params[k][d],) if self.peepholes else ())
+        """The gradient arrays layer_backward adds into, the peephole's or the projection's last when
+        there is one."""
+        params = self._layer_params[k][d] + ((self._peep_params[k][d],) if self.peepholes else ()) + \
+            ((self._proj_params[k][d],) if self.proj_size else ())
         return tuple(None if p is None else p.grad for p in params)
 
     def _params_of(self, k: int):
-        return [p for d in range(self.num_directions) for p in (*self._layer_params[k][d], self._peep_params[k][d])]
+        return [p for d in range(self.num_directions)
+                for p in (*self._layer_params[k][d], self._peep_params[k][d], self._proj_params[k][d],
+                          *self._ln_params[k][d])]
 
     @property
     def _is_lstm(self) -> bool:
         return self.cell == "lstm"
 
-    def _state_shape(self, batch: int | None):
-        n = self.num_layers * self.num_directions
-        return (n, self.hidden_size) if batch is None else (n, batch, self.hidden_size)
+    @property
+    def _state_size(self) -> int:
+        """Columns of h and of each direction's output: proj_size, or hidden_size."""
+        return getattr(self, "proj_size", 0) or self.hidden_size
+
+    def _state_shape(self, batch: int | None, size: int | None = None):
+        n, size = self.num_layers * self.num_directions, size or self._state_size
+        return (n, size) if batch is None else (n, batch, size)
 
     def _parse_state(self, hx, batch):
-        """Initial states as (L*D, B, H) float32 arrays (or None)."""
+        """Initial states as (L*D, B, P) (h) and (L*D, B, H) (c) float32 arrays (or None)."""
         if hx is None:
             return None, None
         shape = self._state_shape(batch)
@@ -211,7 +263,7 @@ class RNNBase(DropoutRng, Module):
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError("hx: expected a tuple (h_0, c_0) for an LSTM, got " + type(hx).__name__)
             h0 = as_float_array(hx[0], "hx[0]", shape=shape)
-            c0 = as_float_array(hx[1], "hx[1]", shape=shape)
+            c0 = as_float_array(hx[1], "hx[1]", shape=self._state_shape(batch, self.hidden_size))
         else:
             if isinstance(hx, (tuple, list)):
                 raise TypeError(f"hx: expected an array of shape {shape}, got a {type(hx).__name__}")
@@ -244,14 +296,14 @@ class RNNBase(DropoutRng, Module):
         ----------
         x : float array (T, B, input_size), (B, T, input_size) with ``batch_first``, or (T, input_size)
             unbatched. Other float dtypes and non-contiguous arrays are converted.
-        hx : initial state (num_layers * num_directions, B, hidden_size) (an LSTM takes ``(h_0, c_0)``),
-            zeros when None.
+        hx : initial state (num_layers * num_directions, B, hidden_size) (an LSTM takes ``(h_0, c_0)``;
+            with ``proj_size`` h_0 has proj_size columns), zeros when None.
         lengths : int array (B,), each in [1, T]: packed-sequence semantics without sorting.
 
         Returns
         -------
         ``(output, h_n)`` or, for an LSTM, ``(output, (h_n, c_n))``; output is (T, B, D * hidden_size)
-        in the input's layout.
+        (D * proj_size with a projection) in the input's layout.
         """
         return super().forward(x, hx, lengths)
 
@@ -268,9 +320,9 @@ class RNNBase(DropoutRng, Module):
         if saving:
             xt = private_copy(xt, x)
         train_caches = self._take_caches() if saving else None
-        D, H = self.num_directions, self.hidden_size
-        hn = np.empty((self.num_layers * D, B, H), np.float32)
-        cn = np.empty_like(hn) if self._is_lstm else None
+        D, H, P = self.num_directions, self.hidden_size, self._state_size
+        hn = np.empty((self.num_layers * D, B, P), np.float32)
+        cn = np.empty((self.num_layers * D, B, H), np.float32) if self._is_lstm else None
         saved = []
         layer_in = xt
         for k in range(self.num_layers):
@@ -280,7 +332,7 @@ class RNNBase(DropoutRng, Module):
                 mask = mask.astype(np.float32) * np.float32(1.0 / (1.0 - self.dropout)) if self.dropout < 1.0 \
                     else np.zeros(layer_in.shape, np.float32)
                 layer_in = layer_in * mask
-            y = np.empty((T, B, D * H), np.float32)
+            y = np.empty((T, B, D * P), np.float32)
             caches = [(self._packed(k, d, saving, "float32" if self.training else self.inference_weights),
                        train_caches[k][d] if saving else None) for d in range(D)]
             rows = slice(k * D, (k + 1) * D)  # this layer's entries of h0, c0, hn, cn
@@ -316,19 +368,26 @@ class RNNBase(DropoutRng, Module):
 
     def _backward(self, ctx, grad_output, grad_state=None):
         saved, T, B, unbatched, train_caches = ctx.saved
-        D, H = self.num_directions, self.hidden_size
-        out_shape = (T, D * H) if unbatched else ((B, T, D * H) if self.batch_first else (T, B, D * H))
+        D, H, P = self.num_directions, self.hidden_size, self._state_size
+        out_shape = (T, D * P) if unbatched else ((B, T, D * P) if self.batch_first else (T, B, D * P))
         g = as_float_array(grad_output, "grad_output", shape=out_shape)
         dy, _ = self._to_time_major(g, "grad_output")
         dhn, dcn = self._parse_grad_state(grad_state, None if unbatched else B)
-        dh0 = np.empty((self.num_layers * D, B, H), np.float32)
-        dc0 = np.empty_like(dh0) if self._is_lstm else None
+        dh0 = np.empty((self.num_layers * D, B, P), np.float32)
+        dc0 = np.empty((self.num_layers * D, B, H), np.float32) if self._is_lstm else None
         for k in reversed(range(self.num_layers)):
             layer_in, mask, caches = saved[k]
             dx = np.empty(layer_in.shape, np.float32)
             grads = [self._grads(k, d) for d in range(D)]
+            ln = self._ln_params[k]
+            if self.layer_norm:  # one (18H) gradient per direction, split into the six Parameters after
+                grads = [g + (np.zeros(18 * H, np.float32),) for g in grads]
             with accumulating(*self._params_of(k)):
                 self._layer_backward(caches, layer_in, dy, dhn, dcn, dx, dh0, dc0, grads, k)
+                for d in range(D * self.layer_norm):
+                    offsets = np.cumsum([0] + [p.size for p in ln[d]])
+                    for p, lo, hi in zip(ln[d], offsets[:-1], offsets[1:]):
+                        p.grad += grads[d][-1][lo:hi]
             if self.residual and k > 0:
                 dx += dy  # the skip passes the output gradient straight to the input
             if mask is not None:
@@ -352,21 +411,23 @@ class RNNBase(DropoutRng, Module):
                                       None if dc0 is None else dc0[rows], grads[0], grads[1])
         else:
             (packed, cache), = caches
+            name = "grad_w_p" if self.peepholes else "grad_layer_norm" if self.layer_norm else "grad_w_hr"
+            extra = {name: grads[0][4]} if len(grads[0]) > 4 else {}
             _core.layer_backward(packed, cache, layer_in, dy, 0, None if dhn is None else dhn[k],
                                  None if dcn is None else dcn[k], dx, False, dh0[k],
-                                 None if dc0 is None else dc0[k], *grads[0])
+                                 None if dc0 is None else dc0[k], *grads[0][:4], **extra)
 
     def _parse_grad_state(self, grad_state, batch):
         if grad_state is None:
             return None, None
-        shape = self._state_shape(batch)
+        shapes = (self._state_shape(batch), self._state_shape(batch, self.hidden_size))
         if self._is_lstm:
             if not isinstance(grad_state, (tuple, list)) or len(grad_state) != 2:
                 raise TypeError("grad_state: expected a tuple (grad_h_n, grad_c_n) for an LSTM")
-            gh, gc = (None if g is None else as_float_array(g, f"grad_state[{i}]", shape=shape)
+            gh, gc = (None if g is None else as_float_array(g, f"grad_state[{i}]", shape=shapes[i])
                       for i, g in enumerate(grad_state))
         else:
-            gh, gc = as_float_array(grad_state, "grad_state", shape=shape), None
+            gh, gc = as_float_array(grad_state, "grad_state", shape=shapes[0]), None
         if batch is None:
             gh = None if gh is None else gh[:, None, :]
             gc = None if gc is None else gc[:, None, :]
@@ -470,9 +531,11 @@ class RNN(RNNBase):
 class LSTM(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, seed=None, direction=None, peepholes=False, residual=False):
+                 bidirectional=False, proj_size=0, *, seed=None, direction=None, peepholes=False, residual=False,
+                 layer_norm=False):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         seed, direction, peepholes=peepholes, residual=residual)
+                         seed, direction, peepholes=peepholes, residual=residual, proj_size=proj_size,
+                         layer_norm=layer_norm)
 
 
 class GRU(RNNBase):
@@ -486,7 +549,15 @@ class GRU(RNNBase):
 RNN.__doc__ = _doc("RNN", "Elman RNN, as ``torch.nn.RNN``: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).", "G = 1",
                    extra="    nonlinearity : {'tanh', 'relu'}, default 'tanh'\n        The activation ``act``.\n")
 LSTM.__doc__ = _doc("LSTM", "Long short-term memory, as ``torch.nn.LSTM``: returns ``(output, (h_n, c_n))``.",
-                    "G = 4: input, forget, cell, output", ret="(h_n, c_n)", variant=_PEEPHOLES)
+                    "G = 4: input, forget, cell, output", ret="(h_n, c_n)", variant=_PEEPHOLES,
+                    extra="    proj_size : int, default 0\n        Projected LSTM, as torch: h = W_hr (o * tanh(c)) with "
+                          "``weight_hr_l{k}[_reverse]`` (proj_size, H);\n        h, h_0, h_n and each direction's "
+                          "output then have proj_size columns, W_hh is (G*H, proj_size).\n"
+                          "    layer_norm : bool, default False, keyword-only\n        Layer-normalised LSTM (Ba, Kiros "
+                          "& Hinton 2016): a = LN(x W_ihᵀ) + b_ih + LN(h W_hhᵀ) + b_hh\n        (each LN over the 4H "
+                          "gates) and h' = o * tanh(LN(c')), with gains ``ln_ih_weight_l{k}``,\n        "
+                          "``ln_hh_weight_l{k}`` (4H), ``ln_c_weight_l{k}`` (H), ones, and biases ``ln_*_bias_l{k}``, "
+                          "zeros.\n        Not with proj_size; the export formats refuse it.\n")
 GRU.__doc__ = _doc("GRU", "Gated recurrent unit, as ``torch.nn.GRU``: the reset gate multiplies the recurrent\n"
                    "    product (W_hn h + b_hn), the form PyTorch and cuDNN use (``linear_before_reset=False``: Cho et\n"
                    "    al.'s original).", "G = 3: reset, update, new", variant=_RESET)

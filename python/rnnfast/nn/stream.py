@@ -39,6 +39,8 @@ class Stream:
                              "use forward() instead")
         self.batch_size = check_int(batch_size, "batch_size")
         self.weights = weights = check_weights(weights)
+        if weights != "float32" and (getattr(model, "proj_size", 0) or getattr(model, "layer_norm", False)):
+            raise ValueError(f"weights: {weights!r} is not supported with proj_size > 0 or layer_norm (use 'float32')")
         if weights == "float32":
             packed = [model._packed(k, 0, False, step=True) for k in range(model.num_layers)]
         else:  # a private narrowed copy: the model's own cache stays float32
@@ -47,14 +49,16 @@ class Stream:
                       for k in range(model.num_layers)]
         self._core = _core.Stream(packed, self.batch_size, model.residual)
         self._is_lstm = model.cell == "lstm"
-        self._shape = (model.num_layers, self.batch_size, model.hidden_size)
+        self._shape = (model.num_layers, self.batch_size, model._state_size)  # h: proj_size columns if any
+        self._c_shape = (model.num_layers, self.batch_size, model.hidden_size)
         # Bound C++ methods: a step costs one call, no Python frame of ours.
         self.step = self._core.step
         self.reset = self._core.reset
 
     @property
     def state(self):
-        """h of shape (num_layers, B, H), or (h, c) for an LSTM (copies)."""
+        """h of shape (num_layers, B, H) (proj_size columns with a projection), or (h, c) for an
+        LSTM (c: (num_layers, B, H)) (copies)."""
         return self._core.get_state()
 
     @state.setter
@@ -63,7 +67,7 @@ class Stream:
             if not isinstance(value, (tuple, list)) or len(value) != 2:
                 raise TypeError("state: expected a tuple (h, c) for an LSTM")
             h = as_float_array(value[0], "state[0]", shape=self._shape)
-            c = as_float_array(value[1], "state[1]", shape=self._shape)
+            c = as_float_array(value[1], "state[1]", shape=self._c_shape)
             self._core.set_state(np.ascontiguousarray(h), np.ascontiguousarray(c))
         else:
             self._core.set_state(np.ascontiguousarray(as_float_array(value, "state", shape=self._shape)), None)

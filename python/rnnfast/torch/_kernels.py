@@ -41,8 +41,8 @@ class State:
         hit = self.packs.get(slot)
         if hit is not None and hit[0] == key:
             return hit[1]
-        w_ih, w_hh, b_ih, b_hh = (None if w is None else array(w) for w in weights)
-        packed = _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward, "float32", step)
+        w_ih, w_hh, b_ih, b_hh, w_hr = (None if w is None else array(w) for w in (*weights, None)[:5])
+        packed = _core.PackedWeights(cell, w_ih, w_hh, b_ih, b_hh, with_backward, "float32", step, w_hr=w_hr)
         self.packs[slot] = (key, packed)
         return packed
 
@@ -60,7 +60,7 @@ class State:
 class Spec:
     """What a layer stack's kernels need from the module: cell, sizes, weights per layer direction."""
 
-    __slots__ = ("cell", "num_layers", "D", "H", "per_dir", "dropout", "lstm")
+    __slots__ = ("cell", "num_layers", "D", "H", "P", "proj", "per_dir", "dropout", "lstm")
 
     def __init__(self, module, dropout: float):
         self.cell = _CELLS[module.mode]
@@ -68,13 +68,17 @@ class Spec:
         self.num_layers = module.num_layers
         self.D = 2 if module.bidirectional else 1
         self.H = module.hidden_size
-        self.per_dir = 4 if module.bias else 2
+        self.proj = bool(getattr(module, "proj_size", 0))
+        self.P = module.proj_size if self.proj else self.H  # columns of h and of each direction's output
+        self.per_dir = (4 if module.bias else 2) + self.proj  # torch's flat weights: ..., weight_hr last
         self.dropout = dropout  # 0 unless training
 
     def weights(self, flat, k, d):
+        """(w_ih, w_hh, b_ih, b_hh), and w_hr last with a projection."""
         n = self.per_dir
-        w = flat[(k * self.D + d) * n:(k * self.D + d + 1) * n]
-        return tuple(w) if n == 4 else (w[0], w[1], None, None)
+        w = list(flat[(k * self.D + d) * n:(k * self.D + d + 1) * n])
+        w_hr = (w.pop(),) if self.proj else ()
+        return (tuple(w) if len(w) == 4 else (w[0], w[1], None, None)) + w_hr
 
 
 def draw_mask(shape, p: float, scatter=None) -> np.ndarray:
@@ -97,9 +101,9 @@ def stack_forward(spec: Spec, state: State, flat, x, lengths, h0, c0, saving: bo
     """All layers over a time-major (T, B, I) float32 array. Returns y, hn, cn and (when saving)
     what stack_backward needs."""
     T, B, _ = x.shape
-    D, H, L = spec.D, spec.H, spec.num_layers
-    hn = np.empty((L * D, B, H), np.float32)
-    cn = np.empty_like(hn) if spec.lstm else None
+    D, H, P, L = spec.D, spec.H, spec.P, spec.num_layers
+    hn = np.empty((L * D, B, P), np.float32)
+    cn = np.empty((L * D, B, H), np.float32) if spec.lstm else None
     caches = state.take_caches(L * D) if saving else None
     saved = []
     layer_in = x
@@ -108,7 +112,7 @@ def stack_forward(spec: Spec, state: State, flat, x, lengths, h0, c0, saving: bo
         if k > 0 and spec.dropout > 0.0:
             mask = draw_mask(layer_in.shape, spec.dropout, scatter)
             layer_in = layer_in * mask
-        y = np.empty((T, B, D * H), np.float32)
+        y = np.empty((T, B, D * P), np.float32)
         packs = [state.packed((k, d), spec.cell, spec.weights(flat, k, d), saving) for d in range(D)]
         rows = slice(k * D, (k + 1) * D)
         h0k = None if h0 is None else h0[rows]
@@ -131,10 +135,10 @@ def stack_backward(spec: Spec, state: State, flat, saved, dy, dhn, dcn):
     """Gradients of the forward that saved ``saved``: dx, dh0, dc0 and one tensor per weight of
     ``flat`` (fresh zeros the kernels add into)."""
     layers, caches = saved
-    D, H, L = spec.D, spec.H, spec.num_layers
+    D, H, P, L = spec.D, spec.H, spec.P, spec.num_layers
     B = dy.shape[1]
-    dh0 = np.empty((L * D, B, H), np.float32)
-    dc0 = np.empty_like(dh0) if spec.lstm else None
+    dh0 = np.empty((L * D, B, P), np.float32)
+    dc0 = np.empty((L * D, B, H), np.float32) if spec.lstm else None
     grads = [zeros_like(w) for w in flat]
     for k in reversed(range(L)):
         layer_in, mask, packs = layers[k]

@@ -65,14 +65,8 @@ class _RNNBase(KernelState):
                                  f"(rnnfast.torch mirrors torch.nn); use rnnfast.nn.{self._kind}(..., {name}=...)")
         super().__init__(*args, **kwargs)
 
-    def _check_proj(self):
-        if getattr(self, "proj_size", 0):
-            raise ValueError(f"rnnfast.torch.LSTM: proj_size: expected 0 (projections are not supported yet), "
-                             f"got {self.proj_size}; keep torch.nn.LSTM for projected LSTMs")
-
     def forward(self, input, hx=None):
         self._update_flat_weights()
-        self._check_proj()
         flat = self._flat_weights
         kind = self._kind
         lstm = kind == "LSTM"
@@ -153,13 +147,9 @@ class RNN(_RNNBase, torch.nn.RNN):
 
 
 class LSTM(_RNNBase, torch.nn.LSTM):
-    """torch.nn.LSTM on rnnfast's kernels (``proj_size`` is refused). Returns ``(output, (h_n, c_n))``."""
+    """torch.nn.LSTM on rnnfast's kernels (``proj_size`` too). Returns ``(output, (h_n, c_n))``."""
 
     _kind = "LSTM"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._check_proj()
 
 
 class GRU(_RNNBase, torch.nn.GRU):

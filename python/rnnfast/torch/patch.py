@@ -12,8 +12,6 @@ SWAPS = {torch.nn.RNN: modules.RNN, torch.nn.LSTM: modules.LSTM, torch.nn.GRU: m
 
 
 def _unsupported(module) -> str | None:
-    if getattr(module, "proj_size", 0):
-        return f"proj_size={module.proj_size}"
     for p in module.parameters():
         if p.device.type != "cpu" or p.dtype != torch.float32:
             return f"parameters on {p.device} as {p.dtype}, not CPU float32"
@@ -27,7 +25,7 @@ def patch(model: torch.nn.Module) -> torch.nn.Module:
     The modules keep their identity, weights, hooks and every reference to their parameters (an
     optimizer made before ``patch`` keeps working): only their class changes, to the rnnfast.torch
     subclass. Subclasses of the torch.nn modules (a custom forward) are left alone, and so are
-    modules the kernels cannot run (``proj_size``, parameters not CPU float32), with a warning
+    modules the kernels cannot run (parameters not CPU float32), with a warning
     naming them.
     """
     if not isinstance(model, torch.nn.Module):
