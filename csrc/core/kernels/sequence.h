@@ -9,6 +9,12 @@
 // any thread count.
 #pragma once
 
+// Only the plain LSTM has proj_size and layer norm (PackedWeights refuses them with the variants).
+template <class C>
+constexpr bool kPlainLstm = false;
+template <>
+constexpr bool kPlainLstm<Lstm> = true;
+
 // Copy n floats of a (zero-padded) hidden block to an output row of which only n are valid.
 static inline void copy_out(float* dst, const float* src, int n) {
   for (int i = 0; i + W <= n; i += W) store(dst + i, load(src + i));
@@ -394,7 +400,7 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
     const long row0 = R.first(t >= 0 ? t : 0);  // of time t's rows (used while p < n)
     const StateTarget<const float> hnext = training_target(a.hs, R, Hp, t, a.reverse);
     const StateTarget<const float> cnext = a.cs ? training_target(a.cs, R, Hp, t, a.reverse) : hnext;
-    if constexpr (Cell::G == 4) {  // the LSTM's options (not compiled for the other cells)
+    if constexpr (kPlainLstm<Cell>) {  // the LSTM options (not compiled for the other cells and variants)
       if (a.w.whr) {
         backward_step_projected<Cell>(a, t, n, nn, dgh_next, row0, cnext, phases);
         continue;
