@@ -1,4 +1,5 @@
 // The only file that knows Python: converts arguments, validates, releases the GIL, calls the core.
+#include <cmath>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -232,6 +233,7 @@ PYBIND11_MODULE(_core, m) {
     costs["sync_ns"] = team.sync_ns;
     costs["wake_us"] = team.wake_ns / 1000.0;
     costs["spin_us"] = team.spin_ns / 1000.0;
+    costs["idle_spin_us"] = idle_spin_ns() / 1000.0;
     costs["measured"] = team.measured;
     info["team"] = costs;
     const ThreadDefault& d = thread_default();
@@ -275,6 +277,15 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(static_cast<int>(int_arg(n, "num_threads", 1, kMaxKernelThreads)));
   }, "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
+  m.def("set_idle_spin", [](py::handle us) {
+    const double v = float_arg(us, "microseconds", -HUGE_VAL, HUGE_VAL);
+    if (!(v >= 0 && v <= 1e7))
+      throw py::value_error("microseconds: expected a number in [0, 1e7] (up to 10 s), got " + std::string(py::str(us)));
+    set_idle_spin_ns(static_cast<long>(v * 1000.0));
+  }, "How long the kernels' idle worker threads spin after a call before they sleep, in microseconds (0: the "
+     "calibrated default, about one wake-up). More keeps them awake for sparse latency-critical calls, at the "
+     "price of a busy core for that long after every call. Also RNNFAST_IDLE_SPIN_US.");
+  m.def("get_idle_spin", [] { return idle_spin_ns() / 1000.0; }, "The idle spin time in effect, in microseconds.");
   m.def("_default_thread_count", &default_thread_count, py::arg("affinity"), py::arg("online"),
         py::arg("cgroup_quota"), py::arg("mpi_local_ranks"), "The default thread count's rule (for tests).");
   m.def("_parse_cpu_max", &parse_cpu_max, py::arg("text"), "CPUs of a cgroup cpu.max line, 0 for none (for tests).");

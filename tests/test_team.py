@@ -149,7 +149,7 @@ def test_calls_from_several_python_threads_at_once(team_testing):
 
 def test_cpu_info_reports_the_measured_team_costs():
     info = rnnfast.cpu_info()["team"]
-    assert set(info) == {"sync_ns", "wake_us", "spin_us", "measured"}
+    assert set(info) == {"sync_ns", "wake_us", "spin_us", "idle_spin_us", "measured"}
     assert info["sync_ns"] > 0 and info["wake_us"] > 0 and info["spin_us"] > 0
 
 
@@ -284,3 +284,41 @@ def test_default_thread_count_follows_the_affinity_mask():
     res = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", "import rnnfast; print(rnnfast.get_num_threads())"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "1", res.stderr
+
+
+def _cpu_seconds_while_idle(seconds):
+    """Process CPU time while the caller sleeps right after a 2-thread call (workers spinning or asleep)."""
+    rng = np.random.default_rng(3)
+    p, lengths = make_problem("lstm", 50, 16, 64, 256, rng)
+    run_optimised("lstm", p, lengths, False)
+    c0 = time.process_time()
+    time.sleep(seconds)
+    return time.process_time() - c0
+
+
+def test_idle_spin_keeps_workers_awake_after_a_call(team_testing):
+    """set_idle_spin: workers spin that long after a call (the serving knob); 0 restores the
+    calibrated ~20 us, after which they sleep and cost no CPU."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs for a worker")
+    team_testing(2)
+    try:
+        rnnfast.set_idle_spin(300000)  # 300 ms
+        assert rnnfast.get_idle_spin() == 300000 and rnnfast.cpu_info()["team"]["idle_spin_us"] == 300000
+        spinning = _cpu_seconds_while_idle(0.2)
+    finally:
+        rnnfast.set_idle_spin(0)
+    assert rnnfast.get_idle_spin() == rnnfast.cpu_info()["team"]["spin_us"] <= 100
+    _cpu_seconds_while_idle(0.05)  # the worker's last long spin ends
+    asleep = _cpu_seconds_while_idle(0.2)
+    assert spinning > 0.1 > asleep, (spinning, asleep)  # a spinning worker burns ~0.2 s of CPU in 0.2 s
+
+
+def test_idle_spin_from_the_environment_and_bad_values():
+    res = run_python("import rnnfast; print(rnnfast.get_idle_spin())", env=dict(os.environ, RNNFAST_IDLE_SPIN_US="5000"))
+    assert res.returncode == 0 and float(res.stdout) == 5000.0, res.stderr
+    res = run_python("import rnnfast; print(rnnfast.get_idle_spin() < 1000)", env=dict(os.environ, RNNFAST_IDLE_SPIN_US="x"))
+    assert res.returncode == 0 and res.stdout.strip() == "True", res.stderr
+    for bad, err in ((-1, ValueError), (float("nan"), ValueError), (2e7, ValueError), (True, TypeError), ("1", TypeError)):
+        with pytest.raises(err, match="microseconds"):
+            rnnfast.set_idle_spin(bad)

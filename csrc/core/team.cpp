@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -43,11 +44,32 @@ void futex_wake(std::atomic<uint32_t>* word, int n) {
 // Spin-time budget before sleeping; set by the calibration (a sleep/wake round trip costs about
 // that much, so spinning longer would waste more than it could save).
 std::atomic<long> g_spin_ns{20000};
+// How long idle workers spin after a call before they sleep: the calibrated budget, unless the
+// user asked for more (set_idle_spin_ns, RNNFAST_IDLE_SPIN_US) to keep them awake between sparse
+// latency-critical calls, at the price of a busy core.
+std::atomic<long> g_idle_spin_ns{-1};  // -1: not chosen yet (read the environment); 0: calibrated
 
-// Spins until pred() or spin_ns have passed; true if pred() held.
+long idle_spin_budget() {
+  long v = g_idle_spin_ns.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = 0;
+    if (const char* env = std::getenv("RNNFAST_IDLE_SPIN_US")) {
+      char* end = nullptr;
+      const double us = std::strtod(env, &end);
+      if (end != env && *end == '\0' && us >= 0 && us <= 1e7) v = static_cast<long>(us * 1000.0);
+    }
+    long expected = -1;
+    g_idle_spin_ns.compare_exchange_strong(expected, v, std::memory_order_relaxed);
+    v = g_idle_spin_ns.load(std::memory_order_relaxed);
+  }
+  const long calibrated = g_spin_ns.load(std::memory_order_relaxed);
+  return v > calibrated ? v : calibrated;
+}
+
+// Spins until pred() or budget ns (default: the calibrated spin time) have passed; true if pred() held.
 template <class P>
-bool spin_until(P&& pred) {
-  const long budget = g_spin_ns.load(std::memory_order_relaxed);
+bool spin_until(P&& pred, long budget = -1) {
+  if (budget < 0) budget = g_spin_ns.load(std::memory_order_relaxed);
   long start = 0;
   for (int i = 0;; ++i) {
     if (pred()) return true;
@@ -100,7 +122,7 @@ void leave(Pool* P) {
 void worker_main(Pool* P) {
   uint32_t seen = P->job_seq.load(std::memory_order_acquire);
   for (;;) {
-    if (!spin_until([&] { return P->job_seq.load(std::memory_order_acquire) != seen; })) {
+    if (!spin_until([&] { return P->job_seq.load(std::memory_order_acquire) != seen; }, idle_spin_budget())) {
       P->idle_sleepers.fetch_add(1, std::memory_order_seq_cst);
       while (P->job_seq.load(std::memory_order_seq_cst) == seen) futex_wait(&P->job_seq, seen);
       P->idle_sleepers.fetch_sub(1, std::memory_order_seq_cst);
@@ -169,7 +191,7 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
   P->job_seq.store(seq, std::memory_order_seq_cst);
   // A short call may wake sleepers too when calls follow each other closer than the spin time:
   // once awake, the workers then stay spinning from one call to the next (stream steps).
-  if (!wake) wake = now_ns() - P->last_end.load(std::memory_order_relaxed) < g_spin_ns.load(std::memory_order_relaxed);
+  if (!wake) wake = now_ns() - P->last_end.load(std::memory_order_relaxed) < idle_spin_budget();
   if (wake && P->idle_sleepers.load(std::memory_order_seq_cst) > 0) futex_wake(&P->job_seq, nslots - 1);
 
   struct CloseOnExit {  // also when the caller's body throws: workers must be out before we return
@@ -434,6 +456,9 @@ TeamPlan plan_team(double step_ns, long steps, long max_tiles) {
 std::atomic<int> g_team_tile_delay_us{0};
 
 void team_test_delay(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
+
+void set_idle_spin_ns(long ns) { g_idle_spin_ns.store(std::max(0L, ns), std::memory_order_relaxed); }
+long idle_spin_ns() { return idle_spin_budget(); }
 
 long set_team_testing(int force_threads, int join_delay_us, int tile_delay_us) {
   g_force_threads.store(std::clamp(force_threads, 0, kMaxKernelThreads));

@@ -88,6 +88,12 @@ TeamCosts team_costs();  // calibrates on first call (milliseconds), again later
 // with at most `max_tiles` tiles per phase, under the user's thread limit.
 TeamPlan plan_team(double step_ns, long steps, long max_tiles);
 
+// How long idle workers spin after a call before sleeping, in ns. 0 (default, or RNNFAST_IDLE_SPIN_US
+// unset): the calibrated spin time (~a wake-up). More keeps them awake for the next call (sparse
+// latency-critical calls) but keeps a core busy that long after every call.
+void set_idle_spin_ns(long ns);
+long idle_spin_ns();  // in effect: max(the request, the calibrated spin time)
+
 // Test hooks: every call planned on force_threads participants (0: the plan decides; no load
 // backoff while forced); workers wait join_delay_us before joining a call (a late worker) and
 // tile_delay_us inside each tile they take (a worker descheduled while holding a tile).
