@@ -255,7 +255,7 @@ def test_agreement_label_is_the_first_nouns_number():
     ("adding", "Test MSE", ["T", "baseline", "answer 1", "rnn", "irnn", "lstm", "gru"]),
     ("copying", "Test cross-entropy", ["T", "baseline", "rnn", "irnn", "lstm", "gru"]),
     ("agreement", "Test accuracy %", ["cell", "distance", "ours", "tutorial"]),
-    ("deep-stack", "Validation cross-entropy", ["layers", "plain", "residual"]),
+    ("deep-stack", "Validation cross-entropy", ["layers", "plain", "residual", "layer_norm", "residual+layer_norm"]),
 ])
 def test_benchmark_quick_runs_print_finite_tables(capsys, name, title, columns):
     assert experiments.main([name, "--quick", "--no-plot"]) == 0
@@ -288,6 +288,12 @@ def test_deep_stack_layer_norms_are_per_layer():
                         for n, p in model.rnn.named_parameters() if n.endswith(f"_l{k}"))) for k in range(3)]
     np.testing.assert_allclose(norms, want, rtol=1e-6)
     assert model.rnn.residual and not deep_stack.CharLM(7, 5, 3, False, seed=0).rnn.residual
+    ln = deep_stack.CharLM(7, 5, 3, True, seed=0, layer_norm=True)
+    assert ln.rnn.layer_norm and any(n.startswith("ln_") and n.endswith("_l2") for n, _ in ln.rnn.named_parameters())
+
+
+def test_deep_stack_refuses_unknown_stacks():
+    assert experiments.main(["deep-stack", "--quick", "--stacks", "plain,bogus"]) == 2
 
 
 def test_irnn_starts_at_the_identity():

@@ -1,7 +1,8 @@
 """``rnnfast experiment deep-stack``: 2, 4 and 8-layer LSTM language models with and without
-residual connections on the charlm corpus (the Python standard library's source, characters).
+residual connections and layer normalization on the charlm corpus (the Python standard library's
+source, characters).
 
-Every run: Embedding -> LSTM(num_layers, residual or not) -> Linear, trained with the same
+Every run: Embedding -> LSTM(num_layers, residual and layer_norm or not) -> Linear, trained with the same
 optimizer, budget and data order on random windows of the training text; reports validation
 cross-entropy (nats and bits per character) on the held-out end of the corpus, and the gradient
 norm of each layer's parameters early and late in training: without skips the gradient reaching
@@ -26,14 +27,18 @@ QUICK = dict(layers=[2, 3], hidden=16, steps=20, batch_size=8, seeds=1, lr=2e-3,
              corpus_chars=20_000)
 EMBEDDING = 32
 VAL_FRAC = 0.05
+# The stacks compared: name -> (residual, layer_norm).
+STACKS = {"plain": (False, False), "residual": (True, False), "layer_norm": (False, True),
+          "residual+layer_norm": (True, True)}
 
 
 class CharLM(nn.Module):
-    def __init__(self, vocab: int, hidden: int, layers: int, residual: bool, seed: int):
+    def __init__(self, vocab: int, hidden: int, layers: int, residual: bool, seed: int, layer_norm: bool = False):
         super().__init__()
         s = np.random.SeedSequence([seed, 5]).generate_state(3)
         self.embedding = nn.Embedding(vocab, EMBEDDING, seed=int(s[0]))
-        self.rnn = nn.LSTM(EMBEDDING, hidden, num_layers=layers, batch_first=True, residual=residual, seed=int(s[1]))
+        self.rnn = nn.LSTM(EMBEDDING, hidden, num_layers=layers, batch_first=True, residual=residual,
+                           layer_norm=layer_norm, seed=int(s[1]))
         self.head = nn.Linear(hidden, vocab, seed=int(s[2]))
         self._shape = None
 
@@ -80,8 +85,9 @@ def validation_loss(model, val, seq_len: int, batch: int = 64) -> float:
     return total / (n * seq_len)
 
 
-def train_one(args, train, val, vocab, layers, residual, seed):
-    model = CharLM(vocab, args.hidden, layers, residual, seed)
+def train_one(args, train, val, vocab, layers, stack, seed):
+    residual, layer_norm = STACKS[stack]
+    model = CharLM(vocab, args.hidden, layers, residual, seed, layer_norm)
     params = model.parameters()
     opt = optim.Adam(params, lr=args.lr)
     rng = np.random.default_rng([seed, 19])  # the same windows for every configuration of a seed
@@ -106,11 +112,13 @@ def train_one(args, train, val, vocab, layers, residual, seed):
 def parser():
     p = _cli.Parser(prog=PROG, epilog=_cli.presets_epilog(FULL, QUICK),
                     description="Train character-level LSTM language models of 2, 4 and 8 layers, with and without "
-                                "residual connections, on the charlm corpus; print validation loss and per-layer "
-                                "gradient norms.")
+                                "residual connections and layer normalization, on the charlm corpus; print "
+                                "validation loss and per-layer gradient norms.")
     p.add_argument("--layers", type=_cli.int_list, metavar="L,L,...", help=f"stack depths (default {FULL['layers']})")
     p.add_argument("--seq-len", type=int, help=f"characters per training window (default {FULL['seq_len']})")
     p.add_argument("--corpus-chars", type=int, help=f"characters of the corpus used (default {FULL['corpus_chars']})")
+    p.add_argument("--stacks", type=lambda v: v.split(","), default=list(STACKS), metavar="S,S,...",
+                   help=f"which stacks (default all: {','.join(STACKS)})")
     _cli.add_common(p)
     return p
 
@@ -120,23 +128,27 @@ def options(argv):
     _cli.resolve(args, FULL, QUICK)
     if min(args.layers) < 2 or args.seq_len < 2 or args.corpus_chars < 1000:
         raise _cli.UserError("expected --layers >= 2 each, --seq-len >= 2 and --corpus-chars >= 1000")
+    unknown = [s for s in args.stacks if s not in STACKS]
+    if unknown or not args.stacks:
+        raise _cli.UserError(f"--stacks: expected some of {','.join(STACKS)}, got {','.join(args.stacks)}")
     return args
 
 
 def run(args) -> dict:
-    """{(layers, residual): [per-seed result dicts]}."""
+    """{(layers, stack name): [per-seed result dicts]}."""
     train, val, vocab = corpus(args.corpus_chars)
-    _cli.begin("deep stacks: character LSTM language models with and without residual connections", args,
+    _cli.begin("deep stacks: character LSTM language models with and without residual connections and layer "
+               "normalization", args,
                f"layers={args.layers} seq_len={args.seq_len} corpus={len(train) + len(val)} chars vocab={vocab} "
                f"embedding={EMBEDDING} optimizer=adam")
     clock = _cli.Clock()
     results = {}
     for layers in args.layers:
-        for residual in (False, True):
-            runs = results[(layers, residual)] = []
+        for stack in args.stacks:
+            runs = results[(layers, stack)] = []
             for seed in range(args.seeds):
-                runs.append(train_one(args, train, val, vocab, layers, residual, seed))
-            print(f"  {layers} layers residual={residual!s:<5} validation loss per seed "
+                runs.append(train_one(args, train, val, vocab, layers, stack, seed))
+            print(f"  {layers} layers {stack:<19} validation loss per seed "
                   f"{[round(r['val'], 3) for r in runs]}  [{clock}]", flush=True)
     return results
 
@@ -153,20 +165,20 @@ def report(args, results) -> None:
     rows = []
     for layers in args.layers:
         row = [layers]
-        for residual in (False, True):
-            v = [r["val"] for r in results[(layers, residual)]]
+        for stack in args.stacks:
+            v = [r["val"] for r in results[(layers, stack)]]
             row.append(f"{_cli.mean_std(v)} ({np.mean(v) / math.log(2):.3f})")
         rows.append(row)
-    print(_cli.table(["layers", "plain", "residual"], rows))
+    print(_cli.table(["layers"] + list(args.stacks), rows))
     print("\nGradient norm of each layer's parameters (before clipping; mean over the first / last 10% of steps, "
           "seed 0); layer 0 is the bottom:")
     rows = []
     for layers in args.layers:
-        for residual in (False, True):
-            run = results[(layers, residual)][0]
+        for stack in args.stacks:
+            run = results[(layers, stack)][0]
             for late in (False, True):
                 norms = _phase_norms(run, late)
-                rows.append([layers, "residual" if residual else "plain", "last 10%" if late else "first 10%",
+                rows.append([layers, stack, "last 10%" if late else "first 10%",
                              " ".join(f"{v:.3g}" for v in norms), f"{norms[0] / norms[-1]:.3g}"])
     print(_cli.table(["layers", "stack", "steps", "per layer (bottom .. top)", "bottom/top"], rows))
 
@@ -174,13 +186,12 @@ def report(args, results) -> None:
 def plot(args, results, path) -> bool:
     def draw(axes):
         for layers in args.layers:
-            for residual in (False, True):
-                run = results[(layers, residual)][0]
-                style = "-" if residual else ":"
-                line, = axes[0].plot(*smoothed(run["curve"]), linestyle=style,
-                                     label=f"{layers} layers{' residual' if residual else ''}")
+            for stack in args.stacks:
+                run = results[(layers, stack)][0]
+                style = {"plain": ":", "residual": "-", "layer_norm": "--"}.get(stack, "-.")
+                line, = axes[0].plot(*smoothed(run["curve"]), linestyle=style, label=f"{layers} layers {stack}")
                 axes[1].plot(np.arange(layers), _phase_norms(run, False), marker="o", linestyle=style,
-                             color=line.get_color(), label=f"{layers}{' res' if residual else ''}")
+                             color=line.get_color(), label=f"{layers} {stack}")
         axes[0].set_xlabel("training step")
         axes[0].set_ylabel("training loss (nats/char)")
         axes[0].set_title(f"char LM, hidden {args.hidden} (seed 0)")
