@@ -27,6 +27,7 @@ import contextlib
 import math
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -439,5 +440,6 @@ def abort_on_error(exit_code: int = 1, passthrough=()):
         sys.stderr.write(f"rnnfast.distributed: rank {c.Get_rank()} of {c.Get_size()} failed; aborting the MPI job\n")
         traceback.print_exc()
         sys.stderr.flush()
+        time.sleep(0.2)  # MPI_Abort kills the job at once: let mpiexec forward the message first
         c.Abort(exit_code)
         os._exit(exit_code)  # not reached: Abort does not return
