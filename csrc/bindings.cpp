@@ -289,6 +289,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("_default_thread_count", &default_thread_count, py::arg("affinity"), py::arg("online"),
         py::arg("cgroup_quota"), py::arg("mpi_local_ranks"), "The default thread count's rule (for tests).");
   m.def("_parse_cpu_max", &parse_cpu_max, py::arg("text"), "CPUs of a cgroup cpu.max line, 0 for none (for tests).");
+  m.def("_simulate_backoff", &simulate_backoff, py::arg("stalled"),
+        "The load backoff's choices (1: alone) for team calls that stalled or not (tests; csrc/core/team.h).");
   m.def("_team_testing", &set_team_testing, py::arg("force_threads") = 0, py::arg("join_delay_us") = 0,
         py::arg("tile_delay_us") = 0, "Test hooks of the thread team (csrc/core/team.h); all 0 turns them off. Returns the workers' joins so far.");
 

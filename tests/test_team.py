@@ -322,3 +322,12 @@ def test_idle_spin_from_the_environment_and_bad_values():
     for bad, err in ((-1, ValueError), (float("nan"), ValueError), (2e7, ValueError), (True, TypeError), ("1", TypeError)):
         with pytest.raises(err, match="microseconds"):
             rnnfast.set_idle_spin(bad)
+
+
+def test_load_backoff_needs_two_stalls_in_eight_calls():
+    """One stall (an interrupt, a vCPU taken once) leaves the team on; a second within eight calls
+    sends the next calls to one thread, for a while (the rule in csrc/core/team.cpp)."""
+    assert _core._simulate_backoff([0, 0, 1, 0, 0]) == [0, 0, 0, 0, 0]
+    assert _core._simulate_backoff([1, 0, 0, 1, 0, 0]) == [0, 0, 0, 0, 1, 1]
+    assert _core._simulate_backoff([1] + [0] * 8 + [1, 0]) == [0] * 11  # nine calls apart: no pattern
+    assert _core._simulate_backoff([1, 1, 0]) == [0, 0, 1]

@@ -225,25 +225,32 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
 }
 
 // Load backoff, per size class of call: a multi-thread call in which the caller spent a third of its time waiting for
-// tiles held by others (a descheduled worker) would have been as fast alone; after one, calls run
+// tiles held by others (a descheduled worker) would have been as fast alone; after two, calls run
 // on one thread for a while and for a number of calls (both doubling while it recurs, up to
 // ~2.6 s and 256 calls: sparse calls, e.g. one every 20 ms, outlast any time window), then the
 // team is tried again.
+// One stall alone is not load: an interrupt, or the hypervisor taking the worker's vCPU once,
+// happens on an idle machine too (it sent one fresh process in four or five to one thread for
+// seconds). Two stalls among the last eight team calls of a class are.
 struct alignas(64) Backoff {
   std::atomic<long> alone_until{0}, alone_calls{0}, last_stall{0};
   std::atomic<int> level{0};
+  std::atomic<unsigned> recent{0};  // a bit per team call of this class, newest lowest: 1 = stalled
 };
 Backoff g_backoff[kTeamSizeClasses];
 
 void record_call(Backoff& b, const TeamCall& call, long elapsed_ns) {
   const long t = now_ns();
-  if (call.wait_ns * 3 > elapsed_ns && elapsed_ns > 20000) {
+  const bool stalled = call.wait_ns * 3 > elapsed_ns && elapsed_ns > 20000;
+  const unsigned recent = ((b.recent.load(std::memory_order_relaxed) << 1) | (stalled ? 1u : 0u)) & 0xFFu;
+  b.recent.store(recent, std::memory_order_relaxed);
+  if (stalled && __builtin_popcount(recent) >= 2) {
     const int level = std::min(b.level.load(std::memory_order_relaxed) + 1, 8);
     b.level.store(level, std::memory_order_relaxed);
     b.alone_until.store(t + (10000000L << level), std::memory_order_relaxed);
     b.alone_calls.store(1L << level, std::memory_order_relaxed);
     b.last_stall.store(t, std::memory_order_relaxed);
-  } else if (t - b.last_stall.load(std::memory_order_relaxed) > 1000000000L) {
+  } else if (!stalled && t - b.last_stall.load(std::memory_order_relaxed) > 1000000000L) {
     const int level = b.level.load(std::memory_order_relaxed);
     if (level > 0) b.level.store(level - 1, std::memory_order_relaxed);
   }
@@ -456,6 +463,19 @@ TeamPlan plan_team(double step_ns, long steps, long max_tiles) {
 std::atomic<int> g_team_tile_delay_us{0};
 
 void team_test_delay(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
+
+std::vector<int> simulate_backoff(const std::vector<int>& stalled) {
+  Backoff b;
+  std::vector<int> alone;
+  for (int s : stalled) {
+    alone.push_back(alone_now(b));
+    if (alone.back()) continue;  // a call on one thread records nothing
+    TeamCall call;
+    call.wait_ns = s ? 900000 : 0;
+    record_call(b, call, 1000000);
+  }
+  return alone;
+}
 
 void set_idle_spin_ns(long ns) { g_idle_spin_ns.store(std::max(0L, ns), std::memory_order_relaxed); }
 long idle_spin_ns() { return idle_spin_budget(); }

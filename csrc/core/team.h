@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 namespace rnnfast {
 
@@ -99,6 +100,9 @@ long idle_spin_ns();  // in effect: max(the request, the calibrated spin time)
 // tile_delay_us inside each tile they take (a worker descheduled while holding a tile).
 // Returns how many times a worker has joined a call so far.
 long set_team_testing(int force_threads, int join_delay_us, int tile_delay_us);
+// The load backoff's decisions for a run of team calls of one size class, each 1 ms long and
+// stalled (the caller waited 0.9 ms) or not, on a fresh state: 1 where a call runs alone (tests).
+std::vector<int> simulate_backoff(const std::vector<int>& stalled);
 extern std::atomic<int> g_team_tile_delay_us;
 void team_test_delay(int us);
 
