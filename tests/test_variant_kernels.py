@@ -6,7 +6,7 @@ import pytest
 
 import rnnfast
 from rnnfast import _core
-from helpers import ISAS, randn, using_isa
+from helpers import ISAS, assert_gradients_match_differences, randn, using_isa
 from test_kernels import SHAPES, assert_matches, make_problem
 
 # name -> (cell, options of PackedWeights / the reference)
@@ -145,17 +145,7 @@ def test_variant_reference_gradients_match_finite_differences(variant, reverse):
     wrt = {"x": "dx", "h0": "dh0", "w_ih": "w_ih", "w_hh": "w_hh", "b_ih": "b_ih", "b_hh": "b_hh"}
     if lstm:
         wrt.update(c0="dc0", w_p="w_p")
-    eps = 1e-6
-    for name, gname in wrt.items():
-        num = np.zeros_like(p[name])
-        for idx in np.ndindex(p[name].shape):
-            q = dict(p)
-            q[name] = p[name].copy()
-            q[name][idx] += eps
-            up = loss(q)
-            q[name][idx] -= 2 * eps
-            num[idx] = (up - loss(q)) / (2 * eps)
-        np.testing.assert_allclose(g[gname], num, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert_gradients_match_differences(loss, p, g, wrt)
 
 
 def sigmoid(v):
