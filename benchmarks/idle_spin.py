@@ -2,21 +2,17 @@
 """One call every 20 ms, LSTM B=1 T=100 H=256, 2 threads: rnnfast with the default idle spin, with
 set_idle_spin(30000) (workers spin 30 ms after a call, as ORT's pool does), and ONNX Runtime with its
 default (spinning) pool. Blocks of calls rotated over several rounds; medians."""
-import os, sys, tempfile, time
-import numpy as np, onnxruntime as ort
-import rnnfast, rnnfast.onnx
+import sys
+import time
+
+import numpy as np
+
+import rnnfast
+from _ort_lstm import lstm_and_session
+
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 calls, gap = 25, 0.02
-m = rnnfast.nn.LSTM(256, 256, seed=0).eval()
-x = np.random.default_rng(0).standard_normal((100, 1, 256)).astype(np.float32)
-path = os.path.join(tempfile.mkdtemp(), "m.onnx"); rnnfast.onnx.export(m, path)
-so = ort.SessionOptions(); so.intra_op_num_threads = 2; so.inter_op_num_threads = 1
-s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-feed = {"x": x, "lengths": np.full(1, 100, np.int32), "h0": np.zeros((1, 1, 256), np.float32),
-        "c0": np.zeros((1, 1, 256), np.float32)}
-assert np.abs(s.run(None, feed)[0] - m(x)[0]).max() < 1e-4
-def ours(): m(x)
-def onnx(): s.run(None, feed)
+m, x, ours, onnx = lstm_and_session(H=256, T=100, B=1)
 cases = {"rnnfast default": (ours, 0), "rnnfast idle spin 30 ms": (ours, 30000), "onnxruntime": (onnx, 0)}
 times = {k: [] for k in cases}
 cpu = {k: [] for k in cases}
