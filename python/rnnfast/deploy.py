@@ -47,7 +47,7 @@ __all__ = ["export", "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "rnnfast.model"
 FORMAT_VERSION = 2  # the newest written and read; plain models are still written as version 1
-_READS = ("1", "2")
+_READS = tuple(str(v) for v in range(1, FORMAT_VERSION + 1))  # every version up to the newest
 
 
 def _recurrent_arrays(rnn) -> dict:
