@@ -235,6 +235,7 @@ PYBIND11_MODULE(_core, m) {
     costs["spin_us"] = team.spin_ns / 1000.0;
     costs["idle_spin_us"] = idle_spin_ns() / 1000.0;
     costs["measured"] = team.measured;
+    costs["host_openmp"] = host_openmp();
     info["team"] = costs;
     const ThreadDefault& d = thread_default();
     py::dict dflt;
@@ -291,6 +292,28 @@ PYBIND11_MODULE(_core, m) {
   m.def("_parse_cpu_max", &parse_cpu_max, py::arg("text"), "CPUs of a cgroup cpu.max line, 0 for none (for tests).");
   m.def("_simulate_backoff", &simulate_backoff, py::arg("stalled"),
         "The load backoff's choices (1: alone) for team calls that stalled or not (tests; csrc/core/team.h).");
+  m.def("_team_stats", [](bool reset) {
+    const TeamStats t = team_stats(reset);
+    py::dict d;
+    d["calls"] = t.calls;
+    d["alone"] = t.alone;
+    d["host"] = t.host;
+    d["joins"] = t.joins;
+    d["waits"] = t.waits;
+    d["wait_ms"] = t.wait_ns / 1e6;
+    d["max_wait_us"] = t.max_wait_ns / 1e3;
+    d["wait_hist"] = std::vector<long>(t.wait_hist, t.wait_hist + 6);
+    return d;
+  }, py::arg("reset") = false,
+        "The thread team's counters (csrc/core/team.h TeamStats), then zeroed if reset. wait_hist counts the "
+        "caller's waits at phase starts by length: <1us, <10us, <100us, <1ms, <10ms, longer.");
+  m.def("_set_host_openmp", [](std::uintptr_t gomp_parallel, std::uintptr_t thread_num, std::uintptr_t num_threads) {
+    set_host_openmp(reinterpret_cast<void*>(gomp_parallel), reinterpret_cast<void*>(thread_num),
+                    reinterpret_cast<void*>(num_threads));
+  }, py::arg("gomp_parallel"), py::arg("omp_get_thread_num"), py::arg("omp_get_num_threads"),
+        "Run long team calls on another library's OpenMP threads, given the addresses of its GOMP_parallel, "
+        "omp_get_thread_num and omp_get_num_threads (rnnfast.torch registers torch's; zeros: our own team only). "
+        "csrc/core/team.h.");
   m.def("_team_testing", &set_team_testing, py::arg("force_threads") = 0, py::arg("join_delay_us") = 0,
         py::arg("tile_delay_us") = 0, "Test hooks of the thread team (csrc/core/team.h); all 0 turns them off. Returns the workers' joins so far.");
 

@@ -1,7 +1,11 @@
 """Test utilities: ISA paths of this machine, weight transfer to PyTorch, random data."""
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 
@@ -108,3 +112,17 @@ def in_threads(fn, n):
     for t in threads:
         t.join()
     return out
+
+
+def interrupt_python(code: str, after: float):
+    """Run code in a fresh interpreter, send it SIGINT `after` seconds after it printed "ready",
+    and return (returncode, stdout, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(after)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err

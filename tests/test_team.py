@@ -2,7 +2,6 @@
 calls from several Python threads, fork, Ctrl-C, and no side effects on the process."""
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ import pytest
 
 import rnnfast
 from rnnfast import _core
-from helpers import ISAS, in_threads, randn, using_isa
+from helpers import ISAS, in_threads, interrupt_python, randn, using_isa
 from test_kernels import CELLS, make_problem, run_optimised, run_pair
 
 
@@ -149,7 +148,8 @@ def test_calls_from_several_python_threads_at_once(team_testing):
 
 def test_cpu_info_reports_the_measured_team_costs():
     info = rnnfast.cpu_info()["team"]
-    assert set(info) == {"sync_ns", "wake_us", "spin_us", "idle_spin_us", "measured"}
+    assert set(info) == {"sync_ns", "wake_us", "spin_us", "idle_spin_us", "measured", "host_openmp"}
+    assert isinstance(info["host_openmp"], bool)
     assert info["sync_ns"] > 0 and info["wake_us"] > 0 and info["spin_us"] > 0
 
 
@@ -234,17 +234,9 @@ def test_ctrl_c_stops_a_long_call_promptly(threads):
         assert np.array_equal(m(small)[0], before)
         print("ok", flush=True)
     """
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    returncode, out, err = interrupt_python(textwrap.dedent(code), after=1.0)
     lines = out.split()
-    assert proc.returncode == 0 and lines[0] == "interrupted" and lines[-1] == "ok", (out, err)
+    assert returncode == 0 and lines[0] == "interrupted" and lines[-1] == "ok", (out, err)
     # The signal came ~1 s into the call; a prompt stop ends it well before the ~10 s it needs.
     assert float(lines[1]) < 3.0, out
 

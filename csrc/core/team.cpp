@@ -4,12 +4,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <mutex>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include <pthread.h>
 #ifdef __linux__
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -84,6 +88,7 @@ bool spin_until(P&& pred, long budget = -1) {
 
 std::atomic<int> g_force_threads{0}, g_join_delay_us{0};  // test hooks
 std::atomic<long> g_joins{0};
+void count_join();  // g_joins and the counters (team_stats)
 
 constexpr uint64_t kClosed = 1ull << 31, kActiveMask = kClosed - 1;
 
@@ -141,16 +146,20 @@ void worker_main(Pool* P) {
     if (!joined) continue;
     const int slot = P->next_slot.fetch_add(1, std::memory_order_relaxed);
     if (slot < P->nslots) {
-      g_joins.fetch_add(1, std::memory_order_relaxed);
+      count_join();
       P->body(P->ctx, *P->call, slot);
     }
     leave(P);
   }
 }
 
+void forget_host_openmp();
+
 void reset_after_fork() {
   // Only the forking thread exists in the child: a fresh, empty pool (the old one may be locked
-  // by a call another parent thread was making). Its workers start on first use.
+  // by a call another parent thread was making). Its workers start on first use. A host OpenMP
+  // runtime's pool did not survive the fork either (libgomp would wait for its lost threads).
+  forget_host_openmp();
   g_pool.store(new Pool, std::memory_order_release);
   g_costs_lock = new std::mutex;
 }
@@ -261,6 +270,17 @@ bool alone_now(Backoff& b) {
   return b.alone_calls.load(std::memory_order_relaxed) > 0 && b.alone_calls.fetch_sub(1, std::memory_order_relaxed) > 0;
 }
 
+struct Stats {
+  std::atomic<long> calls{0}, alone{0}, host{0}, joins{0}, waits{0}, wait_ns{0}, max_wait_ns{0};
+  std::atomic<long> wait_hist[6] = {};
+};
+Stats g_stats;
+
+void count_join() {
+  g_joins.fetch_add(1, std::memory_order_relaxed);
+  g_stats.joins.fetch_add(1, std::memory_order_relaxed);
+}
+
 thread_local CancelScope* t_scope = nullptr;
 thread_local long t_last_poll = 0;
 
@@ -290,6 +310,33 @@ long WaitCounter::wait_at_least(long target, const std::atomic<bool>& stop) {
   return now_ns() - t0;
 }
 
+void team_caller_waited(TeamCall& call, long waited_ns) {
+  call.wait_ns += waited_ns;
+  g_stats.waits.fetch_add(1, std::memory_order_relaxed);
+  g_stats.wait_ns.fetch_add(waited_ns, std::memory_order_relaxed);
+  long longest = g_stats.max_wait_ns.load(std::memory_order_relaxed);
+  while (waited_ns > longest &&
+         !g_stats.max_wait_ns.compare_exchange_weak(longest, waited_ns, std::memory_order_relaxed)) {
+  }
+  int bucket = 0;
+  for (long limit = 1000; bucket < 5 && waited_ns >= limit; limit *= 10) ++bucket;
+  g_stats.wait_hist[bucket].fetch_add(1, std::memory_order_relaxed);
+}
+
+TeamStats team_stats(bool reset) {
+  auto take = [reset](std::atomic<long>& a) { return reset ? a.exchange(0) : a.load(); };
+  TeamStats s;
+  s.calls = take(g_stats.calls);
+  s.alone = take(g_stats.alone);
+  s.host = take(g_stats.host);
+  s.joins = take(g_stats.joins);
+  s.waits = take(g_stats.waits);
+  s.wait_ns = take(g_stats.wait_ns);
+  s.max_wait_ns = take(g_stats.max_wait_ns);
+  for (int i = 0; i < 6; ++i) s.wait_hist[i] = take(g_stats.wait_hist[i]);
+  return s;
+}
+
 CancelScope::CancelScope(bool (*p)(void*), void* c) : poll(p), ctx(c), outer(t_scope) {
   t_scope = this;
   t_last_poll = now_ns();
@@ -304,12 +351,143 @@ void team_poll(TeamCall& call) {
   if (t_scope->poll(t_scope->ctx)) call.stop.store(true, std::memory_order_seq_cst);
 }
 
+namespace {
+
+using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+using OmpInt = int (*)();
+struct HostRuntime {
+  GompParallel parallel = nullptr;
+  OmpInt thread_num = nullptr, num_threads = nullptr;
+};
+std::atomic<HostRuntime*> g_host{nullptr};  // replaced, never freed: a call may still read the old one
+// One call at a time on the host's threads, as on our own pool; a pointer, so that a forked child
+// gets an unlocked one.
+std::mutex* g_host_busy = new std::mutex;
+
+// The host threads this thread's last region ran on (the runtime keeps a pool per calling
+// thread), as open /proc/self/task/<tid>/stat files.
+struct HostThreads {
+  std::vector<int> stat_fds;
+  ~HostThreads() { forget(); }
+  void forget() {
+#ifdef __linux__
+    for (int fd : stat_fds) close(fd);
+#endif
+    stat_fds.clear();
+  }
+  void learn(const long* tids, int n) {
+    forget();
+#ifdef __linux__
+    for (int i = 0; i < n; ++i) {
+      const std::string path = "/proc/self/task/" + std::to_string(tids[i]) + "/stat";
+      const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return forget();
+      stat_fds.push_back(fd);
+    }
+#else
+    (void)tids, (void)n;
+#endif
+  }
+  // All known and running or runnable: spinning since the host's last region, so they start our
+  // call at once. A sleeping one would take a wake-up, and on these VMs one often took an OS tick
+  // (4 ms) while our own workers wake in ~30 us: such calls go to our own team.
+  bool awake() {
+#ifdef __linux__
+    if (stat_fds.empty()) return true;  // not known yet: learn them
+    for (int fd : stat_fds) {
+      char buf[512];
+      const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+      if (n <= 0) return forget(), true;  // the thread ended: learn the pool again
+      buf[n] = '\0';
+      const char* paren = std::strrchr(buf, ')');  // "tid (name) S ...": the name may hold anything
+      if (!paren || paren[1] != ' ' || paren[2] != 'R') return false;
+    }
+    return true;
+#else
+    return false;
+#endif
+  }
+};
+thread_local HostThreads t_host_threads;
+
+// Runs a call on the host runtime's threads; false if another call is using them or they sleep.
+bool run_on_host(int nslots, TeamBody body, void* ctx, TeamCall& call) {
+  std::unique_lock<std::mutex> lock(*g_host_busy, std::try_to_lock);
+  const HostRuntime* rt = g_host.load(std::memory_order_acquire);
+  if (!lock.owns_lock() || !rt || !t_host_threads.awake()) return false;
+  struct Host {
+    TeamBody body;
+    void* ctx;
+    TeamCall* call;
+    const HostRuntime* rt;
+    WaitCounter arrived;  // threads of the region other than the caller that have started
+    std::exception_ptr error;
+    long tids[kMaxKernelThreads] = {};
+  } host{body, ctx, &call, rt, {}, nullptr};
+  call.nslots = nslots;
+  rt->parallel([](void* p) {
+    Host& h = *static_cast<Host*>(p);
+    const int slot = h.rt->thread_num();
+    if (slot > 0) {
+#ifdef __linux__
+      if (slot < kMaxKernelThreads) h.tids[slot] = static_cast<long>(syscall(SYS_gettid));
+#endif
+      h.arrived.add(1);
+      if (slot >= h.call->nslots) return;
+      count_join();
+      h.body(h.ctx, *h.call, slot);  // a worker's tiles do not throw (as on our own pool)
+      return;
+    }
+    try {  // never through the runtime's C frames: rethrown below
+      h.body(h.ctx, *h.call, 0);
+    } catch (...) {
+      h.error = std::current_exception();
+      h.call->stop.store(true, std::memory_order_seq_cst);  // workers waiting for tiles leave
+    }
+    // The region ends at a barrier for every thread it started, where the caller would spin
+    // (libgomp: milliseconds) on the core a woken thread may be queued on: measured 4-8 ms for a
+    // 0.5 ms call after an idle gap. Sleeping here instead leaves that core to the late thread.
+    static const std::atomic<bool> never{false};
+    h.arrived.wait_at_least(h.rt->num_threads() - 1, never);
+  }, &host, static_cast<unsigned>(nslots), 0);
+  if (t_host_threads.stat_fds.empty()) t_host_threads.learn(host.tids + 1, std::min(nslots, kMaxKernelThreads) - 1);
+  if (host.error) std::rethrow_exception(host.error);
+  return true;
+}
+
+void forget_host_openmp() {
+  g_host.store(nullptr, std::memory_order_release);
+  g_host_busy = new std::mutex;  // the old one may have been held by a parent thread at the fork
+}
+
+}  // namespace
+
+void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads) {
+  std::lock_guard<std::mutex> lock(*g_host_busy);  // not while a call runs on the old one
+  HostRuntime* rt = nullptr;
+  if (gomp_parallel && omp_get_thread_num && omp_get_num_threads)
+    rt = new HostRuntime{reinterpret_cast<GompParallel>(gomp_parallel), reinterpret_cast<OmpInt>(omp_get_thread_num),
+                         reinterpret_cast<OmpInt>(omp_get_num_threads)};
+  g_host.store(rt, std::memory_order_release);
+}
+
+bool host_openmp() { return g_host.load(std::memory_order_acquire) != nullptr; }
+
 void team_run(TeamPlan plan, TeamBody body, void* ctx) {
   TeamCall call;
   const int forced = g_force_threads.load(std::memory_order_relaxed);
   int n = forced ? forced : std::max(1, plan.threads);
   Backoff& backoff = g_backoff[std::clamp(plan.size_class, 0, kTeamSizeClasses - 1)];
+  if (n > 1) g_stats.calls.fetch_add(1, std::memory_order_relaxed);
   if (n > 1 && !forced && alone_now(backoff)) n = 1;
+  if (n > 1 && !forced && plan.wake && host_openmp()) {
+    const long t0 = now_ns();
+    if (run_on_host(n, body, ctx, call)) {
+      record_call(backoff, call, now_ns() - t0);
+      g_stats.host.fetch_add(1, std::memory_order_relaxed);
+      n = 0;
+    }
+  }
   if (n > 1) {
     team_costs();  // calibrate before the first team call
     const long t0 = now_ns();
@@ -320,7 +498,10 @@ void team_run(TeamPlan plan, TeamBody body, void* ctx) {
       n = 1;
     }
   }
-  if (n == 1) body(ctx, call, 0);
+  if (n == 1) {
+    if (plan.threads > 1 || forced > 1) g_stats.alone.fetch_add(1, std::memory_order_relaxed);
+    body(ctx, call, 0);
+  }
   if (call.stop.load()) throw Cancelled{};
 }
 

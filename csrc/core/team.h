@@ -39,6 +39,22 @@ struct TeamCall {
   long wait_ns = 0;               // caller only: time spent waiting for tiles held by others
 };
 
+// Caller side, after each wait at a phase start (phases.h): adds it to the call and the counters.
+void team_caller_waited(TeamCall& call, long waited_ns);
+
+// Counters over the process's team calls (benchmarks and tests: _core._team_stats).
+struct TeamStats {
+  long calls = 0;          // team_run calls planned on more than one thread
+  long alone = 0;          // of those, run on the caller alone (load backoff, or the team busy)
+  long host = 0;           // of those, run on a host OpenMP runtime's threads (set_host_openmp)
+  long joins = 0;          // workers that joined a call
+  long waits = 0;          // the caller's waits at phase starts for tiles others hold
+  long wait_ns = 0;        // their total
+  long max_wait_ns = 0;    // the longest
+  long wait_hist[6] = {};  // waits by length: < 1 us, < 10 us, < 100 us, < 1 ms, < 10 ms, longer
+};
+TeamStats team_stats(bool reset);
+
 // A counter that threads wait on until it reaches a value: a bounded spin, then a futex sleep.
 struct alignas(64) WaitCounter {
   std::atomic<long> value{0};
@@ -88,6 +104,17 @@ TeamCosts team_costs();  // calibrates on first call (milliseconds), again later
 // The plan for a call of `steps` sequential phases of `step_ns` estimated work each (one thread),
 // with at most `max_tiles` tiles per phase, under the user's thread limit.
 TeamPlan plan_team(double step_ns, long steps, long max_tiles);
+
+// Another library's OpenMP runtime to run long team calls on (rnnfast.torch registers torch's):
+// its GOMP_parallel entry point (GCC's ABI for `#pragma omp parallel`, which LLVM's and Intel's
+// runtimes provide too), omp_get_thread_num and omp_get_num_threads. Why: after each of that
+// library's parallel regions its pool threads spin for milliseconds (libgomp's default: ~8 ms of
+// CPU after a torch op on this project's machines) on the cores our own workers need, and a call
+// that starts right after one ran up to ~2x slower. On the spinning threads it keeps every core.
+// Calls too short to wake a sleeper (plan.wake false: stream steps) stay on our own team. Null
+// pointers: our own team only. A forked child forgets the runtime (its pool did not survive).
+void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads);
+bool host_openmp();  // one is registered
 
 // How long idle workers spin after a call before sleeping, in ns. 0 (default, or RNNFAST_IDLE_SPIN_US
 // unset): the calibrated spin time (~a wake-up). More keeps them awake for the next call (sparse

@@ -34,7 +34,7 @@ class PhaseRunner {
       return;
     }
     const long waited = sh_.done.wait_at_least(finished_before_, call_.stop);
-    if (caller_) call_.wait_ns += waited;
+    if (caller_ && waited) team_caller_waited(call_, waited);
     for (int k = 0; k < nth_; ++k) {
       const int u = (tid_ + k) % nth_;  // own share first
       const long lo = ntiles * u / nth_, len = ntiles * (u + 1) / nth_ - lo;
