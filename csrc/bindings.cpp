@@ -303,10 +303,12 @@ PYBIND11_MODULE(_core, m) {
     d["wait_ms"] = t.wait_ns / 1e6;
     d["max_wait_us"] = t.max_wait_ns / 1e3;
     d["wait_hist"] = std::vector<long>(t.wait_hist, t.wait_hist + 6);
+    d["join_hist"] = std::vector<long>(t.join_hist, t.join_hist + 6);
     return d;
   }, py::arg("reset") = false,
         "The thread team's counters (csrc/core/team.h TeamStats), then zeroed if reset. wait_hist counts the "
-        "caller's waits at phase starts by length: <1us, <10us, <100us, <1ms, <10ms, longer.");
+        "caller's waits at phase starts by length: <1us, <10us, <100us, <1ms, <10ms, longer; join_hist our workers' "
+        "joins by their delay after the post, in the same bins.");
   m.def("_set_host_openmp", [](std::uintptr_t gomp_parallel, std::uintptr_t thread_num, std::uintptr_t num_threads) {
     set_host_openmp(reinterpret_cast<void*>(gomp_parallel), reinterpret_cast<void*>(thread_num),
                     reinterpret_cast<void*>(num_threads));
@@ -314,6 +316,8 @@ PYBIND11_MODULE(_core, m) {
         "Run long team calls on another library's OpenMP threads, given the addresses of its GOMP_parallel, "
         "omp_get_thread_num and omp_get_num_threads (rnnfast.torch registers torch's; zeros: our own team only). "
         "csrc/core/team.h.");
+  m.def("_fail_next_calibrations", &fail_next_calibrations, py::arg("n"),
+        "Test hook: the thread team's next n calibrations time no worker (csrc/core/team.h).");
   m.def("_team_testing", &set_team_testing, py::arg("force_threads") = 0, py::arg("join_delay_us") = 0,
         py::arg("tile_delay_us") = 0, "Test hooks of the thread team (csrc/core/team.h); all 0 turns them off. Returns the workers' joins so far.");
 

@@ -88,7 +88,7 @@ bool spin_until(P&& pred, long budget = -1) {
 
 std::atomic<int> g_force_threads{0}, g_join_delay_us{0};  // test hooks
 std::atomic<long> g_joins{0};
-void count_join();  // g_joins and the counters (team_stats)
+void count_join(long delay_ns = -1);  // g_joins and the counters (team_stats); delay: since the post
 
 constexpr uint64_t kClosed = 1ull << 31, kActiveMask = kClosed - 1;
 
@@ -108,6 +108,7 @@ struct Pool {
   std::atomic<int> caller_waiting{0};
   int nworkers = 0;
   std::atomic<long> last_end{0};  // when the previous call on the pool ended
+  std::atomic<long> posted_at{0};  // when the current call was posted
   // Calibration hooks: a worker stamps the time it woke.
   std::atomic<long> woke_at{0};
 };
@@ -146,7 +147,7 @@ void worker_main(Pool* P) {
     if (!joined) continue;
     const int slot = P->next_slot.fetch_add(1, std::memory_order_relaxed);
     if (slot < P->nslots) {
-      count_join();
+      count_join(now_ns() - P->posted_at.load(std::memory_order_relaxed));
       P->body(P->ctx, *P->call, slot);
     }
     leave(P);
@@ -197,6 +198,7 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
   P->next_slot.store(1, std::memory_order_relaxed);
   const uint32_t seq = P->job_seq.load(std::memory_order_relaxed) + 1;
   P->join.store(static_cast<uint64_t>(seq) << 32, std::memory_order_release);
+  P->posted_at.store(now_ns(), std::memory_order_relaxed);
   P->job_seq.store(seq, std::memory_order_seq_cst);
   // A short call may wake sleepers too when calls follow each other closer than the spin time:
   // once awake, the workers then stay spinning from one call to the next (stream steps).
@@ -272,13 +274,20 @@ bool alone_now(Backoff& b) {
 
 struct Stats {
   std::atomic<long> calls{0}, alone{0}, host{0}, joins{0}, waits{0}, wait_ns{0}, max_wait_ns{0};
-  std::atomic<long> wait_hist[6] = {};
+  std::atomic<long> wait_hist[6] = {}, join_hist[6] = {};
 };
 Stats g_stats;
 
-void count_join() {
+int log10_bucket(long ns) {  // < 1 us, < 10 us, < 100 us, < 1 ms, < 10 ms, longer
+  int bucket = 0;
+  for (long limit = 1000; bucket < 5 && ns >= limit; limit *= 10) ++bucket;
+  return bucket;
+}
+
+void count_join(long delay_ns) {
   g_joins.fetch_add(1, std::memory_order_relaxed);
   g_stats.joins.fetch_add(1, std::memory_order_relaxed);
+  if (delay_ns >= 0) g_stats.join_hist[log10_bucket(delay_ns)].fetch_add(1, std::memory_order_relaxed);
 }
 
 thread_local CancelScope* t_scope = nullptr;
@@ -318,9 +327,7 @@ void team_caller_waited(TeamCall& call, long waited_ns) {
   while (waited_ns > longest &&
          !g_stats.max_wait_ns.compare_exchange_weak(longest, waited_ns, std::memory_order_relaxed)) {
   }
-  int bucket = 0;
-  for (long limit = 1000; bucket < 5 && waited_ns >= limit; limit *= 10) ++bucket;
-  g_stats.wait_hist[bucket].fetch_add(1, std::memory_order_relaxed);
+  g_stats.wait_hist[log10_bucket(waited_ns)].fetch_add(1, std::memory_order_relaxed);
 }
 
 TeamStats team_stats(bool reset) {
@@ -334,6 +341,7 @@ TeamStats team_stats(bool reset) {
   s.wait_ns = take(g_stats.wait_ns);
   s.max_wait_ns = take(g_stats.max_wait_ns);
   for (int i = 0; i < 6; ++i) s.wait_hist[i] = take(g_stats.wait_hist[i]);
+  for (int i = 0; i < 6; ++i) s.join_hist[i] = take(g_stats.join_hist[i]);
   return s;
 }
 
@@ -540,7 +548,7 @@ TeamCosts calibrate() {
   // Not a tiled body: the caller waits (boundedly) for the worker it woke, then they alternate.
   double best_sync = 1e9;
   std::vector<double> wakes;
-  const long deadline = now_ns() + 20000000L;  // a loaded machine gets fewer samples, not a slow start
+  const long deadline = now_ns() + 30000000L;  // a loaded machine gets fewer samples, not a slow start
   for (int rep = 0; rep < 5; ++rep) {
     // Wake-up: wait until the worker sleeps, then time a post until it stamps its wake.
     while (P->idle_sleepers.load() < 1 && now_ns() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(100));
@@ -596,6 +604,7 @@ TeamCosts calibrate() {
 
 namespace {
 TeamCosts g_costs;  // guarded by *g_costs_lock
+std::atomic<int> g_fail_calibrations{0};  // test hook: that many attempts find no worker to time
 std::atomic<bool> g_costs_final{false};
 int g_attempts = 0;
 long g_next_attempt = 0;
@@ -611,11 +620,13 @@ TeamCosts team_costs() {
     // A machine busy at that moment gives too few samples: keep what is known, retry a few
     // times, at least a second apart, before settling.
     ++g_attempts;
-    g_next_attempt = t + 1000000000L;
-    const TeamCosts c = calibrate();
+    const TeamCosts c = g_fail_calibrations.load() > 0 ? (g_fail_calibrations.fetch_sub(1), TeamCosts{}) : calibrate();
+    // Unmeasured (no worker could be timed yet): try again soon, not after a second of calls
+    // planned on guesses.
+    g_next_attempt = now_ns() + (c.measured || g_costs.measured ? 1000000000L : 100000000L);
     if (c.measured && (!g_costs.measured || c.samples > g_costs.samples)) g_costs = c;
     if (!g_costs.measured) {  // no worker could be timed (e.g. one CPU): assume costly hand-offs
-      g_costs.sync_ns = 500;
+      g_costs.sync_ns = 250;
       g_costs.wake_ns = 50000;
       g_costs.spin_ns = 20000;
     }
@@ -660,6 +671,8 @@ std::vector<int> simulate_backoff(const std::vector<int>& stalled) {
 
 void set_idle_spin_ns(long ns) { g_idle_spin_ns.store(std::max(0L, ns), std::memory_order_relaxed); }
 long idle_spin_ns() { return idle_spin_budget(); }
+
+void fail_next_calibrations(int n) { g_fail_calibrations.store(std::max(0, n)); }
 
 long set_team_testing(int force_threads, int join_delay_us, int tile_delay_us) {
   g_force_threads.store(std::clamp(force_threads, 0, kMaxKernelThreads));

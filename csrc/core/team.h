@@ -52,6 +52,7 @@ struct TeamStats {
   long wait_ns = 0;        // their total
   long max_wait_ns = 0;    // the longest
   long wait_hist[6] = {};  // waits by length: < 1 us, < 10 us, < 100 us, < 1 ms, < 10 ms, longer
+  long join_hist[6] = {};  // our own workers' joins by their delay after the call was posted (same bins)
 };
 TeamStats team_stats(bool reset);
 
@@ -127,6 +128,8 @@ long idle_spin_ns();  // in effect: max(the request, the calibrated spin time)
 // tile_delay_us inside each tile they take (a worker descheduled while holding a tile).
 // Returns how many times a worker has joined a call so far.
 long set_team_testing(int force_threads, int join_delay_us, int tile_delay_us);
+// Test hook: the next n calibrations time no worker (as on a machine where none woke in time).
+void fail_next_calibrations(int n);
 // The load backoff's decisions for a run of team calls of one size class, each 1 ms long and
 // stalled (the caller waited 0.9 ms) or not, on a fresh state: 1 where a call runs alone (tests).
 std::vector<int> simulate_backoff(const std::vector<int>& stalled);
