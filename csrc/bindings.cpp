@@ -236,6 +236,7 @@ PYBIND11_MODULE(_core, m) {
     costs["idle_spin_us"] = idle_spin_ns() / 1000.0;
     costs["measured"] = team.measured;
     costs["host_openmp"] = host_openmp();
+    costs["prewake"] = prewake();
     info["team"] = costs;
     const ThreadDefault& d = thread_default();
     py::dict dflt;
@@ -304,6 +305,8 @@ PYBIND11_MODULE(_core, m) {
     d["max_wait_us"] = t.max_wait_ns / 1e3;
     d["wait_hist"] = std::vector<long>(t.wait_hist, t.wait_hist + 6);
     d["join_hist"] = std::vector<long>(t.join_hist, t.join_hist + 6);
+    d["prewakes"] = t.prewakes;
+    d["prewake_hits"] = t.prewake_hits;
     return d;
   }, py::arg("reset") = false,
         "The thread team's counters (csrc/core/team.h TeamStats), then zeroed if reset. wait_hist counts the "
@@ -316,6 +319,15 @@ PYBIND11_MODULE(_core, m) {
         "Run long team calls on another library's OpenMP threads, given the addresses of its GOMP_parallel, "
         "omp_get_thread_num and omp_get_num_threads (rnnfast.torch registers torch's; zeros: our own team only). "
         "csrc/core/team.h.");
+  m.def("set_prewake", [](py::handle on) {
+    if (!py::isinstance<py::bool_>(on)) throw py::type_error("on: expected True or False, got " + std::string(py::str(on)));
+    set_prewake(on.cast<bool>());
+  }, py::arg("on"),
+        "Early wake-ups for periodic calls (default True): when kernel calls come at a steady period (2-200 ms, e.g. "
+        "a server answering every 20 ms), the idle worker threads wake 1/8 period before the next is due and spin "
+        "through it, instead of being woken late by it. About a quarter period of one core per call while the calls "
+        "stay periodic; False: never.");
+  m.def("get_prewake", [] { return prewake(); }, "Whether early wake-ups for periodic calls are on.");
   m.def("_fail_next_calibrations", &fail_next_calibrations, py::arg("n"),
         "Test hook: the thread team's next n calibrations time no worker (csrc/core/team.h).");
   m.def("_team_testing", &set_team_testing, py::arg("force_threads") = 0, py::arg("join_delay_us") = 0,

@@ -148,7 +148,7 @@ def test_calls_from_several_python_threads_at_once(team_testing):
 
 def test_cpu_info_reports_the_measured_team_costs():
     info = rnnfast.cpu_info()["team"]
-    assert set(info) == {"sync_ns", "wake_us", "spin_us", "idle_spin_us", "measured", "host_openmp"}
+    assert set(info) == {"sync_ns", "wake_us", "spin_us", "idle_spin_us", "measured", "host_openmp", "prewake"}
     assert isinstance(info["host_openmp"], bool)
     assert info["sync_ns"] > 0 and info["wake_us"] > 0 and info["spin_us"] > 0
 
@@ -348,3 +348,58 @@ def test_a_failed_calibration_is_retried_within_a_fraction_of_a_second():
     words = res.stdout.split()
     assert res.returncode == 0 and words[0] == "True", res.stdout + res.stderr
     assert float(words[1]) < 0.9, res.stdout  # the old rule waited a whole second
+
+
+@pytest.fixture
+def two_threads():
+    saved = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(2)
+    yield
+    rnnfast.set_prewake(True)
+    rnnfast.set_num_threads(saved)
+
+
+def periodic_calls(m, x, gaps):
+    _core._team_stats(True)
+    outs = []
+    for gap in gaps:
+        time.sleep(gap)
+        outs.append(m(x)[0])
+    return _core._team_stats(), outs
+
+
+def test_idle_workers_wake_before_periodic_calls(two_threads):
+    """Calls every 10 ms: after four of them the idle worker wakes shortly before each next one
+    and catches it spinning (a worker woken by the call took 0.1-10 ms on the VMs seen here)."""
+    m = rnnfast.nn.LSTM(64, 256).eval()
+    x = randn(np.random.default_rng(2), 60, 1, 64)
+    expected = single_thread(lambda: m(x)[0])
+    stats, outs = periodic_calls(m, x, [0.01] * 30)
+    assert stats["prewake_hits"] >= 10 and stats["prewakes"] <= 30, stats  # one worker: the call's
+    assert all(np.array_equal(y, expected) for y in outs)
+    rnnfast.set_prewake(False)
+    stats, _ = periodic_calls(m, x, [0.01] * 10)
+    assert stats["prewakes"] == 0, stats
+
+
+def test_no_early_wake_ups_for_irregular_calls_nor_after_the_last(two_threads):
+    m = rnnfast.nn.LSTM(64, 256).eval()
+    x = randn(np.random.default_rng(2), 60, 1, 64)
+    gaps = np.random.default_rng(0).permutation(np.geomspace(0.002, 0.06, 30))
+    stats, _ = periodic_calls(m, x, gaps)
+    assert stats["prewakes"] <= 5, stats
+    periodic_calls(m, x, [0.01] * 10)
+    c0 = time.process_time()
+    time.sleep(0.3)  # at most one early wake-up for a call that never comes, then sleep
+    assert time.process_time() - c0 < 0.03
+
+
+def test_prewake_switch_takes_only_a_bool():
+    assert rnnfast.get_prewake() is True and rnnfast.cpu_info()["team"]["prewake"] is True
+    with pytest.raises(TypeError, match="on: expected True or False, got 1"):
+        rnnfast.set_prewake(1)
+    rnnfast.set_prewake(False)
+    try:
+        assert rnnfast.get_prewake() is False and rnnfast.cpu_info()["team"]["prewake"] is False
+    finally:
+        rnnfast.set_prewake(True)

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -34,6 +35,16 @@ void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
 #else
   if (word->load() == expected) std::this_thread::sleep_for(std::chrono::microseconds(50));
+#endif
+}
+
+// As futex_wait, for at most timeout_ns.
+void futex_wait_for(std::atomic<uint32_t>* word, uint32_t expected, long timeout_ns) {
+#ifdef __linux__
+  timespec ts{static_cast<time_t>(timeout_ns / 1000000000L), static_cast<long>(timeout_ns % 1000000000L)};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
+#else
+  if (word->load() == expected) std::this_thread::sleep_for(std::chrono::nanoseconds(std::min(timeout_ns, 50000L)));
 #endif
 }
 
@@ -88,6 +99,8 @@ bool spin_until(P&& pred, long budget = -1) {
 
 std::atomic<int> g_force_threads{0}, g_join_delay_us{0};  // test hooks
 std::atomic<long> g_joins{0};
+std::atomic<long> g_stats_prewakes{0}, g_stats_prewake_hits{0};  // team_stats
+std::atomic<bool> g_prewake{true};  // set_prewake
 void count_join(long delay_ns = -1);  // g_joins and the counters (team_stats); delay: since the post
 
 constexpr uint64_t kClosed = 1ull << 31, kActiveMask = kClosed - 1;
@@ -111,7 +124,31 @@ struct Pool {
   std::atomic<long> posted_at{0};  // when the current call was posted
   // Calibration hooks: a worker stamps the time it woke.
   std::atomic<long> woke_at{0};
+  // Periodic calls (a server answering every 20 ms): when the next is expected, so that idle
+  // workers wake a little before it. Woken by the call itself, a worker on the VMs seen here
+  // often arrived 0.1-10 ms late (the vCPU's wake-up), later than a whole B=1 call lasts.
+  std::atomic<long> next_call_at{0};  // 0: the calls are not periodic
+  std::atomic<long> lead_ns{0};       // wake that long before it, and spin up to twice that
+  std::atomic<int> prewake_workers{0};  // the workers those calls use
+  long starts[4] = {};                // the last calls' starts (under the submit lock)
 };
+
+// Under the submit lock, for each call worth waking workers for: four starts at a steady period
+// between 2 and 200 ms (two of the three intervals within 1/8 of their median) predict the next.
+void predict_next_call(Pool* P, long t, int nslots) {
+  P->prewake_workers.store(nslots - 1, std::memory_order_relaxed);
+  std::copy(P->starts + 1, P->starts + 4, P->starts);
+  P->starts[3] = t;
+  long d[3] = {P->starts[1] - P->starts[0], P->starts[2] - P->starts[1], P->starts[3] - P->starts[2]};
+  long sorted[3] = {d[0], d[1], d[2]};
+  std::sort(sorted, sorted + 3);
+  const long period = sorted[1];
+  int agree = 0;  // intervals within 1/8 of the median (itself included): one outlier (a GC pause) is allowed
+  for (long x : d) agree += std::labs(x - period) * 8 <= period;
+  const bool steady = P->starts[0] > 0 && period >= 2000000L && period <= 200000000L && agree >= 2;
+  P->lead_ns.store(std::clamp(period / 8, 1000000L, 4000000L), std::memory_order_relaxed);
+  P->next_call_at.store(steady ? t + period : 0, std::memory_order_release);
+}
 
 std::atomic<Pool*> g_pool{nullptr};
 std::once_flag g_atfork_once;
@@ -125,14 +162,39 @@ void leave(Pool* P) {
   }
 }
 
-void worker_main(Pool* P) {
+void worker_main(Pool* P, int index) {
   uint32_t seen = P->job_seq.load(std::memory_order_acquire);
   for (;;) {
-    if (!spin_until([&] { return P->job_seq.load(std::memory_order_acquire) != seen; }, idle_spin_budget())) {
+    auto posted = [&] { return P->job_seq.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(posted, idle_spin_budget())) {
       P->idle_sleepers.fetch_add(1, std::memory_order_seq_cst);
-      while (P->job_seq.load(std::memory_order_seq_cst) == seen) futex_wait(&P->job_seq, seen);
+      bool early = false;  // woke before an expected call and caught it spinning
+      for (;;) {
+        // Only as many workers as the periodic calls use wake early.
+        const bool mine = g_prewake.load(std::memory_order_relaxed) && index < P->prewake_workers.load();
+        const long next = mine ? P->next_call_at.load(std::memory_order_acquire) : 0;
+        const long lead = P->lead_ns.load(std::memory_order_relaxed);
+        const long t = now_ns();
+        if (next && next - lead > t) {
+          futex_wait_for(&P->job_seq, seen, next - lead - t);
+          if (posted()) break;
+          if (now_ns() < next - lead || !g_prewake.load(std::memory_order_relaxed)) continue;  // a signal, or turned off
+          P->idle_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+          g_stats_prewakes.fetch_add(1, std::memory_order_relaxed);
+          early = spin_until(posted, 2 * lead);
+          P->idle_sleepers.fetch_add(1, std::memory_order_seq_cst);
+          if (early) break;
+          long expected = next;  // it did not come: no more early wake-ups until calls are steady again
+          P->next_call_at.compare_exchange_strong(expected, 0);
+          continue;
+        }
+        if (posted()) break;
+        futex_wait(&P->job_seq, seen);
+        if (posted()) break;
+      }
       P->idle_sleepers.fetch_sub(1, std::memory_order_seq_cst);
-      P->woke_at.store(now_ns(), std::memory_order_relaxed);
+      if (early) g_stats_prewake_hits.fetch_add(1, std::memory_order_relaxed);
+      else P->woke_at.store(now_ns(), std::memory_order_relaxed);
     }
     seen = P->job_seq.load(std::memory_order_acquire);
     if (const int us = g_join_delay_us.load(std::memory_order_relaxed)) team_test_delay(us);
@@ -180,7 +242,7 @@ Pool* pool() {
 // Under the submit lock.
 void ensure_workers(Pool* P, int n) {
   while (P->nworkers < n) {
-    std::thread(worker_main, P).detach();
+    std::thread(worker_main, P, P->nworkers).detach();
     ++P->nworkers;
   }
 }
@@ -198,8 +260,10 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
   P->next_slot.store(1, std::memory_order_relaxed);
   const uint32_t seq = P->job_seq.load(std::memory_order_relaxed) + 1;
   P->join.store(static_cast<uint64_t>(seq) << 32, std::memory_order_release);
-  P->posted_at.store(now_ns(), std::memory_order_relaxed);
+  const long posted = now_ns();
+  P->posted_at.store(posted, std::memory_order_relaxed);
   P->job_seq.store(seq, std::memory_order_seq_cst);
+  if (wake && g_prewake.load(std::memory_order_relaxed)) predict_next_call(P, posted, nslots);
   // A short call may wake sleepers too when calls follow each other closer than the spin time:
   // once awake, the workers then stay spinning from one call to the next (stream steps).
   if (!wake) wake = now_ns() - P->last_end.load(std::memory_order_relaxed) < idle_spin_budget();
@@ -342,6 +406,8 @@ TeamStats team_stats(bool reset) {
   s.max_wait_ns = take(g_stats.max_wait_ns);
   for (int i = 0; i < 6; ++i) s.wait_hist[i] = take(g_stats.wait_hist[i]);
   for (int i = 0; i < 6; ++i) s.join_hist[i] = take(g_stats.join_hist[i]);
+  s.prewakes = take(g_stats_prewakes);
+  s.prewake_hits = take(g_stats_prewake_hits);
   return s;
 }
 
@@ -668,6 +734,9 @@ std::vector<int> simulate_backoff(const std::vector<int>& stalled) {
   }
   return alone;
 }
+
+bool set_prewake(bool on) { return g_prewake.exchange(on); }
+bool prewake() { return g_prewake.load(); }
 
 void set_idle_spin_ns(long ns) { g_idle_spin_ns.store(std::max(0L, ns), std::memory_order_relaxed); }
 long idle_spin_ns() { return idle_spin_budget(); }

@@ -53,6 +53,8 @@ struct TeamStats {
   long max_wait_ns = 0;    // the longest
   long wait_hist[6] = {};  // waits by length: < 1 us, < 10 us, < 100 us, < 1 ms, < 10 ms, longer
   long join_hist[6] = {};  // our own workers' joins by their delay after the call was posted (same bins)
+  long prewakes = 0;       // idle workers that woke before an expected periodic call
+  long prewake_hits = 0;   // of those, that caught the call while spinning
 };
 TeamStats team_stats(bool reset);
 
@@ -116,6 +118,14 @@ TeamPlan plan_team(double step_ns, long steps, long max_tiles);
 // pointers: our own team only. A forked child forgets the runtime (its pool did not survive).
 void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads);
 bool host_openmp();  // one is registered
+
+// Early wake-ups for periodic calls (default on): when calls worth waking workers for come at a
+// steady period (2-200 ms; one outlier allowed), as many idle workers as those calls use sleep
+// until 1/8 period (1-4 ms) before the next is due and spin through it, instead of being woken
+// (late) by it. Costs about a quarter period of one core per call while the calls stay periodic,
+// nothing otherwise. Returns the old setting.
+bool set_prewake(bool on);
+bool prewake();  // in effect
 
 // How long idle workers spin after a call before sleeping, in ns. 0 (default, or RNNFAST_IDLE_SPIN_US
 // unset): the calibrated spin time (~a wake-up). More keeps them awake for the next call (sparse

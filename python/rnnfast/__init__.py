@@ -3,7 +3,7 @@ import os as _os
 import warnings as _warnings
 
 from . import _core
-from ._core import get_idle_spin, get_num_threads, set_idle_spin, set_num_threads
+from ._core import get_idle_spin, get_num_threads, get_prewake, set_idle_spin, set_num_threads, set_prewake
 
 __version__ = "0.1.0"
 
@@ -49,5 +49,6 @@ def __dir__():
     return sorted(set(globals()) | set(_SUBMODULES) | set(_FROM_SUBMODULES))
 
 
-__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "get_idle_spin", "set_idle_spin", "nn",
+__all__ = ["cpu_info", "set_isa", "get_num_threads", "set_num_threads", "get_idle_spin", "set_idle_spin",
+           "get_prewake", "set_prewake", "nn",
            "no_grad", "export", "load_export", "onnx"]

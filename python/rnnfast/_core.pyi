@@ -21,7 +21,7 @@ class CpuInfo(TypedDict):
     isas_available: list[str]
     num_threads: int
     max_threads: int
-    team: dict[str, Union[float, bool]]  # sync_ns, wake_us, spin_us, idle_spin_us, measured
+    team: dict[str, Union[float, bool]]  # sync_ns, wake_us, spin_us, idle_spin_us, measured, host_openmp, prewake
     default_threads: dict[str, Union[int, float]]  # threads, affinity, online, cgroup_quota, mpi_local_ranks
     cache_bytes: dict[str, Union[int, str]]  # l1d, l2, l3, source
     dot_products: dict[str, bool]  # avx512_vnni, avx_vnni, avx512_bf16 (this CPU), enabled
@@ -43,6 +43,8 @@ def get_num_threads() -> int: ...
 def set_idle_spin(microseconds: float, /) -> None:
     """Idle workers' spin time after a call (0: calibrated default); also RNNFAST_IDLE_SPIN_US."""
 def get_idle_spin() -> float: ...
+def set_prewake(on: bool) -> None: ...
+def get_prewake() -> bool: ...
 def peak_gflops(threads: int, seconds: float = 0.05) -> float:
     """GFLOP/s of a register-only FMA loop of the active ISA on ``threads`` threads at once, for about
     ``seconds``: the physical peak (threads 1..64 and seconds in (0, 10], else ValueError)."""
