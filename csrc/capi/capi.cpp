@@ -2,11 +2,13 @@
 // every exception becomes a status code and a thread-local message, none crosses the boundary.
 #include "rnnfast/rnnfast.h"
 
+#include <cstdio>
 #include <new>
 #include <stdexcept>
 #include <string>
 
 #include "core/cpu.h"
+#include "core/team.h"
 #include "errors.h"
 #include "core/precision.h"
 #include "model.h"
@@ -95,6 +97,27 @@ int rnnfast_set_num_threads(int n) {
   });
 }
 int rnnfast_get_num_threads(void) { return rnnfast::num_threads(); }
+
+static std::string shortest(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+
+int rnnfast_set_idle_spin(double microseconds) {
+  return guarded("rnnfast_set_idle_spin", [&] {
+    if (!(microseconds >= 0 && microseconds <= 1e7))
+      throw std::invalid_argument("microseconds: expected a number in [0, 1e7], got " + shortest(microseconds));
+    rnnfast::set_idle_spin_ns(static_cast<long>(microseconds * 1000.0));
+  });
+}
+
+int rnnfast_set_prewake(int on) {
+  return guarded("rnnfast_set_prewake", [&] {
+    if (on != 0 && on != 1) throw std::invalid_argument("on: expected 0 or 1, got " + std::to_string(on));
+    rnnfast::set_prewake(on == 1);
+  });
+}
 
 int rnnfast_model_load(const char* path, rnnfast_model** out) {
   return guarded("rnnfast_model_load", [&] {

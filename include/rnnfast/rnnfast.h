@@ -55,6 +55,14 @@ RNNFAST_API const char* rnnfast_last_error(void);
 RNNFAST_API int rnnfast_set_num_threads(int n);
 RNNFAST_API int rnnfast_get_num_threads(void);
 
+/* Idle worker threads: how long they spin after a call before they sleep, in microseconds (0 to
+   1e7; 0: the calibrated default, about one wake-up; more keeps a core busy that long after every
+   call, for sparse latency-critical calls; also RNNFAST_IDLE_SPIN_US), and whether they wake
+   shortly before calls that come at a steady period (on = 1, the default; 0: never). Process-wide;
+   return the status. */
+RNNFAST_API int rnnfast_set_idle_spin(double microseconds);
+RNNFAST_API int rnnfast_set_prewake(int on);
+
 /* ---- models ---------------------------------------------------------------------------------- */
 RNNFAST_API int rnnfast_model_load(const char* path, rnnfast_model** out);
 RNNFAST_API void rnnfast_model_free(rnnfast_model* model); /* null is fine */

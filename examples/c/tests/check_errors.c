@@ -113,6 +113,14 @@ static void bad_arguments(void) {
   expect(rnnfast_stream_step_tokens(s, ids + 5, y), RNNFAST_ERROR_ARGUMENT, "got 99", "stream id outside the vocabulary");
   expect(rnnfast_stream_step(s, x, y), RNNFAST_ERROR_ARGUMENT, "use rnnfast_stream_step_tokens", "features into an lm stream");
   expect(rnnfast_set_num_threads(0), RNNFAST_ERROR_ARGUMENT, "n: expected >= 1, got 0", "zero threads");
+  expect(rnnfast_set_idle_spin(-1.0), RNNFAST_ERROR_ARGUMENT, "microseconds: expected a number in [0, 1e7], got -1",
+         "negative idle spin");
+  expect(rnnfast_set_idle_spin(0.0 / 0.0), RNNFAST_ERROR_ARGUMENT, "microseconds: expected", "NaN idle spin");
+  expect(rnnfast_set_idle_spin(500.0), RNNFAST_OK, "", "idle spin 500 us");
+  expect(rnnfast_set_idle_spin(0.0), RNNFAST_OK, "", "default idle spin");
+  expect(rnnfast_set_prewake(2), RNNFAST_ERROR_ARGUMENT, "on: expected 0 or 1, got 2", "prewake 2");
+  expect(rnnfast_set_prewake(0), RNNFAST_OK, "", "prewake off");
+  expect(rnnfast_set_prewake(1), RNNFAST_OK, "", "prewake on");
   if (rnnfast_model_metadata(lm, "cell") == NULL || strcmp(rnnfast_model_metadata(lm, "cell"), "lstm") != 0 ||
       rnnfast_model_metadata(lm, "no such key") != NULL || rnnfast_model_vocab_token(lm, 0) != NULL)
     printf("FAIL metadata\n"), ++failures;
