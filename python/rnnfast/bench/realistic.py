@@ -28,7 +28,7 @@ FULL = dict(
     lm=dict(vocab=96, emb=64, hidden=256, layers=2, batch=32, seq=64, lr=2e-3, check_steps=5, warmup=3, steps=20,
             rounds=2),
     charlm=dict(args=["--time-budget", "12"], rounds=2),
-    idle=dict(B=1, T=100, H=256, calls=40, gap=0.02),
+    idle=dict(B=1, T=100, H=256, calls=20, rounds=3, gap=0.02),
     pool=dict(B=64, T=100, H=512, rounds=8),
     stream=dict(H=256, steps=100, repeat=15, busy=2),
 )
@@ -36,7 +36,7 @@ QUICK = dict(
     lm=dict(vocab=20, emb=8, hidden=16, layers=2, batch=4, seq=8, lr=2e-3, check_steps=5, warmup=1, steps=3, rounds=1),
     charlm=dict(args=["--steps", "6", "--hidden", "16", "--layers", "1", "--embedding", "8", "--seq-len", "8",
                       "--batch-size", "4"], rounds=1, corpus_chars=20_000),
-    idle=dict(B=1, T=10, H=16, calls=3, gap=0.02),
+    idle=dict(B=1, T=10, H=16, calls=3, rounds=1, gap=0.02),
     pool=dict(B=4, T=10, H=16, rounds=3),
     stream=dict(H=16, steps=10, repeat=3, busy=2),
 )
@@ -162,7 +162,8 @@ def _peer_cases(spec: Spec, weights, data, threads: int, engines: list) -> tuple
 
 
 def idle_gap(size: dict, threads: int, engines: list) -> dict:
-    """One call every `gap` seconds: each timed call comes after an idle gap, engines in rotation."""
+    """One call every `gap` seconds, as a server answering at a steady rate: each engine serves a
+    block of `calls` calls in a row, each after an idle gap; the blocks rotate over `rounds`."""
     spec = Spec("realistic-idle", "realistic", "inference", size["B"], size["T"], size["H"])
     weights, _ = engine_rnnfast.shared_weights("lstm", spec)
     data = configs.make_data(spec)
@@ -173,12 +174,13 @@ def idle_gap(size: dict, threads: int, engines: list) -> dict:
     check = compare.compare_cases(cases)
     samples: dict = {n: [] for n in cases}
     names = list(cases)
-    for k in range(size["calls"]):
-        for name in names[k % len(names):] + names[:k % len(names)]:
-            time.sleep(size["gap"])
-            t0 = time.perf_counter()
-            cases[name].run()
-            samples[name].append(time.perf_counter() - t0)
+    for r in range(size["rounds"]):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            for _ in range(size["calls"]):
+                time.sleep(size["gap"])
+                t0 = time.perf_counter()
+                cases[name].run()
+                samples[name].append(time.perf_counter() - t0)
     engine_rnnfast.set_threads(threads)
     med = {n: float(np.median(s)) for n, s in samples.items()}
     ours_t, own1 = med["rnnfast"], med["rnnfast 1 thread"]
@@ -187,7 +189,7 @@ def idle_gap(size: dict, threads: int, engines: list) -> dict:
     return rr.row("idle-gap", title, "s", values,
                   [rr.comparison("rnnfast / own 1-thread time", rr.ratio(ours_t, own1), "<=", 1.1),
                    rr.comparison("onnxruntime / rnnfast time", rr.ratio(med.get("onnxruntime"), ours_t), ">=", 1.5)],
-                  check, calls=size["calls"])
+                  check, calls=size["calls"] * size["rounds"])
 
 
 def next_to_ort_pool(size: dict, threads: int, engines: list) -> dict:
