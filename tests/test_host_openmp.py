@@ -90,7 +90,10 @@ def test_sleeping_torch_threads_leave_the_call_to_our_own_team():
             torch_op()
             _core._team_stats(True); m(x); busy = _core._team_stats()
             counts.append((idle["host"], idle["calls"], busy["host"]))
-        assert all(c == (0, 1, 1) for c in counts[1:]), counts
+        # idle: never on torch's threads; right after a torch op: on them (a loaded machine may
+        # find one of torch's threads not yet running)
+        assert all(idle == 0 and calls == 1 for idle, calls, _ in counts), counts
+        assert sum(busy for _, _, busy in counts[1:]) >= 3, counts
         print("ok")
     """)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout + res.stderr
