@@ -312,13 +312,15 @@ PYBIND11_MODULE(_core, m) {
         "The thread team's counters (csrc/core/team.h TeamStats), then zeroed if reset. wait_hist counts the "
         "caller's waits at phase starts by length: <1us, <10us, <100us, <1ms, <10ms, longer; join_hist our workers' "
         "joins by their delay after the post, in the same bins.");
-  m.def("_set_host_openmp", [](std::uintptr_t gomp_parallel, std::uintptr_t thread_num, std::uintptr_t num_threads) {
-    set_host_openmp(reinterpret_cast<void*>(gomp_parallel), reinterpret_cast<void*>(thread_num),
-                    reinterpret_cast<void*>(num_threads));
+  m.def("_set_host_openmp", [](std::uintptr_t parallel, std::uintptr_t thread_num, std::uintptr_t num_threads,
+                               std::uintptr_t max_threads) {
+    set_host_openmp(reinterpret_cast<void*>(parallel), reinterpret_cast<void*>(thread_num),
+                    reinterpret_cast<void*>(num_threads), reinterpret_cast<void*>(max_threads));
   }, py::arg("gomp_parallel"), py::arg("omp_get_thread_num"), py::arg("omp_get_num_threads"),
+        py::arg("omp_get_max_threads"),
         "Run long team calls on another library's OpenMP threads, given the addresses of its GOMP_parallel, "
-        "omp_get_thread_num and omp_get_num_threads (rnnfast.torch registers torch's; zeros: our own team only). "
-        "csrc/core/team.h.");
+        "omp_get_thread_num, omp_get_num_threads and omp_get_max_threads (rnnfast.torch registers torch's; zeros: "
+        "our own team only). csrc/core/team.h.");
   m.def("set_prewake", [](py::handle on) {
     if (!py::isinstance<py::bool_>(on)) throw py::type_error("on: expected True or False, got " + std::string(py::str(on)));
     set_prewake(on.cast<bool>());

@@ -186,3 +186,23 @@ def test_share_torch_threads_reports_what_it_did(share):
         print(rnnfast.torch.share_torch_threads({share}), rnnfast.cpu_info()["team"]["host_openmp"])
     """)
     assert res.returncode == 0 and res.stdout.split() == [str(share)] * 2, res.stdout + res.stderr
+
+
+def test_a_torch_running_fewer_threads_than_the_call_leaves_it_to_our_own_team():
+    """torch.set_num_threads(1): torch has no pool thread spinning, so nothing to share (and a
+    region of two would grow torch's pool by a thread that then spins after each of our calls)."""
+    res = run("""
+        m = rnnfast.nn.LSTM(128, 256).eval()
+        x = np.random.default_rng(0).standard_normal((100, 8, 128)).astype(np.float32)
+        torch.set_num_threads(1)
+        _core._team_stats(True)
+        for _ in range(5):
+            torch_op(); m(x)
+        one = _core._team_stats(True)
+        torch.set_num_threads(2)
+        for _ in range(5):
+            torch_op(); m(x)
+        two = _core._team_stats()
+        print(one["host"], one["calls"], two["host"] > 0)
+    """)
+    assert res.returncode == 0 and res.stdout.split() == ["0", "5", "True"], res.stdout + res.stderr

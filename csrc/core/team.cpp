@@ -431,7 +431,7 @@ using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
 using OmpInt = int (*)();
 struct HostRuntime {
   GompParallel parallel = nullptr;
-  OmpInt thread_num = nullptr, num_threads = nullptr;
+  OmpInt thread_num = nullptr, num_threads = nullptr, max_threads = nullptr;
 };
 std::atomic<HostRuntime*> g_host{nullptr};  // replaced, never freed: a call may still read the old one
 // One call at a time on the host's threads, as on our own pool; a pointer, so that a forked child
@@ -488,7 +488,9 @@ thread_local HostThreads t_host_threads;
 bool run_on_host(int nslots, TeamBody body, void* ctx, TeamCall& call) {
   std::unique_lock<std::mutex> lock(*g_host_busy, std::try_to_lock);
   const HostRuntime* rt = g_host.load(std::memory_order_acquire);
-  if (!lock.owns_lock() || !rt || !t_host_threads.awake()) return false;
+  // A host using fewer threads than the call (torch.set_num_threads(1)) has no spinning pool to
+  // use: our own team then.
+  if (!lock.owns_lock() || !rt || rt->max_threads() < nslots || !t_host_threads.awake()) return false;
   struct Host {
     TeamBody body;
     void* ctx;
@@ -536,12 +538,13 @@ void forget_host_openmp() {
 
 }  // namespace
 
-void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads) {
+void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads,
+                     void* omp_get_max_threads) {
   std::lock_guard<std::mutex> lock(*g_host_busy);  // not while a call runs on the old one
   HostRuntime* rt = nullptr;
-  if (gomp_parallel && omp_get_thread_num && omp_get_num_threads)
+  if (gomp_parallel && omp_get_thread_num && omp_get_num_threads && omp_get_max_threads)
     rt = new HostRuntime{reinterpret_cast<GompParallel>(gomp_parallel), reinterpret_cast<OmpInt>(omp_get_thread_num),
-                         reinterpret_cast<OmpInt>(omp_get_num_threads)};
+                         reinterpret_cast<OmpInt>(omp_get_num_threads), reinterpret_cast<OmpInt>(omp_get_max_threads)};
   g_host.store(rt, std::memory_order_release);
 }
 

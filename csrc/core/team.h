@@ -110,13 +110,15 @@ TeamPlan plan_team(double step_ns, long steps, long max_tiles);
 
 // Another library's OpenMP runtime to run long team calls on (rnnfast.torch registers torch's):
 // its GOMP_parallel entry point (GCC's ABI for `#pragma omp parallel`, which LLVM's and Intel's
-// runtimes provide too), omp_get_thread_num and omp_get_num_threads. Why: after each of that
+// runtimes provide too), omp_get_thread_num, omp_get_num_threads and omp_get_max_threads (calls
+// that need more threads than the host uses stay on our own team). Why: after each of that
 // library's parallel regions its pool threads spin for milliseconds (libgomp's default: ~8 ms of
 // CPU after a torch op on this project's machines) on the cores our own workers need, and a call
 // that starts right after one ran up to ~2x slower. On the spinning threads it keeps every core.
 // Calls too short to wake a sleeper (plan.wake false: stream steps) stay on our own team. Null
 // pointers: our own team only. A forked child forgets the runtime (its pool did not survive).
-void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads);
+void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads,
+                     void* omp_get_max_threads);
 bool host_openmp();  // one is registered
 
 // Early wake-ups for periodic calls (default on): when calls worth waking workers for come at a

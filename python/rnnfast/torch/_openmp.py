@@ -36,9 +36,10 @@ def _loaded_runtime() -> str | None:
 def share_torch_threads(enable: bool = True) -> bool:
     """Run rnnfast's long kernel calls on torch's OpenMP threads (True, the default once
     rnnfast.torch is imported) or on rnnfast's own team (False). Returns whether torch's are used:
-    False when torch's parallel backend is not OpenMP or its runtime cannot be found."""
+    False when torch's parallel backend is not OpenMP or its runtime cannot be found. Calls that
+    need more threads than torch uses (``torch.set_num_threads``) stay on rnnfast's team."""
     if not enable:
-        _core._set_host_openmp(0, 0, 0)
+        _core._set_host_openmp(0, 0, 0, 0)
         return False
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return False
@@ -47,7 +48,7 @@ def share_torch_threads(enable: bool = True) -> bool:
         return False
     try:
         lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0))
-        entries = lib.GOMP_parallel, lib.omp_get_thread_num, lib.omp_get_num_threads
+        entries = lib.GOMP_parallel, lib.omp_get_thread_num, lib.omp_get_num_threads, lib.omp_get_max_threads
     except (OSError, AttributeError):
         return False
     address = lambda f: ctypes.cast(f, ctypes.c_void_p).value  # noqa: E731
