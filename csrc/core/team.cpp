@@ -4,23 +4,20 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <ctime>
-#include <exception>
 #include <mutex>
 #include <thread>
-#include <string>
 #include <vector>
 
 #include <pthread.h>
 #ifdef __linux__
-#include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
 
 #include "cpu.h"
+#include "team_host.h"
 
 namespace rnnfast {
 namespace {
@@ -101,7 +98,7 @@ std::atomic<int> g_force_threads{0}, g_join_delay_us{0};  // test hooks
 std::atomic<long> g_joins{0};
 std::atomic<long> g_stats_prewakes{0}, g_stats_prewake_hits{0};  // team_stats
 std::atomic<bool> g_prewake{true};  // set_prewake
-void count_join(long delay_ns = -1);  // g_joins and the counters (team_stats); delay: since the post
+void note_join(long delay_ns);  // g_joins and the counters (team_stats); delay: since the post, -1 unknown
 
 constexpr uint64_t kClosed = 1ull << 31, kActiveMask = kClosed - 1;
 
@@ -209,14 +206,12 @@ void worker_main(Pool* P, int index) {
     if (!joined) continue;
     const int slot = P->next_slot.fetch_add(1, std::memory_order_relaxed);
     if (slot < P->nslots) {
-      count_join(now_ns() - P->posted_at.load(std::memory_order_relaxed));
+      note_join(now_ns() - P->posted_at.load(std::memory_order_relaxed));
       P->body(P->ctx, *P->call, slot);
     }
     leave(P);
   }
 }
-
-void forget_host_openmp();
 
 void reset_after_fork() {
   // Only the forking thread exists in the child: a fresh, empty pool (the old one may be locked
@@ -348,7 +343,7 @@ int log10_bucket(long ns) {  // < 1 us, < 10 us, < 100 us, < 1 ms, < 10 ms, long
   return bucket;
 }
 
-void count_join(long delay_ns) {
+void note_join(long delay_ns) {
   g_joins.fetch_add(1, std::memory_order_relaxed);
   g_stats.joins.fetch_add(1, std::memory_order_relaxed);
   if (delay_ns >= 0) g_stats.join_hist[log10_bucket(delay_ns)].fetch_add(1, std::memory_order_relaxed);
@@ -358,6 +353,8 @@ thread_local CancelScope* t_scope = nullptr;
 thread_local long t_last_poll = 0;
 
 }  // namespace
+
+void count_join(long delay_ns) { note_join(delay_ns); }
 
 void WaitCounter::add(long n) {
   value.fetch_add(n, std::memory_order_seq_cst);
@@ -425,130 +422,6 @@ void team_poll(TeamCall& call) {
   if (t_scope->poll(t_scope->ctx)) call.stop.store(true, std::memory_order_seq_cst);
 }
 
-namespace {
-
-using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
-using OmpInt = int (*)();
-struct HostRuntime {
-  GompParallel parallel = nullptr;
-  OmpInt thread_num = nullptr, num_threads = nullptr, max_threads = nullptr;
-};
-std::atomic<HostRuntime*> g_host{nullptr};  // replaced, never freed: a call may still read the old one
-// One call at a time on the host's threads, as on our own pool; a pointer, so that a forked child
-// gets an unlocked one.
-std::mutex* g_host_busy = new std::mutex;
-
-// The host threads this thread's last region ran on (the runtime keeps a pool per calling
-// thread), as open /proc/self/task/<tid>/stat files.
-struct HostThreads {
-  std::vector<int> stat_fds;
-  ~HostThreads() { forget(); }
-  void forget() {
-#ifdef __linux__
-    for (int fd : stat_fds) close(fd);
-#endif
-    stat_fds.clear();
-  }
-  void learn(const long* tids, int n) {
-    forget();
-#ifdef __linux__
-    for (int i = 0; i < n; ++i) {
-      const std::string path = "/proc/self/task/" + std::to_string(tids[i]) + "/stat";
-      const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return forget();
-      stat_fds.push_back(fd);
-    }
-#else
-    (void)tids, (void)n;
-#endif
-  }
-  // All known and running or runnable: spinning since the host's last region, so they start our
-  // call at once. A sleeping one would take a wake-up, and on these VMs one often took an OS tick
-  // (4 ms) while our own workers wake in ~30 us: such calls go to our own team.
-  bool awake() {
-#ifdef __linux__
-    if (stat_fds.empty()) return true;  // not known yet: learn them
-    for (int fd : stat_fds) {
-      char buf[512];
-      const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-      if (n <= 0) return forget(), true;  // the thread ended: learn the pool again
-      buf[n] = '\0';
-      const char* paren = std::strrchr(buf, ')');  // "tid (name) S ...": the name may hold anything
-      if (!paren || paren[1] != ' ' || paren[2] != 'R') return false;
-    }
-    return true;
-#else
-    return false;
-#endif
-  }
-};
-thread_local HostThreads t_host_threads;
-
-// Runs a call on the host runtime's threads; false if another call is using them or they sleep.
-bool run_on_host(int nslots, TeamBody body, void* ctx, TeamCall& call) {
-  std::unique_lock<std::mutex> lock(*g_host_busy, std::try_to_lock);
-  const HostRuntime* rt = g_host.load(std::memory_order_acquire);
-  // A host using fewer threads than the call (torch.set_num_threads(1)) has no spinning pool to
-  // use: our own team then.
-  if (!lock.owns_lock() || !rt || rt->max_threads() < nslots || !t_host_threads.awake()) return false;
-  struct Host {
-    TeamBody body;
-    void* ctx;
-    TeamCall* call;
-    const HostRuntime* rt;
-    WaitCounter arrived;  // threads of the region other than the caller that have started
-    std::exception_ptr error;
-    long tids[kMaxKernelThreads] = {};
-  } host{body, ctx, &call, rt, {}, nullptr};
-  call.nslots = nslots;
-  rt->parallel([](void* p) {
-    Host& h = *static_cast<Host*>(p);
-    const int slot = h.rt->thread_num();
-    if (slot > 0) {
-#ifdef __linux__
-      if (slot < kMaxKernelThreads) h.tids[slot] = static_cast<long>(syscall(SYS_gettid));
-#endif
-      h.arrived.add(1);
-      if (slot >= h.call->nslots) return;
-      count_join();
-      h.body(h.ctx, *h.call, slot);  // a worker's tiles do not throw (as on our own pool)
-      return;
-    }
-    try {  // never through the runtime's C frames: rethrown below
-      h.body(h.ctx, *h.call, 0);
-    } catch (...) {
-      h.error = std::current_exception();
-      h.call->stop.store(true, std::memory_order_seq_cst);  // workers waiting for tiles leave
-    }
-    // The region ends at a barrier for every thread it started, where the caller would spin
-    // (libgomp: milliseconds) on the core a woken thread may be queued on: measured 4-8 ms for a
-    // 0.5 ms call after an idle gap. Sleeping here instead leaves that core to the late thread.
-    static const std::atomic<bool> never{false};
-    h.arrived.wait_at_least(h.rt->num_threads() - 1, never);
-  }, &host, static_cast<unsigned>(nslots), 0);
-  if (t_host_threads.stat_fds.empty()) t_host_threads.learn(host.tids + 1, std::min(nslots, kMaxKernelThreads) - 1);
-  if (host.error) std::rethrow_exception(host.error);
-  return true;
-}
-
-void forget_host_openmp() {
-  g_host.store(nullptr, std::memory_order_release);
-  g_host_busy = new std::mutex;  // the old one may have been held by a parent thread at the fork
-}
-
-}  // namespace
-
-void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads,
-                     void* omp_get_max_threads) {
-  std::lock_guard<std::mutex> lock(*g_host_busy);  // not while a call runs on the old one
-  HostRuntime* rt = nullptr;
-  if (gomp_parallel && omp_get_thread_num && omp_get_num_threads && omp_get_max_threads)
-    rt = new HostRuntime{reinterpret_cast<GompParallel>(gomp_parallel), reinterpret_cast<OmpInt>(omp_get_thread_num),
-                         reinterpret_cast<OmpInt>(omp_get_num_threads), reinterpret_cast<OmpInt>(omp_get_max_threads)};
-  g_host.store(rt, std::memory_order_release);
-}
-
-bool host_openmp() { return g_host.load(std::memory_order_acquire) != nullptr; }
 
 void team_run(TeamPlan plan, TeamBody body, void* ctx) {
   TeamCall call;
