@@ -321,10 +321,7 @@ PYBIND11_MODULE(_core, m) {
         "Run long team calls on another library's OpenMP threads, given the addresses of its GOMP_parallel, "
         "omp_get_thread_num, omp_get_num_threads and omp_get_max_threads (rnnfast.torch registers torch's; zeros: "
         "our own team only). csrc/core/team.h.");
-  m.def("set_prewake", [](py::handle on) {
-    if (!py::isinstance<py::bool_>(on)) throw py::type_error("on: expected True or False, got " + std::string(py::str(on)));
-    set_prewake(on.cast<bool>());
-  }, py::arg("on"),
+  m.def("set_prewake", [](py::handle on) { set_prewake(bool_arg(on, "on")); }, py::arg("on"),
         "Early wake-ups for periodic calls (default True): when kernel calls come at a steady period (2-200 ms, e.g. "
         "a server answering every 20 ms), the idle worker threads wake 1/8 period before the next is due and spin "
         "through it, instead of being woken late by it. About a quarter period of one core per call while the calls "

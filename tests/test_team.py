@@ -396,7 +396,7 @@ def test_no_early_wake_ups_for_irregular_calls_nor_after_the_last(two_threads):
 
 def test_prewake_switch_takes_only_a_bool():
     assert rnnfast.get_prewake() is True and rnnfast.cpu_info()["team"]["prewake"] is True
-    with pytest.raises(TypeError, match="on: expected True or False, got 1"):
+    with pytest.raises(TypeError, match="on: expected True or False, got int 1"):
         rnnfast.set_prewake(1)
     rnnfast.set_prewake(False)
     try:

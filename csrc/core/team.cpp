@@ -96,9 +96,21 @@ bool spin_until(P&& pred, long budget = -1) {
 
 std::atomic<int> g_force_threads{0}, g_join_delay_us{0};  // test hooks
 std::atomic<long> g_joins{0};
-std::atomic<long> g_stats_prewakes{0}, g_stats_prewake_hits{0};  // team_stats
 std::atomic<bool> g_prewake{true};  // set_prewake
-void note_join(long delay_ns);  // g_joins and the counters (team_stats); delay: since the post, -1 unknown
+
+// The counters behind team_stats.
+struct Stats {
+  std::atomic<long> calls{0}, alone{0}, host{0}, joins{0}, waits{0}, wait_ns{0}, max_wait_ns{0};
+  std::atomic<long> prewakes{0}, prewake_hits{0};
+  std::atomic<long> wait_hist[6] = {}, join_hist[6] = {};
+};
+Stats g_stats;
+
+int log10_bucket(long ns) {  // < 1 us, < 10 us, < 100 us, < 1 ms, < 10 ms, longer
+  int bucket = 0;
+  for (long limit = 1000; bucket < 5 && ns >= limit; limit *= 10) ++bucket;
+  return bucket;
+}
 
 constexpr uint64_t kClosed = 1ull << 31, kActiveMask = kClosed - 1;
 
@@ -177,7 +189,7 @@ void worker_main(Pool* P, int index) {
           if (posted()) break;
           if (now_ns() < next - lead || !g_prewake.load(std::memory_order_relaxed)) continue;  // a signal, or turned off
           P->idle_sleepers.fetch_sub(1, std::memory_order_seq_cst);
-          g_stats_prewakes.fetch_add(1, std::memory_order_relaxed);
+          g_stats.prewakes.fetch_add(1, std::memory_order_relaxed);
           early = spin_until(posted, 2 * lead);
           P->idle_sleepers.fetch_add(1, std::memory_order_seq_cst);
           if (early) break;
@@ -190,7 +202,7 @@ void worker_main(Pool* P, int index) {
         if (posted()) break;
       }
       P->idle_sleepers.fetch_sub(1, std::memory_order_seq_cst);
-      if (early) g_stats_prewake_hits.fetch_add(1, std::memory_order_relaxed);
+      if (early) g_stats.prewake_hits.fetch_add(1, std::memory_order_relaxed);
       else P->woke_at.store(now_ns(), std::memory_order_relaxed);
     }
     seen = P->job_seq.load(std::memory_order_acquire);
@@ -206,7 +218,7 @@ void worker_main(Pool* P, int index) {
     if (!joined) continue;
     const int slot = P->next_slot.fetch_add(1, std::memory_order_relaxed);
     if (slot < P->nslots) {
-      note_join(now_ns() - P->posted_at.load(std::memory_order_relaxed));
+      count_join(now_ns() - P->posted_at.load(std::memory_order_relaxed));
       P->body(P->ctx, *P->call, slot);
     }
     leave(P);
@@ -261,7 +273,7 @@ bool run_on_pool(Pool* P, int nslots, bool wake, TeamBody body, void* ctx, TeamC
   if (wake && g_prewake.load(std::memory_order_relaxed)) predict_next_call(P, posted, nslots);
   // A short call may wake sleepers too when calls follow each other closer than the spin time:
   // once awake, the workers then stay spinning from one call to the next (stream steps).
-  if (!wake) wake = now_ns() - P->last_end.load(std::memory_order_relaxed) < idle_spin_budget();
+  if (!wake) wake = posted - P->last_end.load(std::memory_order_relaxed) < idle_spin_budget();
   if (wake && P->idle_sleepers.load(std::memory_order_seq_cst) > 0) futex_wake(&P->job_seq, nslots - 1);
 
   struct CloseOnExit {  // also when the caller's body throws: workers must be out before we return
@@ -331,30 +343,16 @@ bool alone_now(Backoff& b) {
   return b.alone_calls.load(std::memory_order_relaxed) > 0 && b.alone_calls.fetch_sub(1, std::memory_order_relaxed) > 0;
 }
 
-struct Stats {
-  std::atomic<long> calls{0}, alone{0}, host{0}, joins{0}, waits{0}, wait_ns{0}, max_wait_ns{0};
-  std::atomic<long> wait_hist[6] = {}, join_hist[6] = {};
-};
-Stats g_stats;
-
-int log10_bucket(long ns) {  // < 1 us, < 10 us, < 100 us, < 1 ms, < 10 ms, longer
-  int bucket = 0;
-  for (long limit = 1000; bucket < 5 && ns >= limit; limit *= 10) ++bucket;
-  return bucket;
-}
-
-void note_join(long delay_ns) {
-  g_joins.fetch_add(1, std::memory_order_relaxed);
-  g_stats.joins.fetch_add(1, std::memory_order_relaxed);
-  if (delay_ns >= 0) g_stats.join_hist[log10_bucket(delay_ns)].fetch_add(1, std::memory_order_relaxed);
-}
-
 thread_local CancelScope* t_scope = nullptr;
 thread_local long t_last_poll = 0;
 
 }  // namespace
 
-void count_join(long delay_ns) { note_join(delay_ns); }
+void count_join(long delay_ns) {
+  g_joins.fetch_add(1, std::memory_order_relaxed);
+  g_stats.joins.fetch_add(1, std::memory_order_relaxed);
+  if (delay_ns >= 0) g_stats.join_hist[log10_bucket(delay_ns)].fetch_add(1, std::memory_order_relaxed);
+}
 
 void WaitCounter::add(long n) {
   value.fetch_add(n, std::memory_order_seq_cst);
@@ -403,8 +401,8 @@ TeamStats team_stats(bool reset) {
   s.max_wait_ns = take(g_stats.max_wait_ns);
   for (int i = 0; i < 6; ++i) s.wait_hist[i] = take(g_stats.wait_hist[i]);
   for (int i = 0; i < 6; ++i) s.join_hist[i] = take(g_stats.join_hist[i]);
-  s.prewakes = take(g_stats_prewakes);
-  s.prewake_hits = take(g_stats_prewake_hits);
+  s.prewakes = take(g_stats.prewakes);
+  s.prewake_hits = take(g_stats.prewake_hits);
   return s;
 }
 
@@ -421,7 +419,6 @@ void team_poll(TeamCall& call) {
   t_last_poll = t;
   if (t_scope->poll(t_scope->ctx)) call.stop.store(true, std::memory_order_seq_cst);
 }
-
 
 void team_run(TeamPlan plan, TeamBody body, void* ctx) {
   TeamCall call;

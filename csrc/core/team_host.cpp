@@ -29,9 +29,11 @@ std::atomic<HostRuntime*> g_host{nullptr};  // replaced, never freed: a call may
 // gets an unlocked one.
 std::mutex* g_host_busy = new std::mutex;
 
-// The host threads this thread's last region ran on (the runtime keeps a pool per calling
-// thread), as open /proc/self/task/<tid>/stat files.
+// The host threads this thread's last region on runtime `of` ran on (the runtime keeps a pool
+// per calling thread), as open /proc/self/task/<tid>/stat files. Another runtime registered since,
+// or a fork (which forgets the runtime), makes them stale: they are learned again.
 struct HostThreads {
+  const HostRuntime* of = nullptr;
   std::vector<int> stat_fds;
   ~HostThreads() { forget(); }
   void forget() {
@@ -40,8 +42,9 @@ struct HostThreads {
 #endif
     stat_fds.clear();
   }
-  void learn(const long* tids, int n) {
+  void learn(const HostRuntime* rt, const long* tids, int n) {
     forget();
+    of = rt;
 #ifdef __linux__
     for (int i = 0; i < n; ++i) {
       const std::string path = "/proc/self/task/" + std::to_string(tids[i]) + "/stat";
@@ -56,8 +59,9 @@ struct HostThreads {
   // All known and running or runnable: spinning since the host's last region, so they start our
   // call at once. A sleeping one would take a wake-up, and on these VMs one often took an OS tick
   // (4 ms) while our own workers wake in ~30 us: such calls go to our own team.
-  bool awake() {
+  bool awake(const HostRuntime* rt) {
 #ifdef __linux__
+    if (of != rt) forget();
     if (stat_fds.empty()) return true;  // not known yet: learn them
     for (int fd : stat_fds) {
       char buf[512];
@@ -82,7 +86,7 @@ bool run_on_host(int nslots, TeamBody body, void* ctx, TeamCall& call) {
   const HostRuntime* rt = g_host.load(std::memory_order_acquire);
   // A host using fewer threads than the call (torch.set_num_threads(1)) has no spinning pool to
   // use: our own team then.
-  if (!lock.owns_lock() || !rt || rt->max_threads() < nslots || !t_host_threads.awake()) return false;
+  if (!lock.owns_lock() || !rt || rt->max_threads() < nslots || !t_host_threads.awake(rt)) return false;
   struct Host {
     TeamBody body;
     void* ctx;
@@ -118,7 +122,7 @@ bool run_on_host(int nslots, TeamBody body, void* ctx, TeamCall& call) {
     static const std::atomic<bool> never{false};
     h.arrived.wait_at_least(h.rt->num_threads() - 1, never);
   }, &host, static_cast<unsigned>(nslots), 0);
-  if (t_host_threads.stat_fds.empty()) t_host_threads.learn(host.tids + 1, std::min(nslots, kMaxKernelThreads) - 1);
+  if (t_host_threads.stat_fds.empty()) t_host_threads.learn(rt, host.tids + 1, std::min(nslots, kMaxKernelThreads) - 1);
   if (host.error) std::rethrow_exception(host.error);
   return true;
 }
@@ -127,7 +131,6 @@ void forget_host_openmp() {
   g_host.store(nullptr, std::memory_order_release);
   g_host_busy = new std::mutex;  // the old one may have been held by a parent thread at the fork
 }
-
 
 void set_host_openmp(void* gomp_parallel, void* omp_get_thread_num, void* omp_get_num_threads,
                      void* omp_get_max_threads) {
