@@ -1,8 +1,28 @@
-"""Small ONNX graphs of RNN/LSTM/GRU nodes for the import tests, and ONNX's own backend node cases."""
+"""Small ONNX graphs of RNN/LSTM/GRU nodes for the import tests, ONNX's own backend node cases, and the
+rnnfast recurrent modules both the export and the import tests round-trip."""
 import importlib
 import os
 
 import numpy as np
+
+from rnnfast import nn
+
+EXPORTABLE = [
+    lambda: nn.LSTM(5, 7, num_layers=2, seed=1),
+    lambda: nn.LSTM(5, 6, num_layers=2, bidirectional=True, batch_first=True, seed=2),
+    lambda: nn.GRU(5, 6, num_layers=3, bidirectional=True, seed=3),
+    lambda: nn.GRU(5, 17, seed=4),
+    lambda: nn.RNN(5, 4, nonlinearity="relu", num_layers=2, bidirectional=True, seed=5),
+    lambda: nn.RNN(5, 4, bias=False, seed=6),
+    # the cell variants ONNX has natively: P, linear_before_reset=0, direction="reverse"
+    lambda: nn.LSTM(5, 7, num_layers=2, peepholes=True, seed=7),
+    lambda: nn.LSTM(5, 6, bidirectional=True, peepholes=True, seed=8),
+    lambda: nn.GRU(5, 17, num_layers=2, linear_before_reset=False, seed=9),
+    lambda: nn.GRU(5, 6, bidirectional=True, linear_before_reset=False, seed=10),
+    lambda: nn.LSTM(5, 6, num_layers=2, direction="reverse", seed=11),
+    lambda: nn.GRU(5, 6, direction="reverse", linear_before_reset=False, batch_first=True, seed=12),
+    lambda: nn.RNN(5, 4, direction="reverse", seed=13),
+]
 
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 # ONNX's backend node cases of the three operators (onnx 1.14 .. 1.23)

@@ -5,6 +5,7 @@ import pytest
 import rnnfast.onnx
 from rnnfast import nn
 from rnnfast.models import LanguageModel, SequenceClassifier
+from onnx_models import EXPORTABLE
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -26,25 +27,7 @@ def _states(rng, module, B):
     return (h0, rng.standard_normal(shape).astype(np.float32)) if module.cell == "lstm" else h0
 
 
-RECURRENT = [
-    lambda: nn.LSTM(5, 7, num_layers=2, seed=1),
-    lambda: nn.LSTM(5, 6, num_layers=2, bidirectional=True, batch_first=True, seed=2),
-    lambda: nn.GRU(5, 6, num_layers=3, bidirectional=True, seed=3),
-    lambda: nn.GRU(5, 17, seed=4),
-    lambda: nn.RNN(5, 4, nonlinearity="relu", num_layers=2, bidirectional=True, seed=5),
-    lambda: nn.RNN(5, 4, bias=False, seed=6),
-    # the cell variants ONNX has natively: P, linear_before_reset=0, direction="reverse"
-    lambda: nn.LSTM(5, 7, num_layers=2, peepholes=True, seed=7),
-    lambda: nn.LSTM(5, 6, bidirectional=True, peepholes=True, seed=8),
-    lambda: nn.GRU(5, 17, num_layers=2, linear_before_reset=False, seed=9),
-    lambda: nn.GRU(5, 6, bidirectional=True, linear_before_reset=False, seed=10),
-    lambda: nn.LSTM(5, 6, num_layers=2, direction="reverse", seed=11),
-    lambda: nn.GRU(5, 6, direction="reverse", linear_before_reset=False, batch_first=True, seed=12),
-    lambda: nn.RNN(5, 4, direction="reverse", seed=13),
-]
-
-
-@pytest.mark.parametrize("make", RECURRENT)
+@pytest.mark.parametrize("make", EXPORTABLE)
 def test_recurrent_layers_ragged(tmp_path, make):
     m = make().eval()
     sess = _session(m, tmp_path)

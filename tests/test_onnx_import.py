@@ -8,7 +8,8 @@ import rnnfast.onnx
 from rnnfast import nn
 
 from helpers import ISAS, using_isa
-from onnx_models import BACKEND_CASES, backend_cases, ort_session, stack, with_weights_as_initializers
+from onnx_models import (BACKEND_CASES, EXPORTABLE, backend_cases, ort_session, stack,
+                         with_weights_as_initializers)
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -171,16 +172,6 @@ def test_run_has_onnxruntime_signature():
 
 
 # round trips --------------------------------------------------------------------------------------
-EXPORTED = [
-    lambda: nn.LSTM(5, 7, num_layers=2, seed=1),
-    lambda: nn.LSTM(5, 6, num_layers=2, bidirectional=True, batch_first=True, seed=2),
-    lambda: nn.GRU(5, 6, num_layers=3, bidirectional=True, seed=3),
-    lambda: nn.GRU(5, 17, seed=4),
-    lambda: nn.RNN(5, 4, nonlinearity="relu", num_layers=2, bidirectional=True, seed=5),
-    lambda: nn.RNN(5, 4, bias=False, seed=6),
-]
-
-
 def _variant_modules():
     """The cell variants, exported with their ONNX attributes."""
     return [lambda: nn.LSTM(5, 6, num_layers=2, direction="reverse", seed=7),
@@ -189,7 +180,7 @@ def _variant_modules():
             lambda: nn.LSTM(5, 4, num_layers=2, bidirectional=True, peepholes=True, seed=10)]
 
 
-@pytest.mark.parametrize("make", EXPORTED + _variant_modules())
+@pytest.mark.parametrize("make", EXPORTABLE + _variant_modules())
 def test_round_trip_with_rnnfast_export(tmp_path, make):
     m = make().eval()
     rnnfast.onnx.export(m, tmp_path / "m.onnx")
