@@ -22,32 +22,34 @@ def make_problem(cell, T, B, I, H, rng, ragged=True, dtype=np.float32):
     return p, lengths
 
 
-def run_optimised(cell, p, lengths, reverse, train=True):
+def run_optimised(cell, p, lengths, reverse, train=True, weights="float32", step=False, **options):
+    """Forward (and in training backward) through the kernels; options go to PackedWeights (the
+    cell variants: peephole=, linear_before_reset=), and a peephole LSTM also returns g_w_p."""
     T, B, I = p["x"].shape
-    H = p["w_hh"].shape[1]
-    packed = _core.PackedWeights(cell, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], train)
+    H, G = p["w_hh"].shape[1], p["w_hh"].shape[0] // p["w_hh"].shape[1]
+    packed = _core.PackedWeights(cell, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], train, weights, step, **options)
     y = np.full((T, B, H), np.nan, np.float32)
     hn, cn = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
     cache = _core.TrainCache() if train else None
     _core.layer_forward(packed, p["x"], lengths, reverse, p["h0"], p["c0"], y, 0, hn, cn, cache)
     out = dict(y=y, hn=hn, cn=cn)
     if train:
-        G = CELLS[cell]
-        g = {k: np.zeros(s, np.float32) for k, s in
-             [("w_ih", (G * H, I)), ("w_hh", (G * H, H)), ("b_ih", (G * H,)), ("b_hh", (G * H,))]}
+        shapes = [("w_ih", (G * H, I)), ("w_hh", (G * H, H)), ("b_ih", (G * H,)), ("b_hh", (G * H,))]
+        g = {k: np.zeros(s, np.float32) for k, s in shapes + ([("w_p", (3, H))] if "peephole" in options else [])}
         dx, dh0, dc0 = np.empty((T, B, I), np.float32), np.empty((B, H), np.float32), np.empty((B, H), np.float32)
         _core.layer_backward(packed, cache, p["x"], p["dy"], 0, p["dhn"], p["dcn"], dx, False, dh0, dc0,
-                             g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"])
+                             g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"], g.get("w_p"))
         out.update(dx=dx, dh0=dh0, dc0=dc0, **{"g_" + k: v for k, v in g.items()})
     return out
 
 
-def run_reference(cell, p, lengths, reverse):
+def run_reference(cell, p, lengths, reverse, **options):
+    """The scalar twin of run_optimised (the same options; g_w_p for a peephole LSTM)."""
     args = (cell, p["x"], lengths, reverse, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["h0"], p["c0"])
-    y, hn, cn = _core.reference_forward(*args)
-    g = _core.reference_backward(*args, p["dy"], p["dhn"], p["dcn"])
-    return dict(y=y, hn=hn, cn=cn, dx=g["dx"], dh0=g["dh0"], dc0=g["dc0"],
-                **{"g_" + k: g[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")})
+    y, hn, cn = _core.reference_forward(*args, **options)
+    g = _core.reference_backward(*args, p["dy"], p["dhn"], p["dcn"], **options)
+    grads = ("w_ih", "w_hh", "b_ih", "b_hh") + (("w_p",) if "peephole" in options else ())
+    return dict(y=y, hn=hn, cn=cn, dx=g["dx"], dh0=g["dh0"], dc0=g["dc0"], **{"g_" + k: g[k] for k in grads})
 
 
 def assert_matches(ours, ref, cell, atol=2e-5, rtol=2e-5):

@@ -7,6 +7,7 @@ import pytest
 import rnnfast
 from rnnfast import _core
 from helpers import ISAS, assert_gradients_match_differences, randn, using_isa
+import test_kernels as kernels
 from test_kernels import SHAPES, assert_matches, make_problem
 
 # name -> (cell, options of PackedWeights / the reference)
@@ -26,40 +27,12 @@ def options(variant, p):
     return dict(peephole=p["w_p"]) if variant == "peephole" else dict(linear_before_reset=False)
 
 
-def run_optimised(variant, p, lengths, reverse, train=True, weights="float32", step=False):
-    cell = VARIANTS[variant]
-    T, B, I = p["x"].shape
-    H, G = p["w_hh"].shape[1], p["w_hh"].shape[0] // p["w_hh"].shape[1]
-    packed = _core.PackedWeights(cell, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], train, weights, step,
-                                 **options(variant, p))
-    y = np.full((T, B, H), np.nan, np.float32)
-    hn, cn = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
-    cache = _core.TrainCache() if train else None
-    _core.layer_forward(packed, p["x"], lengths, reverse, p["h0"], p["c0"], y, 0, hn, cn, cache)
-    out = dict(y=y, hn=hn, cn=cn)
-    if train:
-        g = {k: np.zeros(s, np.float32) for k, s in
-             [("w_ih", (G * H, I)), ("w_hh", (G * H, H)), ("b_ih", (G * H,)), ("b_hh", (G * H,)), ("w_p", (3, H))]}
-        dx, dh0, dc0 = np.empty((T, B, I), np.float32), np.empty((B, H), np.float32), np.empty((B, H), np.float32)
-        _core.layer_backward(packed, cache, p["x"], p["dy"], 0, p["dhn"], p["dcn"], dx, False, dh0, dc0,
-                             g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"],
-                             g["w_p"] if variant == "peephole" else None)
-        if variant != "peephole":
-            del g["w_p"]
-        out.update(dx=dx, dh0=dh0, dc0=dc0, **{"g_" + k: v for k, v in g.items()})
-    return out
+def run_optimised(variant, p, lengths, reverse, **kw):
+    return kernels.run_optimised(VARIANTS[variant], p, lengths, reverse, **kw, **options(variant, p))
 
 
 def run_reference(variant, p, lengths, reverse):
-    cell = VARIANTS[variant]
-    args = (cell, p["x"], lengths, reverse, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["h0"], p["c0"])
-    y, hn, cn = _core.reference_forward(*args, **options(variant, p))
-    g = _core.reference_backward(*args, p["dy"], p["dhn"], p["dcn"], **options(variant, p))
-    out = dict(y=y, hn=hn, cn=cn, dx=g["dx"], dh0=g["dh0"], dc0=g["dc0"],
-               **{"g_" + k: g[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")})
-    if variant == "peephole":
-        out["g_w_p"] = g["w_p"]
-    return out
+    return kernels.run_reference(VARIANTS[variant], p, lengths, reverse, **options(variant, p))
 
 
 @pytest.mark.parametrize("isa", ISAS)
