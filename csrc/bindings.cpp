@@ -329,6 +329,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_prewake", [] { return prewake(); }, "Whether early wake-ups for periodic calls are on.");
   m.def("_fail_next_calibrations", &fail_next_calibrations, py::arg("n"),
         "Test hook: the thread team's next n calibrations time no worker (csrc/core/team.h).");
+  m.def("_alternate_tile_order", [](py::handle on) { return set_alternate_tile_order(bool_arg(on, "on")); }, py::arg("on"),
+        "Test hook: whether time loops reverse their tiles' order every other step (default True; the same tiles, "
+        "so the same results). Returns the previous setting. csrc/core/kernels/phases.h.");
   m.def("_team_testing", &set_team_testing, py::arg("force_threads") = 0, py::arg("join_delay_us") = 0,
         py::arg("tile_delay_us") = 0, "Test hooks of the thread team (csrc/core/team.h); all 0 turns them off. Returns the workers' joins so far.");
 

@@ -592,6 +592,9 @@ TeamPlan plan_team(double step_ns, long steps, long max_tiles) {
 }
 
 std::atomic<int> g_team_tile_delay_us{0};
+std::atomic<bool> g_alternate_tile_order{true};
+
+bool set_alternate_tile_order(bool on) { return g_alternate_tile_order.exchange(on); }
 
 void team_test_delay(int us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
 

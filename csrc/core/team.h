@@ -147,5 +147,9 @@ void fail_next_calibrations(int n);
 std::vector<int> simulate_backoff(const std::vector<int>& stalled);
 extern std::atomic<int> g_team_tile_delay_us;
 void team_test_delay(int us);
+// Test hook: whether time loops alternate their tiles' order from step to step (phases.h; default
+// true). Returns the previous setting.
+bool set_alternate_tile_order(bool on);
+extern std::atomic<bool> g_alternate_tile_order;
 
 }  // namespace rnnfast

@@ -109,7 +109,7 @@ static void ln_forward_step(const ForwardArgs& a, const BT* wh, int t, int n, co
     microkernel_rows<MR, NV, BT>(mr, H, hprev + static_cast<long>(m0) * Hp, Hp, wh + jb * h_panel, acc);
     for (int m = 0; m < mr; ++m)
       for (int v = 0; v < NV; ++v) store(a.ln.rec + static_cast<long>(m0 + m) * GHp + (jb * NV + v) * W, acc[m][v]);
-  });
+  }, reverse_tiles(t, nmb, a.first_slot));
   const float *gh = a.w.ln + 2 * GHp, *bh = a.w.ln + 3 * GHp, *gc = a.w.ln + 4 * GHp, *bc = gc + Hp;
   const long row_t = a.training ? a.rows.first(t) : 0;
   phases.run(n, [&](long pl) {
@@ -174,7 +174,7 @@ static void ln_backward_step(const BackwardArgs& a, int t, int n, int nn, const 
           float* pass = a.dh_pass + static_cast<long>(m0 + m) * Hp + (sb * Q + q) * W;
           store(pass, load(pass) + acc[m][q]);
         }
-    });
+    }, reverse_tiles(t, nmb));
   if (n == 0) return;
   const float *gh = a.w.ln + 2 * GHp, *gc = a.w.ln + 4 * GHp, *bc = gc + Hp;
   phases.run(n, [&](long pl) {

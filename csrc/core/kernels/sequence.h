@@ -94,7 +94,7 @@ static void project_step(const ForwardArgs& a, int t, int n, const float* m_rows
       for (int v = 0; v * W < ncols; ++v) store(hout + v * W, acc[m][v]);  // padding columns get W_hr's zeros
       copy_out(a.y + (static_cast<long>(t) * a.B + a.rows.user(p)) * a.ldy + c0, hout, ncols);
     }
-  });
+  }, reverse_tiles(t, nmb, a.first_slot));
 }
 
 // One forward step of Cho et al.'s GRU (cells/gru.h, GruResetBefore) over the n running rows: phase
@@ -130,7 +130,7 @@ static void reset_before_step(const ForwardArgs& a, const BT* wh, int n, int t, 
       const long r = static_cast<long>(m0 + m) * Hp + jb * NB;
       Cell::forward_rz(gates_t + static_cast<long>(m0 + m) * GHp + gb, a.w.bx + gb, acc[m], hprev + r, rh + r);
     }
-  });
+  }, reverse_tiles(t, nmb, a.first_slot));
   // Phase 2: kNBlocks blocks per tile, so that even one row keeps that many independent sums
   // in flight (one vector's chain of H dependent multiply-adds would wait on each one's latency).
   constexpr int Q = Cell::kNBlocks;
@@ -155,7 +155,7 @@ static void reset_before_step(const ForwardArgs& a, const BT* wh, int n, int t, 
         copy_out(a.y + (static_cast<long>(t) * a.B + R.user(p)) * a.ldy + j0, hout, ncols);
       }
     }
-  });
+  }, reverse_tiles(t, nmb, a.first_slot));
 }
 
 // wx, wh: the packed input and recurrent weights, float or bfloat16 (BT). wx_step: W_ih packed per
@@ -246,7 +246,7 @@ static void forward_sequence_with(const ForwardArgs& a, const BT* wx, const BT* 
                         cprev ? cprev + r : nullptr, cprev ? cnext.row(p) + j0 : nullptr, aux, peep, a.training);
           if (!proj) copy_out(a.y + (static_cast<long>(t) * B + R.user(p)) * a.ldy + j0, hout, ncols);
         }
-      });
+      }, reverse_tiles(t, nmb, a.first_slot));
       if (proj) project_step<MR, NV>(a, t, n, a.aux + (a.training ? R.first(t) : 0) * Hp, hnext, phases);
     }
   }
@@ -352,7 +352,7 @@ static void backward_step_projected(const BackwardArgs& a, int t, int n, int nn,
         }
       }
     }
-  });
+  }, reverse_tiles(t, nmb));
   if (n == 0) return;
   const int nmb_run = ceil_div(n, MR);
   phases.run(static_cast<long>(ceil_div(nblk, Q)) * nmb_run, [&](long tile) {
@@ -374,7 +374,7 @@ static void backward_step_projected(const BackwardArgs& a, int t, int n, int nn,
                        a.cs + row * Hp + j0, cnext.row(p) + j0, nullptr, nullptr);  // no peepholes here
       }
     }
-  });
+  }, reverse_tiles(t, nmb_run));
 }
 
 template <class Cell>
@@ -445,7 +445,7 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
           for (int u = 0; u < U; ++u) store(a.dh_pass + r + u * W, pass[u]);
         }
       }
-    });
+    }, reverse_tiles(s, nmb));
     if constexpr (Cell::kTwoPhase) {  // d(r⊙h) = dan W_hn for the running rows, then dar
       const int nmb_r = ceil_div(n, MR);
       const long dn_panel = static_cast<long>(Hp) * Q * U * W;
@@ -466,7 +466,7 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
                              a.dh_pass + static_cast<long>(p) * Hp + j0);
           }
         }
-      });
+      }, reverse_tiles(s, nmb_r));
     }
   }
 

@@ -162,7 +162,7 @@ static void forward_sequence_reduced(const ForwardArgs& a, const ReducedWeights&
                         cprev ? cprev + r : nullptr, cprev ? cnext + r : nullptr, nullptr, nullptr, false);
           copy_out(a.y + (static_cast<long>(t) * B + R.user(p)) * a.ldy + j0, hnext + r, ncols);
         }
-      });
+      }, reverse_tiles(t, nmb, a.first_slot));
     }
   }
 }
