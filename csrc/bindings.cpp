@@ -279,6 +279,10 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(static_cast<int>(int_arg(n, "num_threads", 1, kMaxKernelThreads)));
   }, "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
+  m.def("_set_thread_cap", [](py::handle cap) { return set_thread_cap(static_cast<int>(int_arg(cap, "cap", 0, 1 << 30))); },
+        py::arg("cap"),
+        "The calling thread's kernel calls use at most cap threads (0: no cap); returns the previous cap. "
+        "rnnfast.torch sets torch.get_num_threads() around its calls. csrc/core/cpu.h.");
   m.def("set_idle_spin", [](py::handle us) {
     const double v = float_arg(us, "microseconds", -HUGE_VAL, HUGE_VAL);
     if (!(v >= 0 && v <= 1e7))

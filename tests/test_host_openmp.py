@@ -206,3 +206,33 @@ def test_a_torch_running_fewer_threads_than_the_call_leaves_it_to_our_own_team()
         print(one["host"], one["calls"], two["host"] > 0)
     """)
     assert res.returncode == 0 and res.stdout.split() == ["0", "5", "True"], res.stdout + res.stderr
+
+
+def test_drop_in_modules_use_at_most_torchs_thread_count():
+    """rnnfast.torch caps its kernel calls at torch.get_num_threads(), as torch.nn's modules use:
+    with torch.set_num_threads(1) a drop-in forward, backward and cell step run on one thread (the
+    same bits), while rnnfast.nn's modules keep rnnfast's own setting."""
+    res = run("""
+        torch.manual_seed(0)
+        m, cell = rnnfast.torch.LSTM(128, 256), rnnfast.torch.GRUCell(128, 256)
+        x = torch.randn(100, 8, 128, requires_grad=True)
+        xc = torch.randn(8, 128, requires_grad=True)
+        plain = rnnfast.nn.LSTM(128, 256).eval()
+        xn = np.zeros((100, 8, 128), np.float32)
+        out = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            x.grad = xc.grad = None
+            _core._team_stats(True)
+            y, _ = m(x)
+            y.sum().backward()
+            h = cell(xc)
+            h.sum().backward()
+            drop_in = _core._team_stats(True)["calls"]
+            plain(xn)
+            out[n] = [t.detach().numpy().copy() for t in (y, x.grad, h, xc.grad)]
+            print(n, drop_in > 0, _core._team_stats()["calls"] > 0)
+        print(all(np.array_equal(a, b) for a, b in zip(out[1], out[2])))
+    """)
+    assert res.returncode == 0 and res.stdout.split() == ["1", "False", "True", "2", "True", "True", "True"], \
+        res.stdout + res.stderr

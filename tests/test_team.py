@@ -403,3 +403,26 @@ def test_prewake_switch_takes_only_a_bool():
         assert rnnfast.get_prewake() is False and rnnfast.cpu_info()["team"]["prewake"] is False
     finally:
         rnnfast.set_prewake(True)
+
+
+def test_a_thread_cap_holds_for_its_own_thread_only():
+    """_core._set_thread_cap (what rnnfast.torch sets to torch.get_num_threads()): this thread's calls
+    use at most that many threads; another thread's calls are not capped; bad caps are refused."""
+    m = rnnfast.nn.LSTM(128, 256).eval()
+    x = randn(np.random.default_rng(0), 100, 8, 128)
+    saved = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(2)
+    previous = _core._set_thread_cap(1)
+    try:
+        assert rnnfast.get_num_threads() == 1
+        _core._team_stats(True)
+        m(x)
+        assert _core._team_stats(True)["calls"] == 0
+        in_threads(lambda _: m(x), 1)
+        assert _core._team_stats()["calls"] == 1
+    finally:
+        assert _core._set_thread_cap(previous) == 1
+        rnnfast.set_num_threads(saved)
+    for bad, error in [(-1, ValueError), (True, TypeError), ("2", TypeError)]:
+        with pytest.raises(error, match="cap"):
+            _core._set_thread_cap(bad)

@@ -232,7 +232,21 @@ void set_isa(Isa isa) {
   throw std::invalid_argument(std::string("this CPU cannot run the ") + isa_name(isa) + " kernels");
 }
 
-int num_threads() { return threads_slot().load(); }
+namespace {
+thread_local int t_thread_cap = 0;
+}  // namespace
+
+int num_threads() {
+  const int n = threads_slot().load();
+  return t_thread_cap > 0 && t_thread_cap < n ? t_thread_cap : n;
+}
+
+int set_thread_cap(int cap) {
+  if (cap < 0) throw std::invalid_argument("cap must be >= 0 (0: none), got " + std::to_string(cap));
+  const int previous = t_thread_cap;
+  t_thread_cap = cap;
+  return previous;
+}
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("num_threads must be >= 1, got " + std::to_string(n));

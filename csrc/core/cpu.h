@@ -45,7 +45,10 @@ const ThreadDefault& thread_default();
 int default_thread_count(int affinity, int online, double cgroup_quota, int mpi_local_ranks);
 double parse_cpu_max(const std::string& text);  // "max 100000" -> 0, "150000 100000" -> 1.5
 
-int num_threads();
+int num_threads();           // the process's setting, capped by the calling thread's cap
 void set_num_threads(int n);  // n >= 1
+// The calling thread's calls use at most cap threads (0: no cap); returns the previous cap.
+// rnnfast.torch sets torch.get_num_threads() around its kernel calls, as torch.nn's modules use.
+int set_thread_cap(int cap);
 
 }  // namespace rnnfast

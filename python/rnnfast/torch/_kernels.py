@@ -2,12 +2,28 @@
 one layer stack forward and its backward, on numpy views of contiguous float32 CPU tensors."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from .. import _core
 
 _CELLS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
+
+
+def torch_threads(kernel_call):
+    """Runs kernel_call with this thread's kernel calls capped at torch.get_num_threads() threads,
+    as torch.nn's modules use (and at most rnnfast.get_num_threads()): a process that sets
+    torch.set_num_threads(1), e.g. one of several serving or data-loading processes, gets one."""
+    @functools.wraps(kernel_call)
+    def capped(*args, **kwargs):
+        previous = _core._set_thread_cap(torch.get_num_threads())
+        try:
+            return kernel_call(*args, **kwargs)
+        finally:
+            _core._set_thread_cap(previous)
+    return capped
 
 
 def zeros_like(t: torch.Tensor) -> torch.Tensor:
@@ -97,6 +113,7 @@ def draw_mask(shape, p: float, scatter=None) -> np.ndarray:
     return full.reshape(shape)
 
 
+@torch_threads
 def stack_forward(spec: Spec, state: State, flat, x, lengths, h0, c0, saving: bool, scatter=None):
     """All layers over a time-major (T, B, I) float32 array. Returns y, hn, cn and (when saving)
     what stack_backward needs."""
@@ -131,6 +148,7 @@ def stack_forward(spec: Spec, state: State, flat, x, lengths, h0, c0, saving: bo
     return layer_in, hn, cn, ((saved, caches) if saving else None)
 
 
+@torch_threads
 def stack_backward(spec: Spec, state: State, flat, saved, dy, dhn, dcn):
     """Gradients of the forward that saved ``saved``: dx, dh0, dc0 and one tensor per weight of
     ``flat`` (fresh zeros the kernels add into)."""

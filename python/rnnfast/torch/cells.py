@@ -7,7 +7,7 @@ import torch
 
 from .. import _core
 from ._function import take_saved
-from ._kernels import array, zeros_like
+from ._kernels import array, torch_threads, zeros_like
 from .modules import KernelState, check_supported
 
 
@@ -25,6 +25,7 @@ class CellFunction(torch.autograd.Function):
         return (h, c) if ctx.lstm else h
 
     @staticmethod
+    @torch_threads
     def backward(ctx, dh, dc=None):
         packed, cache = take_saved(ctx, "cell step")
         x, *weights = ctx.saved_tensors
@@ -43,6 +44,7 @@ class CellFunction(torch.autograd.Function):
                 torch.from_numpy(dc0) if ctx.lstm and need[3] else None, *grads)
 
 
+@torch_threads
 def _step(module, packed, x, h0, c0, cache):
     """One kernel step on tensors (B, I), (B, H) or None; returns h' and c' (None but for LSTM)."""
     B, H = x.shape[0], module.hidden_size
