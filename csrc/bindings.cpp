@@ -279,6 +279,9 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(static_cast<int>(int_arg(n, "num_threads", 1, kMaxKernelThreads)));
   }, "Threads the kernels use, 1 to cpu_info()['max_threads'].");
   m.def("get_num_threads", [] { return num_threads(); });
+  m.def("_huge_pages", [](py::handle on) { return set_huge_pages(bool_arg(on, "on")); }, py::arg("on"),
+        "Test hook: whether weights packed from now on may use transparent huge pages (default True); returns the "
+        "previous setting. csrc/core/layer.h.");
   m.def("_set_thread_cap", [](py::handle cap) { return set_thread_cap(static_cast<int>(int_arg(cap, "cap", 0, 1 << 30))); },
         py::arg("cap"),
         "The calling thread's kernel calls use at most cap threads (0: no cap); returns the previous cap. "

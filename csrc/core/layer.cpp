@@ -10,17 +10,37 @@
 #include <stdexcept>
 #include <string>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 #include "precision.h"
 #include "quantize.h"
 
 namespace rnnfast {
 
-AlignedBuffer::AlignedBuffer(size_t n, bool zero) : n_(n) {
+namespace {
+std::atomic<bool> g_huge_pages{true};
+constexpr size_t kHugePage = size_t{2} << 20;
+}  // namespace
+
+bool set_huge_pages(bool on) { return g_huge_pages.exchange(on); }
+
+AlignedBuffer::AlignedBuffer(size_t n, bool zero, bool huge) : n_(n) {
   if (n == 0) return;
-  if (n > (SIZE_MAX - 63) / sizeof(float)) throw std::bad_alloc();  // the byte count would wrap around
-  const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (n > (SIZE_MAX - kHugePage) / sizeof(float)) throw std::bad_alloc();  // the byte count would wrap around
+  size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+#ifdef __linux__
+  huge = huge && bytes >= kHugeMinBytes && g_huge_pages.load(std::memory_order_relaxed);
+#else
+  huge = false;
+#endif
+  if (huge) bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  float* p = static_cast<float*>(std::aligned_alloc(huge ? kHugePage : 64, bytes));
   if (!p) throw std::bad_alloc();
+#ifdef __linux__
+  if (huge) madvise(p, bytes, MADV_HUGEPAGE);  // a hint: without THP the pages stay 4 KiB
+#endif
   if (zero) std::memset(p, 0, bytes);
   p_.reset(p);
 }
@@ -75,13 +95,13 @@ PackedWeights::PackedWeights(CellKind cell, int input_size, int hidden_size, con
     throw std::invalid_argument("proj_size, layer_norm: not with peepholes (not built yet)");
   const IsaKernels& k = kernels_for(isa);
   L_ = k.layout(cell, variant, I_, H_, proj_size);
-  wx_ = AlignedBuffer(L_.wx);
-  wh_ = AlignedBuffer(L_.wh);
+  wx_ = AlignedBuffer(L_.wx, false, true);
+  wh_ = AlignedBuffer(L_.wh, false, true);
   if (with_backward) {
-    wx_bwd_ = AlignedBuffer(L_.wx_bwd);
-    wh_bwd_ = AlignedBuffer(L_.wh_bwd);
+    wx_bwd_ = AlignedBuffer(L_.wx_bwd, false, true);
+    wh_bwd_ = AlignedBuffer(L_.wh_bwd, false, true);
   }
-  if (step_weights) wx_step_ = AlignedBuffer(L_.wx_step);  // empty when wx already is per block
+  if (step_weights) wx_step_ = AlignedBuffer(L_.wx_step, false, true);  // empty when wx already is per block
   if (with_backward && L_.wh_n_bwd) wh_n_bwd_ = AlignedBuffer(L_.wh_n_bwd);
   if (variant.peephole) peep_ = AlignedBuffer(3L * L_.Hp);
   bx_ = AlignedBuffer(L_.GHp);
