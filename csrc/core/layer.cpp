@@ -536,7 +536,8 @@ BackwardArgs begin_backward(const PackedWeights& w, TrainCache& cache, const flo
   const size_t panels_width = static_cast<size_t>((L.GHp + L.NR - 1) / L.NR) * L.NR;
   ensure_size(cache.dh_pass, static_cast<size_t>(B) * Hp);
   ensure_size(cache.dc, static_cast<size_t>(B) * Hp);
-  ensure_size(cache.wgrad, static_cast<size_t>(std::max(I, H)) * L.GHp);
+  const bool one_pass = !own_dgh && one_pass_weight_grads(I, L.P, L.GHp);  // W_ih's and W_hh's at once
+  ensure_size(cache.wgrad, static_cast<size_t>((one_pass ? I : 0) + std::max(I, H)) * L.GHp);
   // The projection's gradient packs blocks of m (H columns) in bpack, like dG's (GHp >= H).
   ensure_size(cache.bpack, kBackwardPackRows * panels_width);
   ensure_size(cache.colsum, panels_width);

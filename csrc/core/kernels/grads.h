@@ -25,15 +25,32 @@ static void pack_rows_sum(int K, int N, const float* src, long ld, float* dst, i
   }
 }
 
-// gw (G*H x M, PyTorch layout) += dGᵀ X for X (rows x M, row stride ldx), computed as
-// wgrad (M x GHp) = Xᵀ dG, one block of kGemmKC rows of X and dG at a time: the GEMM reads Xᵀ in
-// place (row stride 1, k stride ldx) and the block of dG is packed into panels. gb (G*H, may be
-// null) += the column sums of dG, taken while packing (each panel's sums run over the blocks in
-// order, whoever packs them: a fixed order).
-static void weight_grad(PhaseRunner& phases, int M, int rows, const BackwardArgs& a, const float* dG, const float* X,
-                        long ldx, float* gw, long ldgw, float* gb) {
+// One weight's gradient from dG: gw (G*H x M, PyTorch layout) += dGᵀ X for X (rows x M, row
+// stride ldx); gb (G*H, may be null) += the column sums of dG.
+struct WeightGrad {
+  int M;
+  const float* X;
+  long ldx;
+  float* gw;
+  long ldgw;
+  float* gb;
+};
+
+// The gradients of n weights (1 or 2) that share dG, computed as wgrad (M x GHp) = Xᵀ dG (one
+// scratch block per weight, back to back), one block of kGemmKC rows of X and dG at a time: the
+// GEMMs read Xᵀ in place (row stride 1, k stride ldx) and the block of dG is packed into panels
+// once for all of them. The column sums are taken while packing (each panel's run over the
+// blocks in order, whoever packs them: a fixed order) and added to every gb given.
+static void weight_grads(PhaseRunner& phases, int rows, const BackwardArgs& a, const float* dG, const WeightGrad* w,
+                         int n) {
   const int GHp = a.L.GHp, NR = a.L.NR, npanels = ceil_div(GHp, NR);
-  float* colsum = gb ? a.colsum : nullptr;
+  bool sums = false;
+  long scratch[2] = {0, 0};  // where each weight's wgrad block starts
+  for (int i = 0; i < n; ++i) {
+    sums = sums || w[i].gb;
+    if (i + 1 < n) scratch[i + 1] = scratch[i] + static_cast<long>(w[i].M) * GHp;
+  }
+  float* colsum = sums ? a.colsum : nullptr;
   for (int k0 = 0; k0 < rows; k0 += kGemmKC) {
     const int kc = rows - k0 < kGemmKC ? rows - k0 : kGemmKC;
     phases.run(npanels, [&](long t) {
@@ -42,9 +59,16 @@ static void weight_grad(PhaseRunner& phases, int M, int rows, const BackwardArgs
         for (int c = p * NR; c < (p + 1) * NR; ++c) colsum[c] = 0.0f;
       pack_rows_sum<GEMM_NV>(kc, GHp, dG + static_cast<long>(k0) * GHp, GHp, a.bpack, p, p + 1, colsum);
     });
-    const Gemm g{M, GHp, kc, X + static_cast<long>(k0) * ldx, 1, a.bpack, static_cast<long>(kc) * NR, a.wgrad, GHp,
-                 k0 > 0, ldx};
-    phases.run(g.tiles(), [&](long t) { g.tile(t); });
+    auto gemm = [&](int i) {
+      return Gemm{w[i].M, GHp, kc, w[i].X + static_cast<long>(k0) * w[i].ldx, 1, a.bpack, static_cast<long>(kc) * NR,
+                  a.wgrad + scratch[i], GHp, k0 > 0, w[i].ldx};
+    };
+    const Gemm g0 = gemm(0), g1 = gemm(n - 1);  // g1 == g0 when n == 1
+    const long t0 = g0.tiles();
+    phases.run(n == 2 ? t0 + g1.tiles() : t0, [&](long t) {
+      if (t < t0) g0.tile(t);
+      else g1.tile(t - t0);
+    });
   }
   constexpr int kScatter = 64;  // gate columns per scatter tile
   phases.run(ceil_div(GHp, kScatter), [&](long t) {
@@ -52,9 +76,12 @@ static void weight_grad(PhaseRunner& phases, int M, int rows, const BackwardArgs
     for (int c = c_lo; c < c_hi; ++c) {
       const int row = torch_row(c, a.L.G, a.L.NB, a.H);
       if (row < 0) continue;
-      float* out = gw + row * ldgw;
-      for (int i = 0; i < M; ++i) out[i] += a.wgrad[static_cast<long>(i) * GHp + c];
-      if (colsum) gb[row] += colsum[c];
+      for (int i = 0; i < n; ++i) {
+        float* out = w[i].gw + row * w[i].ldgw;
+        const float* in = a.wgrad + scratch[i] + c;
+        for (int m = 0; m < w[i].M; ++m) out[m] += in[static_cast<long>(m) * GHp];
+        if (w[i].gb) w[i].gb[row] += colsum[c];
+      }
     }
   });
 }
@@ -76,7 +103,8 @@ static void n_gate_weight_grad(PhaseRunner& phases, int rows, const BackwardArgs
   BackwardArgs n = a;
   n.L.G = 1;
   n.L.GHp = Hp;
-  weight_grad(phases, H, rows, n, dn_rows, a.aux, Hp, a.gw_hh + 2L * H * H, H, a.gb_hh ? a.gb_hh + 2 * H : nullptr);
+  const WeightGrad w_hn{H, a.aux, Hp, a.gw_hh + 2L * H * H, H, a.gb_hh ? a.gb_hh + 2 * H : nullptr};
+  weight_grads(phases, rows, n, dn_rows, &w_hn, 1);
 }
 
 // The projection's gradient (LSTM proj_size): gw_hr (P x H, PyTorch layout) += Σ_rows dh_rowsᵀ m,

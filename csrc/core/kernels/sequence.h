@@ -481,8 +481,17 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
   const Gemm dxg{rows, I, GHp, dgx, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR,
                  R.dense() ? a.dx : a.dx_rows, I, R.dense() && a.dx_accumulate};
   if (R.dense()) phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
-  weight_grad(phases, I, rows, a, dgx, a.x, I, a.gw_ih, I, a.w.ln ? nullptr : a.gb_ih);
-  weight_grad(phases, a.L.P, rows, a, a.dgh, a.hs, Hp, a.gw_hh, a.L.P, a.w.ln ? nullptr : a.gb_hh);
+  // W_ih's and W_hh's gradients. LSTM and RNN read the same dG for both (their input and
+  // recurrent pre-activation gradients are equal): one packing pass can serve both GEMMs.
+  const WeightGrad w_ih{I, a.x, I, a.gw_ih, I, a.w.ln ? nullptr : a.gb_ih};
+  const WeightGrad w_hh{a.L.P, a.hs, Hp, a.gw_hh, a.L.P, a.w.ln ? nullptr : a.gb_hh};
+  if (dgx == a.dgh && one_pass_weight_grads(I, a.L.P, GHp)) {
+    const WeightGrad both[2] = {w_ih, w_hh};
+    weight_grads(phases, rows, a, dgx, both, 2);
+  } else {
+    weight_grads(phases, rows, a, dgx, &w_ih, 1);
+    weight_grads(phases, rows, a, a.dgh, &w_hh, 1);
+  }
   if constexpr (Cell::kTwoPhase) n_gate_weight_grad(phases, rows, a, a.dgh);  // W_hn, b_hn: against r⊙h
   if (a.gw_p) peephole_grad<Cell>(phases, a);
   if (a.w.whr) projection_grad(phases, rows, a);
