@@ -88,7 +88,7 @@ static void weight_grads(PhaseRunner& phases, int rows, const BackwardArgs& a, c
 
 // Cho et al.'s GRU: W_hn's and b_hn's gradients, dan against r⊙h (the n rows of the first W_hh sum
 // got zeros). dan is compacted from the gates into dn_rows (rows x Hp, free scratch: dgh, read
-// already), so the GEMM runs over the n gate's columns only, as a one-gate layout of weight_grad.
+// already), so the GEMM runs over the n gate's columns only, as a one-gate layout of weight_grads.
 static void n_gate_weight_grad(PhaseRunner& phases, int rows, const BackwardArgs& a, float* dn_rows) {
   const int G = a.L.G, NB = a.L.NB, GHp = a.L.GHp, Hp = a.L.Hp, nblk = Hp / NB, H = a.H;
   constexpr int kRows = 64;
