@@ -166,7 +166,8 @@ struct BackwardArgs {
   float* dgh;             // GRU: gradient of the recurrent pre-activations (like gates); else == gates
   const float *hs, *cs, *aux;  // from forward
   float *dh_pass, *dc;    // (B, Hp) each, sorted rows; in: gradients of h_n and c_n (padded)
-  float* wgrad;           // scratch (max(I, H), GHp); (I + max(I, H), GHp) for one_pass_weight_grads
+  float* wgrad;           // scratch (max(I, H), GHp); with one_pass_wgrad (I + max(I, H), GHp)
+  bool one_pass_wgrad;    // W_ih's and W_hh's gradients share dG, packed once for both (kernels/grads.h)
   float* bpack;           // scratch kGemmKC x (GHp rounded to NR)
   float* colsum;          // scratch (GHp rounded to NR): bias-gradient sums
   float* dn;              // reset_before: scratch (B, Hp), one step's n-gate gradients
@@ -242,13 +243,5 @@ inline const IsaKernels* dot_kernels_for(Isa isa) {
 }
 
 constexpr int kBackwardPackRows = 256;  // K-block of the weight-gradient GEMMs (== kGemmKC)
-
-// Whether backward computes W_ih's and W_hh's gradients (M = I and P rows, GHp columns) in one
-// pass over a dG they share (kernels/sequence.h, grads.h): while both accumulator blocks, re-read
-// at every block of rows, fit in twice the L2 (LSTM B=256 H=256 and RNN training 1.02-1.05x
-// faster; LSTM H=512, 8 MB of them, 0.98-0.99x). The scratch `wgrad` then holds both.
-inline bool one_pass_weight_grads(long I, long P, long GHp) {
-  return (I + P) * GHp * static_cast<long>(sizeof(float)) <= 2 * cache_sizes().l2;
-}
 
 }  // namespace rnnfast

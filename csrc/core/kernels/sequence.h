@@ -481,11 +481,11 @@ static void backward_sequence(const BackwardArgs& a, PhaseRunner& phases) {
   const Gemm dxg{rows, I, GHp, dgx, GHp, a.w.wx_bwd, static_cast<long>(GHp) * NR,
                  R.dense() ? a.dx : a.dx_rows, I, R.dense() && a.dx_accumulate};
   if (R.dense()) phases.run(dxg.tiles(), [&](long t) { dxg.tile(t); });
-  // W_ih's and W_hh's gradients. LSTM and RNN read the same dG for both (their input and
-  // recurrent pre-activation gradients are equal): one packing pass can serve both GEMMs.
+  // W_ih's and W_hh's gradients: one packing pass over dG for both when they share it (the
+  // caller decided, sizing wgrad for both).
   const WeightGrad w_ih{I, a.x, I, a.gw_ih, I, a.w.ln ? nullptr : a.gb_ih};
   const WeightGrad w_hh{a.L.P, a.hs, Hp, a.gw_hh, a.L.P, a.w.ln ? nullptr : a.gb_hh};
-  if (dgx == a.dgh && one_pass_weight_grads(I, a.L.P, GHp)) {
+  if (a.one_pass_wgrad) {
     const WeightGrad both[2] = {w_ih, w_hh};
     weight_grads(phases, rows, a, dgx, both, 2);
   } else {
