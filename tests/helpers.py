@@ -126,3 +126,23 @@ def interrupt_python(code: str, after: float):
     finally:
         proc.kill()
     return proc.returncode, out, err
+
+
+# Source text for tests that run in a fresh interpreter (so a definition to paste, not an import):
+# in_forked_children(child, n) forks n children of the running process ('fork' start method), each
+# calling child(queue) to put one result; returns the results once every child exited cleanly.
+# Daemon children: a hung child dies with the parent, whose queue wait times out.
+IN_FORKED_CHILDREN = """
+def in_forked_children(child, n=2):
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=child, args=(q,), daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    outs = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0, p.exitcode
+    return outs
+"""

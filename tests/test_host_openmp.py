@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from conftest import require_torch
-from helpers import interrupt_python
+from helpers import IN_FORKED_CHILDREN, interrupt_python
 
 PRELUDE = """
 import threading, time
@@ -102,8 +102,7 @@ def test_sleeping_torch_threads_leave_the_call_to_our_own_team():
 def test_forked_children_use_their_own_team():
     """torch's OpenMP pool does not survive a fork (libgomp would wait for its lost threads): the
     child forgets it and computes the parent's results."""
-    res = run("""
-        import multiprocessing as mp
+    res = run(IN_FORKED_CHILDREN + textwrap.dedent("""
         m = rnnfast.nn.GRU(64, 128).eval()
         x = np.random.default_rng(0).standard_normal((80, 8, 64)).astype(np.float32)
         for _ in range(5):
@@ -113,19 +112,11 @@ def test_forked_children_use_their_own_team():
         def child(q):
             q.put((rnnfast.cpu_info()["team"]["host_openmp"], [m(x)[0] for _ in range(5)]))
 
-        ctx = mp.get_context("fork")
-        q = ctx.Queue()
-        procs = [ctx.Process(target=child, args=(q,), daemon=True) for _ in range(2)]  # a hung child dies with us
-        for p in procs:
-            p.start()
-        outs = [q.get(timeout=60) for _ in procs]
-        for p in procs:
-            p.join(60)
-            assert p.exitcode == 0, p.exitcode
+        outs = in_forked_children(child)
         assert not any(host for host, _ in outs)
         assert all(np.array_equal(y, expected) for _, ys in outs for y in ys)
         print("ok")
-    """, timeout=120)
+    """), timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout + res.stderr
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import rnnfast
 from rnnfast import _core
-from helpers import ISAS, in_threads, interrupt_python, randn, using_isa
+from helpers import IN_FORKED_CHILDREN, ISAS, in_threads, interrupt_python, randn, using_isa
 from test_kernels import CELLS, make_problem, run_optimised, run_pair
 
 
@@ -182,8 +182,7 @@ def test_import_changes_no_environment_and_loads_no_openmp():
 def test_kernels_work_in_a_forked_child():
     """multiprocessing's 'fork' after the parent ran 2-thread kernels: the child's calls (on a team
     of its own) complete with the parent's results."""
-    res = run_python("""
-        import multiprocessing as mp
+    res = run_python(IN_FORKED_CHILDREN + textwrap.dedent("""
         import numpy as np
         import rnnfast
         rnnfast.set_num_threads(2)
@@ -196,18 +195,10 @@ def test_kernels_work_in_a_forked_child():
         def child(q):
             q.put([m(x)[0] for _ in range(20)])
 
-        ctx = mp.get_context("fork")
-        q = ctx.Queue()
-        procs = [ctx.Process(target=child, args=(q,)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        outs = [q.get(timeout=60) for _ in procs]
-        for p in procs:
-            p.join(60)
-            assert p.exitcode == 0, p.exitcode
+        outs = in_forked_children(child)
         assert all(np.array_equal(y, expected) for out in outs for y in out)
         print("ok")
-    """, timeout=120)
+    """), timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
 
 
